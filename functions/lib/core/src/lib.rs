@@ -1,0 +1,16 @@
+//! The core of mailbridge: domain types, the ports (traits) the functions use, and the services that
+//! implement each flow over those ports. Nothing here depends on AWS, HTTP or Lambda; adapters live at
+//! the edge (`mailbridge-aws`, `mailbridge-embedded`, `mailbridge-graph`).
+
+pub mod crypto;
+pub mod error;
+pub mod memory;
+pub mod mime;
+pub mod model;
+pub mod ports;
+pub mod repo;
+pub mod secret;
+pub mod services;
+
+pub use error::{Error, Result};
+pub use secret::Secret;

@@ -1,0 +1,138 @@
+//! In-memory adapters: for unit tests and benchmarks. Nothing here survives the process.
+
+use crate::model::Job;
+use crate::ports::*;
+use crate::{Error, Result, Secret};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct InMemoryStateStore {
+    items: Mutex<BTreeMap<Key, Stored>>,
+}
+
+#[async_trait]
+impl StateStore for InMemoryStateStore {
+    async fn get(&self, key: &Key) -> Result<Option<Stored>> {
+        Ok(self.items.lock().unwrap().get(key).cloned())
+    }
+
+    async fn put(&self, key: &Key, body: String, cond: Cond, _expires_at: Option<DateTime<Utc>>) -> Result<u64> {
+        let mut items = self.items.lock().unwrap();
+        let current = items.get(key).map(|s| s.version);
+        let ok = match cond {
+            Cond::Any => true,
+            Cond::Absent => current.is_none(),
+            Cond::Version(v) => current == Some(v),
+        };
+        if !ok {
+            return Err(Error::Conflict(format!("{}/{}", key.partition, key.sort)));
+        }
+        let version = current.unwrap_or(0) + 1;
+        items.insert(key.clone(), Stored { body, version });
+        Ok(version)
+    }
+
+    async fn take(&self, key: &Key) -> Result<Option<Stored>> {
+        Ok(self.items.lock().unwrap().remove(key))
+    }
+
+    async fn list(&self, partition: &str) -> Result<Vec<(String, Stored)>> {
+        Ok(self
+            .items
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.partition == partition)
+            .map(|(k, v)| (k.sort.clone(), v.clone()))
+            .collect())
+    }
+}
+
+#[derive(Default)]
+pub struct InMemoryBlobStore {
+    objects: Mutex<HashMap<String, Bytes>>,
+}
+
+#[async_trait]
+impl BlobStore for InMemoryBlobStore {
+    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<()> {
+        self.objects.lock().unwrap().insert(key.to_string(), body);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.objects.lock().unwrap().get(key).cloned())
+    }
+
+    fn locate(&self, key: &str) -> String {
+        format!("memory://{key}")
+    }
+}
+
+/// A queue that keeps what is sent, for tests to inspect.
+#[derive(Default)]
+pub struct InMemoryQueue {
+    jobs: Mutex<Vec<Job>>,
+}
+
+impl InMemoryQueue {
+    pub fn jobs(&self) -> Vec<Job> {
+        self.jobs.lock().unwrap().clone()
+    }
+
+    pub fn drain(&self) -> Vec<Job> {
+        std::mem::take(&mut *self.jobs.lock().unwrap())
+    }
+}
+
+#[async_trait]
+impl JobQueue for InMemoryQueue {
+    async fn send(&self, jobs: &[Job]) -> Result<()> {
+        self.jobs.lock().unwrap().extend_from_slice(jobs);
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+pub struct InMemorySecrets {
+    values: Mutex<HashMap<String, Secret>>,
+}
+
+impl InMemorySecrets {
+    pub fn set(&self, name: &str, value: Secret) {
+        self.values.lock().unwrap().insert(name.into(), value);
+    }
+}
+
+#[async_trait]
+impl SecretStore for InMemorySecrets {
+    async fn get(&self, name: &str) -> Result<Secret> {
+        self.values
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::Config { code: "secret-missing".into(), reason: format!("no secret named {name}") })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn conditional_writes() {
+        let s = InMemoryStateStore::default();
+        let k = Key::new("p", "a");
+        assert_eq!(s.put(&k, "1".into(), Cond::Absent, None).await.unwrap(), 1);
+        assert!(matches!(s.put(&k, "2".into(), Cond::Absent, None).await, Err(Error::Conflict(_))));
+        assert!(matches!(s.put(&k, "2".into(), Cond::Version(7), None).await, Err(Error::Conflict(_))));
+        assert_eq!(s.put(&k, "2".into(), Cond::Version(1), None).await.unwrap(), 2);
+        assert_eq!(s.take(&k).await.unwrap().unwrap().body, "2");
+        assert!(s.take(&k).await.unwrap().is_none());
+    }
+}

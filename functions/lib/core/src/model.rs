@@ -1,0 +1,370 @@
+//! Domain types: server profiles, mailboxes, subscriptions, cursors, import records, alerts, jobs.
+
+use crate::secret::Secret;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Which Microsoft cloud a profile talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum Cloud {
+    /// Global Azure (also GCC moderate).
+    Global,
+    /// US Government L4 (GCC High).
+    UsGov,
+    /// US Government L5 (DoD).
+    UsGovDod,
+    /// China, operated by 21Vianet.
+    China,
+    /// Explicit URLs: a private endpoint, a proxy, or the simulator.
+    Custom { login: String, graph: String, resource: String },
+}
+
+/// The base URLs of one cloud, without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Entra ID authority host, e.g. `https://login.microsoftonline.com`.
+    pub login: String,
+    /// Graph host that requests go to, e.g. `https://graph.microsoft.com`.
+    pub graph: String,
+    /// Graph resource identifier that scopes are qualified with (the audience of the access token).
+    pub resource: String,
+}
+
+impl Cloud {
+    pub fn endpoints(&self) -> Endpoints {
+        let (login, graph) = match self {
+            Cloud::Global => ("https://login.microsoftonline.com", "https://graph.microsoft.com"),
+            Cloud::UsGov => ("https://login.microsoftonline.us", "https://graph.microsoft.us"),
+            Cloud::UsGovDod => ("https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
+            Cloud::China => ("https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"),
+            Cloud::Custom { login, graph, resource } => {
+                return Endpoints {
+                    login: login.trim_end_matches('/').to_string(),
+                    graph: graph.trim_end_matches('/').to_string(),
+                    resource: resource.trim_end_matches('/').to_string(),
+                }
+            }
+        };
+        Endpoints { login: login.into(), graph: graph.into(), resource: graph.into() }
+    }
+}
+
+/// How a profile authenticates against Microsoft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    /// A user signs in (authorization code + PKCE); mailbridge keeps a rotating refresh token.
+    Delegated,
+    /// An app registration with application permissions (client credentials), organisation-wide.
+    Application,
+}
+
+/// A server profile: which cloud, which app registration, how mailboxes connected with it behave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerProfile {
+    pub id: String,
+    pub name: String,
+    pub cloud: Cloud,
+    pub auth: AuthType,
+    /// `common`, `organizations`, `consumers` or a tenant id / domain.
+    pub tenant: String,
+    pub client_id: String,
+    /// Name of the client secret in the secret store (never the secret itself).
+    pub client_secret_ref: String,
+    /// When the client secret expires, so that maintenance can warn before it does.
+    #[serde(default)]
+    pub client_secret_expires_at: Option<DateTime<Utc>>,
+    /// New mailboxes use the default profile.
+    #[serde(default)]
+    pub is_default: bool,
+    /// Whether an administrator must approve a mailbox before its mail is processed.
+    #[serde(default)]
+    pub approval_required: bool,
+    /// Import mail received up to this many days before the connection (0: only new mail).
+    #[serde(default)]
+    pub backfill_days: u32,
+}
+
+impl ServerProfile {
+    /// Delegated scopes, fully qualified with the cloud's Graph resource as national clouds require.
+    pub fn delegated_scopes(&self) -> Vec<String> {
+        let r = self.cloud.endpoints().resource;
+        vec![
+            "offline_access".into(),
+            "openid".into(),
+            "profile".into(),
+            "email".into(),
+            format!("{r}/User.Read"),
+            format!("{r}/Mail.Read"),
+        ]
+    }
+
+    /// The scope for the client credentials grant.
+    pub fn application_scope(&self) -> String {
+        format!("{}/.default", self.cloud.endpoints().resource)
+    }
+}
+
+/// Stable identifier of a mailbox in mailbridge.
+pub type MailboxId = String;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MailboxKind {
+    /// The signed-in user's own mailbox.
+    User,
+    /// A shared mailbox reached through a delegate's sign-in (polled by delta: Graph refuses
+    /// subscriptions made with `.Shared` delegated permissions).
+    Shared,
+    /// A mailbox reached with application permissions (organisation-wide import).
+    Application,
+}
+
+/// Whether the connection to Microsoft works, and if not, what a person must do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ConnectionState {
+    Connected,
+    /// The refresh token no longer works (AADSTS code kept): someone must sign in again.
+    ReauthRequired { code: String, reason: String },
+    /// Graph cannot reach this mailbox (licence missing, on-premises, soft-deleted).
+    NotReachable { reason: String },
+}
+
+/// A folder chosen for import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderChoice {
+    /// Graph folder id.
+    pub id: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub id: MailboxId,
+    pub profile_id: String,
+    pub kind: MailboxKind,
+    /// SMTP address.
+    pub address: String,
+    pub display_name: String,
+    /// Graph object id of the mailbox's user.
+    pub user_id: String,
+    pub tenant_id: String,
+    /// For shared mailboxes: the mailbox whose sign-in (token) reaches this one.
+    #[serde(default)]
+    pub via: Option<MailboxId>,
+    pub approved: bool,
+    pub enabled: bool,
+    pub connection: ConnectionState,
+    pub folders: Vec<FolderChoice>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Mailbox {
+    /// Mail is processed only for a mailbox that is approved, enabled and connected.
+    pub fn is_active(&self) -> bool {
+        self.approved && self.enabled && self.connection == ConnectionState::Connected
+    }
+
+    /// Whether this mailbox can receive change notifications (else it is polled by delta).
+    pub fn can_subscribe(&self) -> bool {
+        self.kind != MailboxKind::Shared
+    }
+
+    /// The mailbox whose token is used to reach this one.
+    pub fn token_owner(&self) -> &str {
+        self.via.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// The outcome of the last incoming-mail run, as the status page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum IncomingStatus {
+    #[default]
+    NotRun,
+    Success,
+    Failure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    ReauthRequired,
+    LicenceMissing,
+    ConsentRevoked,
+    SecretExpiring,
+    Throttled,
+    MessageTooLarge,
+    ImportFailing,
+}
+
+/// An alert that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    pub kind: AlertKind,
+    pub message: String,
+    pub since: DateTime<Utc>,
+}
+
+/// Per-mailbox health, kept apart from the mailbox's settings so that busy workers do not contend
+/// with administrators' edits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MailboxHealth {
+    pub incoming: IncomingStatus,
+    pub last_sync: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub imported: u64,
+    pub alerts: Vec<Alert>,
+}
+
+impl MailboxHealth {
+    pub fn raise(&mut self, kind: AlertKind, message: impl Into<String>, now: DateTime<Utc>) {
+        let message = message.into();
+        match self.alerts.iter_mut().find(|a| a.kind == kind) {
+            Some(a) => a.message = message,
+            None => self.alerts.push(Alert { kind, message, since: now }),
+        }
+    }
+
+    pub fn clear(&mut self, kind: AlertKind) {
+        self.alerts.retain(|a| a.kind != kind);
+    }
+}
+
+/// A Graph change-notification subscription mailbridge created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionRecord {
+    pub id: String,
+    pub mailbox_id: MailboxId,
+    pub folder_id: String,
+    pub resource: String,
+    /// SHA-256 (hex) of the clientState: the value itself is never stored.
+    pub client_state_sha256: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Where the delta query of one folder stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaCursor {
+    pub mailbox_id: MailboxId,
+    pub folder_id: String,
+    pub delta_link: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What became of one message, keyed by mailbox and immutable message id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ImportState {
+    /// A worker holds the message until `lease_until`; after that another may take it over.
+    InProgress { lease_until: DateTime<Utc>, attempts: u32 },
+    /// Stored: the `.eml` and its metadata are at `eml_key` / `metadata_key`.
+    Imported { eml_key: String, metadata_key: String, sha256: String, size: u64, at: DateTime<Utc> },
+    /// The message was gone (deleted) before it could be fetched.
+    Gone { at: DateTime<Utc> },
+    /// The message cannot be imported (too large, refused); the reason says why.
+    Refused { reason: String, at: DateTime<Utc> },
+}
+
+impl ImportState {
+    pub fn is_final(&self) -> bool {
+        !matches!(self, ImportState::InProgress { .. })
+    }
+}
+
+/// Why an import job exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobSource {
+    Notification,
+    Sweep,
+}
+
+/// A unit of work on the import queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Job {
+    /// Fetch one message's MIME and store it.
+    Import { mailbox_id: MailboxId, message_id: String, source: JobSource },
+    /// Run the delta query of a mailbox's folders (all chosen folders when `folder_id` is none).
+    Sweep { mailbox_id: MailboxId, folder_id: Option<String>, reason: String },
+    /// Renew or recreate a folder's subscription (lifecycle `reauthorizationRequired`,
+    /// `subscriptionRemoved`), then sweep the folder.
+    Resubscribe { mailbox_id: MailboxId, folder_id: String, reason: String },
+}
+
+/// A sign-in in progress, kept server-side under the hash of its `state` until the callback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingAuth {
+    pub profile_id: String,
+    pub pkce_verifier: Secret,
+    pub redirect_uri: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Tokens for one mailbox (or one application profile), sealed before storage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenSet {
+    pub access_token: Secret,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default)]
+    pub refresh_token: Option<Secret>,
+}
+
+/// The identity of the signed-in user, as Graph's `/me` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphUser {
+    pub id: String,
+    pub display_name: String,
+    pub mail: Option<String>,
+    pub user_principal_name: String,
+}
+
+impl GraphUser {
+    pub fn address(&self) -> String {
+        self.mail.clone().unwrap_or_else(|| self.user_principal_name.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphFolder {
+    pub id: String,
+    pub display_name: String,
+    pub parent_folder_id: Option<String>,
+    pub child_folder_count: u32,
+}
+
+/// A subscription to create.
+#[derive(Debug, Clone)]
+pub struct NewSubscription {
+    pub resource: String,
+    pub notification_url: String,
+    pub lifecycle_notification_url: String,
+    pub client_state: Secret,
+    pub expiration: DateTime<Utc>,
+}
+
+/// What Graph answered on subscription creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedSubscription {
+    pub id: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// One item of a delta page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaItem {
+    Message { id: String, received_at: Option<DateTime<Utc>> },
+    Removed { id: String },
+}
+
+/// One page of a delta round: more pages follow while `next_link` is set; the round ends with `delta_link`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaPage {
+    pub items: Vec<DeltaItem>,
+    pub next_link: Option<String>,
+    pub delta_link: Option<String>,
+}

@@ -1,0 +1,159 @@
+//! Ports: the narrow traits that services depend on. Adapters implement them at the edge.
+
+use crate::model::*;
+use crate::secret::Secret;
+use crate::Result;
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// The key of one stored item: a partition and a sort key within it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    pub partition: String,
+    pub sort: String,
+}
+
+impl Key {
+    pub fn new(partition: impl Into<String>, sort: impl Into<String>) -> Self {
+        Self { partition: partition.into(), sort: sort.into() }
+    }
+}
+
+/// The condition of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cond {
+    /// Write whatever is there.
+    Any,
+    /// Write only if nothing is stored under the key.
+    Absent,
+    /// Write only if the stored item has this version.
+    Version(u64),
+}
+
+/// A stored body with its version (incremented by each write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub body: String,
+    pub version: u64,
+}
+
+/// Durable state with conditional writes (DynamoDB on AWS, SQLite locally). Bodies are JSON.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn get(&self, key: &Key) -> Result<Option<Stored>>;
+    /// Writes `body` if `cond` holds and returns the new version; `Error::Conflict` if it does not.
+    /// `expires_at` lets the store delete the item some time after that instant.
+    async fn put(&self, key: &Key, body: String, cond: Cond, expires_at: Option<DateTime<Utc>>) -> Result<u64>;
+    /// Deletes the item and returns what was there; of concurrent takes, exactly one gets it.
+    async fn take(&self, key: &Key) -> Result<Option<Stored>>;
+    /// Every item of a partition, by sort key.
+    async fn list(&self, partition: &str) -> Result<Vec<(String, Stored)>>;
+}
+
+/// Where imported messages go (S3 on AWS, a directory locally).
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Stores the object under `key`, replacing what is there (keys are deterministic, so a replay
+    /// writes the same bytes). A reader never sees a partial object.
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<()>;
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
+    /// Where a person finds the object (an `s3://` URI, a file path).
+    fn locate(&self, key: &str) -> String;
+}
+
+/// The import queue (SQS on AWS, a durable SQLite queue locally).
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Persists every job or fails: never some silently.
+    async fn send(&self, jobs: &[Job]) -> Result<()>;
+}
+
+/// A received job, for queues that the runner polls itself.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub receipt: String,
+    pub job_body: String,
+    pub receive_count: u32,
+}
+
+/// The receiving side of a queue that is polled (the local runner; Lambda's SQS trigger does this on AWS).
+#[async_trait]
+pub trait JobSource: Send + Sync {
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>>;
+    async fn ack(&self, receipt: &str) -> Result<()>;
+    /// Makes the job visible again after `delay`.
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()>;
+}
+
+/// Secrets by name (Secrets Manager on AWS, an encrypted file locally).
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    async fn get(&self, name: &str) -> Result<Secret>;
+}
+
+/// Time, injectable for tests.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// What a sign-in request asks of the authorize endpoint.
+#[derive(Debug, Clone)]
+pub struct AuthorizeRequest {
+    pub redirect_uri: String,
+    pub state: Secret,
+    pub pkce_challenge: String,
+    pub login_hint: Option<String>,
+    pub prompt: Option<String>,
+}
+
+/// The Microsoft identity platform (Entra ID v2.0 endpoints).
+#[async_trait]
+pub trait Identity: Send + Sync {
+    fn authorize_url(&self, profile: &ServerProfile, req: &AuthorizeRequest) -> Result<String>;
+    async fn exchange_code(
+        &self,
+        profile: &ServerProfile,
+        client_secret: &Secret,
+        code: &str,
+        pkce_verifier: &Secret,
+        redirect_uri: &str,
+    ) -> Result<TokenSet>;
+    /// Redeems a refresh token. Microsoft rotates it: the answer carries the new one.
+    async fn refresh(&self, profile: &ServerProfile, client_secret: &Secret, refresh_token: &Secret) -> Result<TokenSet>;
+    async fn client_credentials(&self, profile: &ServerProfile, client_secret: &Secret) -> Result<TokenSet>;
+}
+
+/// Which Graph, with which token.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphCtx<'a> {
+    pub graph_base: &'a str,
+    pub token: &'a Secret,
+}
+
+/// The handful of Microsoft Graph calls mailbridge makes.
+#[async_trait]
+pub trait MailGraph: Send + Sync {
+    async fn me(&self, ctx: GraphCtx<'_>) -> Result<GraphUser>;
+    async fn user(&self, ctx: GraphCtx<'_>, id_or_upn: &str) -> Result<GraphUser>;
+    /// A folder by id or well-known name (`inbox`, `sentitems`, ...).
+    async fn folder(&self, ctx: GraphCtx<'_>, user_id: &str, folder: &str) -> Result<GraphFolder>;
+    async fn child_folders(&self, ctx: GraphCtx<'_>, user_id: &str, folder_id: &str) -> Result<Vec<GraphFolder>>;
+    async fn create_subscription(&self, ctx: GraphCtx<'_>, req: &NewSubscription) -> Result<CreatedSubscription>;
+    async fn renew_subscription(&self, ctx: GraphCtx<'_>, id: &str, expiration: DateTime<Utc>) -> Result<DateTime<Utc>>;
+    async fn delete_subscription(&self, ctx: GraphCtx<'_>, id: &str) -> Result<()>;
+    /// One page of a folder's message delta: from `link` (a nextLink or deltaLink) or a new round.
+    async fn delta(&self, ctx: GraphCtx<'_>, user_id: &str, folder_id: &str, link: Option<&str>) -> Result<DeltaPage>;
+    /// The raw MIME of a message (`GET .../messages/{id}/$value`), byte-exact.
+    async fn message_mime(&self, ctx: GraphCtx<'_>, user_id: &str, message_id: &str) -> Result<Bytes>;
+}

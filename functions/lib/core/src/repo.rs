@@ -1,0 +1,204 @@
+//! Typed records over the [`StateStore`]: where each kind of record lives, and read-modify-write with
+//! conditional writes.
+
+use crate::model::*;
+use crate::ports::{Cond, Key, StateStore};
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// A record kind: its partition naming.
+pub trait Record: Serialize + DeserializeOwned + Send + Sync {
+    /// Partition prefix; records of a kind that belong to a mailbox add `#{mailbox_id}`.
+    const KIND: &'static str;
+}
+
+impl Record for ServerProfile {
+    const KIND: &'static str = "profile";
+}
+impl Record for Mailbox {
+    const KIND: &'static str = "mailbox";
+}
+impl Record for MailboxHealth {
+    const KIND: &'static str = "health";
+}
+impl Record for SubscriptionRecord {
+    const KIND: &'static str = "subscription";
+}
+impl Record for DeltaCursor {
+    const KIND: &'static str = "cursor";
+}
+impl Record for ImportState {
+    const KIND: &'static str = "import";
+}
+impl Record for PendingAuth {
+    const KIND: &'static str = "authstate";
+}
+/// Sealed token sets are stored as their ciphertext envelope.
+impl Record for crate::crypto::Sealed {
+    const KIND: &'static str = "token";
+}
+
+/// A record with the version it was read at.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// Typed access to one record kind.
+pub struct Repo<T> {
+    store: Arc<dyn StateStore>,
+    _kind: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Repo<T> {
+    fn clone(&self) -> Self {
+        Self { store: self.store.clone(), _kind: PhantomData }
+    }
+}
+
+impl<T: Record> Repo<T> {
+    pub fn new(store: Arc<dyn StateStore>) -> Self {
+        Self { store, _kind: PhantomData }
+    }
+
+    /// The partition of this kind, optionally scoped (per mailbox).
+    pub fn partition(scope: Option<&str>) -> String {
+        match scope {
+            Some(s) => format!("{}#{s}", T::KIND),
+            None => T::KIND.to_string(),
+        }
+    }
+
+    fn key(scope: Option<&str>, id: &str) -> Key {
+        Key::new(Self::partition(scope), id)
+    }
+
+    fn decode(body: &str) -> Result<T> {
+        serde_json::from_str(body).map_err(|e| Error::Storage(format!("corrupt {} record: {e}", T::KIND)))
+    }
+
+    fn encode(value: &T) -> Result<String> {
+        serde_json::to_string(value).map_err(|e| Error::Storage(format!("cannot encode {}: {e}", T::KIND)))
+    }
+
+    pub async fn get(&self, scope: Option<&str>, id: &str) -> Result<Option<Versioned<T>>> {
+        match self.store.get(&Self::key(scope, id)).await? {
+            Some(s) => Ok(Some(Versioned { value: Self::decode(&s.body)?, version: s.version })),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn put(&self, scope: Option<&str>, id: &str, value: &T, cond: Cond) -> Result<u64> {
+        self.put_expiring(scope, id, value, cond, None).await
+    }
+
+    pub async fn put_expiring(
+        &self,
+        scope: Option<&str>,
+        id: &str,
+        value: &T,
+        cond: Cond,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<u64> {
+        self.store.put(&Self::key(scope, id), Self::encode(value)?, cond, expires_at).await
+    }
+
+    /// Removes and returns the record; of concurrent takes exactly one gets it (single use).
+    pub async fn take(&self, scope: Option<&str>, id: &str) -> Result<Option<T>> {
+        match self.store.take(&Self::key(scope, id)).await? {
+            Some(s) => Ok(Some(Self::decode(&s.body)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn list(&self, scope: Option<&str>) -> Result<Vec<(String, Versioned<T>)>> {
+        let mut out = Vec::new();
+        for (id, s) in self.store.list(&Self::partition(scope)).await? {
+            out.push((id, Versioned { value: Self::decode(&s.body)?, version: s.version }));
+        }
+        Ok(out)
+    }
+
+    /// Read-modify-write under a conditional write, retried when another writer won.
+    /// `f` gets the current value (if any) and returns the new one, or `None` to leave it as it is.
+    pub async fn update<F>(&self, scope: Option<&str>, id: &str, mut f: F) -> Result<Option<T>>
+    where
+        F: FnMut(Option<T>) -> Option<T> + Send,
+    {
+        for _ in 0..16 {
+            let current = self.get(scope, id).await?;
+            let cond = current.as_ref().map_or(Cond::Absent, |c| Cond::Version(c.version));
+            let Some(next) = f(current.map(|c| c.value)) else { return Ok(None) };
+            match self.put(scope, id, &next, cond).await {
+                Ok(_) => return Ok(Some(next)),
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::retry(format!("too much contention on {} {id}", T::KIND)))
+    }
+}
+
+/// Every repository the services use, over one store.
+#[derive(Clone)]
+pub struct Repos {
+    pub profiles: Repo<ServerProfile>,
+    pub mailboxes: Repo<Mailbox>,
+    pub health: Repo<MailboxHealth>,
+    pub subscriptions: Repo<SubscriptionRecord>,
+    pub cursors: Repo<DeltaCursor>,
+    pub imports: Repo<ImportState>,
+    pub auth_states: Repo<PendingAuth>,
+    pub tokens: Repo<crate::crypto::Sealed>,
+}
+
+impl Repos {
+    pub fn new(store: Arc<dyn StateStore>) -> Self {
+        Self {
+            profiles: Repo::new(store.clone()),
+            mailboxes: Repo::new(store.clone()),
+            health: Repo::new(store.clone()),
+            subscriptions: Repo::new(store.clone()),
+            cursors: Repo::new(store.clone()),
+            imports: Repo::new(store.clone()),
+            auth_states: Repo::new(store.clone()),
+            tokens: Repo::new(store),
+        }
+    }
+
+    pub async fn mailbox(&self, id: &str) -> Result<Mailbox> {
+        self.mailboxes
+            .get(None, id)
+            .await?
+            .map(|v| v.value)
+            .ok_or_else(|| Error::NotFound(format!("mailbox {id}")))
+    }
+
+    pub async fn profile(&self, id: &str) -> Result<ServerProfile> {
+        self.profiles
+            .get(None, id)
+            .await?
+            .map(|v| v.value)
+            .ok_or_else(|| Error::NotFound(format!("server profile {id}")))
+    }
+
+    /// Applies `f` to a mailbox's health record (created on first use).
+    pub async fn touch_health<F>(&self, mailbox_id: &str, mut f: F) -> Result<()>
+    where
+        F: FnMut(&mut MailboxHealth) + Send,
+    {
+        self.health
+            .update(None, mailbox_id, |h| {
+                let mut h = h.unwrap_or_default();
+                f(&mut h);
+                Some(h)
+            })
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,170 @@
+//! What administrators do: profiles, mailboxes, approval, folder choice, test, status.
+
+use crate::model::*;
+use crate::ports::{Clock, Cond, GraphCtx, MailGraph};
+use crate::repo::Repos;
+use crate::services::subscriptions::Subscriptions;
+use crate::services::tokens::Tokens;
+use crate::{Error, Result};
+use serde::Serialize;
+use std::sync::Arc;
+
+pub struct Admin {
+    pub repos: Repos,
+    pub graph: Arc<dyn MailGraph>,
+    pub tokens: Arc<Tokens>,
+    pub subscriptions: Arc<Subscriptions>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A mailbox as the console shows it: settings and health.
+#[derive(Debug, Clone, Serialize)]
+pub struct MailboxView {
+    #[serde(flatten)]
+    pub mailbox: Mailbox,
+    pub health: MailboxHealth,
+}
+
+/// A folder of the mailbox's tree, for choosing what to import.
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderNode {
+    pub id: String,
+    pub display_name: String,
+    pub path: String,
+    pub depth: u32,
+}
+
+/// Deepest folder level listed (Exchange allows 300; people choose among the first few).
+const MAX_FOLDER_DEPTH: u32 = 10;
+
+impl Admin {
+    pub async fn put_profile(&self, profile: ServerProfile) -> Result<ServerProfile> {
+        if profile.id.is_empty() || profile.client_id.is_empty() || profile.client_secret_ref.is_empty() {
+            return Err(Error::Invalid("a profile needs an id, a client id and a client secret reference".into()));
+        }
+        if profile.is_default {
+            for (id, mut other) in self.repos.profiles.list(None).await? {
+                if id != profile.id && other.value.is_default {
+                    other.value.is_default = false;
+                    self.repos.profiles.put(None, &id, &other.value, Cond::Version(other.version)).await?;
+                }
+            }
+        }
+        self.repos.profiles.put(None, &profile.id, &profile, Cond::Any).await?;
+        Ok(profile)
+    }
+
+    pub async fn profiles(&self) -> Result<Vec<ServerProfile>> {
+        Ok(self.repos.profiles.list(None).await?.into_iter().map(|(_, v)| v.value).collect())
+    }
+
+    pub async fn mailboxes(&self) -> Result<Vec<MailboxView>> {
+        let mut out = Vec::new();
+        for (_, m) in self.repos.mailboxes.list(None).await? {
+            out.push(self.view(m.value).await?);
+        }
+        Ok(out)
+    }
+
+    pub async fn mailbox(&self, id: &str) -> Result<MailboxView> {
+        self.view(self.repos.mailbox(id).await?).await
+    }
+
+    async fn view(&self, mailbox: Mailbox) -> Result<MailboxView> {
+        let health = self.repos.health.get(None, &mailbox.id).await?.map(|v| v.value).unwrap_or_default();
+        Ok(MailboxView { mailbox, health })
+    }
+
+    async fn edit(&self, id: &str, f: impl Fn(&mut Mailbox) + Send + Sync) -> Result<Mailbox> {
+        let now = self.clock.now();
+        let m = self
+            .repos
+            .mailboxes
+            .update(None, id, |m| {
+                let mut m = m?;
+                f(&mut m);
+                m.updated_at = now;
+                Some(m)
+            })
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("mailbox {id}")))?;
+        if m.is_active() {
+            self.subscriptions.activate(&m).await?;
+        }
+        Ok(m)
+    }
+
+    /// Approves (or withdraws approval of) a mailbox; approval starts its import.
+    pub async fn set_approved(&self, id: &str, approved: bool) -> Result<Mailbox> {
+        self.edit(id, |m| m.approved = approved).await
+    }
+
+    pub async fn set_enabled(&self, id: &str, enabled: bool) -> Result<Mailbox> {
+        self.edit(id, |m| m.enabled = enabled).await
+    }
+
+    /// Chooses the folders to import, by folder id; names are read from the mailbox.
+    pub async fn set_folders(&self, id: &str, folder_ids: &[String]) -> Result<Mailbox> {
+        let mailbox = self.repos.mailbox(id).await?;
+        let (graph_base, token) = self.graph_for(&mailbox).await?;
+        let ctx = GraphCtx { graph_base: &graph_base, token: &token };
+        let mut folders = Vec::new();
+        for fid in folder_ids {
+            let f = self.graph.folder(ctx, &mailbox.user_id, fid).await?;
+            if !folders.iter().any(|c: &FolderChoice| c.id == f.id) {
+                folders.push(FolderChoice { id: f.id, display_name: f.display_name });
+            }
+        }
+        let m = self.edit(id, |m| m.folders = folders.clone()).await?;
+        // Subscriptions of folders no longer chosen go.
+        for (sid, sub) in self.repos.subscriptions.list(None).await? {
+            if sub.value.mailbox_id == id && !m.folders.iter().any(|f| f.id == sub.value.folder_id) {
+                if let Err(e) = self.graph.delete_subscription(ctx, &sid).await {
+                    tracing::warn!(subscription = %sid, error = %e, "could not delete a subscription");
+                }
+                self.repos.subscriptions.take(None, &sid).await?;
+            }
+        }
+        Ok(m)
+    }
+
+    async fn graph_for(&self, mailbox: &Mailbox) -> Result<(String, crate::Secret)> {
+        let profile = self.repos.profile(&mailbox.profile_id).await?;
+        let token = self.tokens.access_token(mailbox).await?;
+        Ok((profile.cloud.endpoints().graph, token))
+    }
+
+    /// The mailbox's folder tree, depth first.
+    pub async fn folders(&self, id: &str) -> Result<Vec<FolderNode>> {
+        let mailbox = self.repos.mailbox(id).await?;
+        let (graph_base, token) = self.graph_for(&mailbox).await?;
+        let ctx = GraphCtx { graph_base: &graph_base, token: &token };
+        let mut out = Vec::new();
+        let mut stack: Vec<(GraphFolder, String, u32)> = self
+            .graph
+            .child_folders(ctx, &mailbox.user_id, "msgfolderroot")
+            .await?
+            .into_iter()
+            .rev()
+            .map(|f| (f, String::new(), 0))
+            .collect();
+        while let Some((f, parent, depth)) = stack.pop() {
+            let path = if parent.is_empty() { f.display_name.clone() } else { format!("{parent}/{}", f.display_name) };
+            if f.child_folder_count > 0 && depth + 1 < MAX_FOLDER_DEPTH {
+                for c in self.graph.child_folders(ctx, &mailbox.user_id, &f.id).await?.into_iter().rev() {
+                    stack.push((c, path.clone(), depth + 1));
+                }
+            }
+            out.push(FolderNode { id: f.id, display_name: f.display_name, path, depth });
+        }
+        Ok(out)
+    }
+
+    /// Tests the connection: a token and a read of the Inbox. The error says what to do.
+    pub async fn test(&self, id: &str) -> Result<String> {
+        let mailbox = self.repos.mailbox(id).await?;
+        let (graph_base, token) = self.graph_for(&mailbox).await?;
+        let inbox = self.graph.folder(GraphCtx { graph_base: &graph_base, token: &token }, &mailbox.user_id, "inbox").await?;
+        Ok(format!("connected to {} (Inbox: {})", mailbox.address, inbox.display_name))
+    }
+}

@@ -1,0 +1,182 @@
+//! Connecting a mailbox: the authorization code flow with PKCE, from `/connect` to the callback.
+
+use crate::crypto::{pkce_pair, random_token, sha256_hex};
+use crate::model::*;
+use crate::ports::{AuthorizeRequest, Clock, Cond, GraphCtx, Identity, MailGraph, SecretStore};
+use crate::repo::Repos;
+use crate::services::subscriptions::Subscriptions;
+use crate::services::tokens::Tokens;
+use crate::services::Settings;
+use crate::{Error, Result};
+use std::sync::Arc;
+
+/// What the authorize endpoint sent back to the callback.
+#[derive(Debug, Default, Clone)]
+pub struct Callback {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+pub struct Connect {
+    pub repos: Repos,
+    pub secrets: Arc<dyn SecretStore>,
+    pub identity: Arc<dyn Identity>,
+    pub graph: Arc<dyn MailGraph>,
+    pub tokens: Arc<Tokens>,
+    pub subscriptions: Arc<Subscriptions>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+/// The mailbox id of a user under a profile: stable, so that signing in again finds the same
+/// mailbox with its settings.
+pub fn mailbox_id(profile_id: &str, user_object_id: &str) -> MailboxId {
+    format!("mbx_{}", &sha256_hex(format!("{profile_id}\n{user_object_id}").as_bytes())[..24])
+}
+
+impl Connect {
+    /// The profile to use: the one named, or the default one.
+    pub async fn profile(&self, id: Option<&str>) -> Result<ServerProfile> {
+        match id {
+            Some(id) => self.repos.profile(id).await,
+            None => self
+                .repos
+                .profiles
+                .list(None)
+                .await?
+                .into_iter()
+                .map(|(_, v)| v.value)
+                .find(|p| p.is_default)
+                .ok_or_else(|| Error::Invalid("no server profile is marked as the default; name one".into())),
+        }
+    }
+
+    /// Starts a sign-in: stores the single-use state and the PKCE verifier, returns where to send
+    /// the browser.
+    pub async fn begin(&self, profile_id: Option<&str>, login_hint: Option<String>) -> Result<String> {
+        let profile = self.profile(profile_id).await?;
+        if profile.auth != AuthType::Delegated {
+            return Err(Error::Invalid(format!(
+                "profile {} uses application permissions: grant admin consent instead of signing in",
+                profile.id
+            )));
+        }
+        let state = random_token(32);
+        let (verifier, challenge) = pkce_pair();
+        let now = self.clock.now();
+        let pending = PendingAuth {
+            profile_id: profile.id.clone(),
+            pkce_verifier: verifier,
+            redirect_uri: self.settings.redirect_uri(),
+            expires_at: now + self.settings.auth_state_ttl,
+        };
+        self.repos
+            .auth_states
+            .put_expiring(None, &sha256_hex(state.as_bytes()), &pending, Cond::Absent, Some(pending.expires_at))
+            .await?;
+        self.identity.authorize_url(
+            &profile,
+            &AuthorizeRequest {
+                redirect_uri: pending.redirect_uri,
+                state: crate::Secret::new(state),
+                pkce_challenge: challenge,
+                login_hint,
+                prompt: None,
+            },
+        )
+    }
+
+    /// Completes a sign-in: the state is used once, the code exchanged with the PKCE verifier, the
+    /// tokens sealed, the mailbox created or reconnected (keeping its settings), and, if it is
+    /// approved, its subscriptions and cursors set up.
+    pub async fn complete(&self, cb: Callback) -> Result<Mailbox> {
+        let state = cb.state.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("the sign-in answer has no state".into()))?;
+        let pending = self
+            .repos
+            .auth_states
+            .take(None, &sha256_hex(state.as_bytes()))
+            .await?
+            .ok_or_else(|| Error::Invalid("this sign-in link is unknown or was already used; start again".into()))?;
+        if pending.expires_at < self.clock.now() {
+            return Err(Error::Invalid("this sign-in took too long and expired; start again".into()));
+        }
+        if let Some(error) = cb.error {
+            let what = match error.as_str() {
+                "access_denied" => "the permissions were not granted (consent declined)",
+                "consent_required" | "interaction_required" => "an administrator must grant consent first",
+                _ => "Microsoft refused the sign-in",
+            };
+            let detail = cb.error_description.unwrap_or_default();
+            let code = detail.split(':').next().unwrap_or_default();
+            return Err(Error::Invalid(format!("{what} ({error}{}{code})", if code.is_empty() { "" } else { ", " })));
+        }
+        let code = cb.code.filter(|c| !c.is_empty()).ok_or_else(|| Error::Invalid("the sign-in answer has no code".into()))?;
+        let profile = self.repos.profile(&pending.profile_id).await?;
+        let secret = self.secrets.get(&profile.client_secret_ref).await?;
+        let tokens = self.identity.exchange_code(&profile, &secret, &code, &pending.pkce_verifier, &pending.redirect_uri).await?;
+        let graph_base = profile.cloud.endpoints().graph;
+        let me = self.graph.me(GraphCtx { graph_base: &graph_base, token: &tokens.access_token }).await?;
+
+        let id = mailbox_id(&profile.id, &me.id);
+        self.tokens.store(&id, &tokens, Cond::Any).await?;
+        let now = self.clock.now();
+        let tenant = profile.tenant.clone();
+        let mut mailbox = self
+            .repos
+            .mailboxes
+            .update(None, &id, |current| {
+                Some(match current {
+                    Some(mut m) => {
+                        m.connection = ConnectionState::Connected;
+                        m.address = me.address();
+                        m.display_name = me.display_name.clone();
+                        m.updated_at = now;
+                        m
+                    }
+                    None => Mailbox {
+                        id: id.clone(),
+                        profile_id: profile.id.clone(),
+                        kind: MailboxKind::User,
+                        address: me.address(),
+                        display_name: me.display_name.clone(),
+                        user_id: me.id.clone(),
+                        tenant_id: tenant.clone(),
+                        via: None,
+                        approved: !profile.approval_required,
+                        enabled: true,
+                        connection: ConnectionState::Connected,
+                        folders: vec![],
+                        created_at: now,
+                        updated_at: now,
+                    },
+                })
+            })
+            .await?
+            .expect("update always writes");
+        self.repos.touch_health(&id, |h| h.clear(AlertKind::ReauthRequired)).await?;
+
+        if mailbox.folders.is_empty() {
+            let inbox = self.graph.folder(GraphCtx { graph_base: &graph_base, token: &tokens.access_token }, &me.id, "inbox").await?;
+            let choice = FolderChoice { id: inbox.id, display_name: inbox.display_name };
+            mailbox = self
+                .repos
+                .mailboxes
+                .update(None, &id, |m| {
+                    let mut m = m?;
+                    if m.folders.is_empty() {
+                        m.folders.push(choice.clone());
+                    }
+                    Some(m)
+                })
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("mailbox {id}")))?;
+        }
+        if mailbox.is_active() {
+            self.subscriptions.activate(&mailbox).await?;
+        }
+        tracing::info!(mailbox = %mailbox.id, "mailbox connected");
+        Ok(mailbox)
+    }
+}

@@ -1,0 +1,146 @@
+//! The import of one message: claimed in the ledger, fetched once (`$value`), stored byte-exact
+//! with its metadata, recorded once.
+
+use crate::crypto::sha256_hex;
+use crate::mime::{parse_metadata, MessageMetadata};
+use crate::model::*;
+use crate::ports::{BlobStore, Clock, Cond, GraphCtx, MailGraph};
+use crate::repo::Repos;
+use crate::services::tokens::Tokens;
+use crate::services::Settings;
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub struct Importer {
+    pub repos: Repos,
+    pub graph: Arc<dyn MailGraph>,
+    pub tokens: Arc<Tokens>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+/// What an import job came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Imported { eml_key: String, metadata_key: String },
+    /// Already imported (or found gone) before: nothing done.
+    Duplicate,
+    /// Deleted from the mailbox before it could be fetched: recorded, not retried.
+    Gone,
+    /// Refused for good (too large): recorded with an alert.
+    Refused(String),
+}
+
+/// The metadata document stored beside each `.eml`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredMetadata {
+    pub mailbox_id: String,
+    pub mailbox_address: String,
+    pub message_id: String,
+    pub imported_at: DateTime<Utc>,
+    pub eml_key: String,
+    #[serde(flatten)]
+    pub message: MessageMetadata,
+}
+
+/// Deterministic object keys: a replay writes the same objects.
+pub fn object_keys(mailbox_id: &str, message_id: &str) -> (String, String) {
+    let stem = format!("messages/{mailbox_id}/{}", &sha256_hex(message_id.as_bytes())[..40]);
+    (format!("{stem}.eml"), format!("{stem}.json"))
+}
+
+impl Importer {
+    pub async fn import(&self, mailbox_id: &str, message_id: &str) -> Result<Outcome> {
+        let Some(version) = self.claim(mailbox_id, message_id).await? else { return Ok(Outcome::Duplicate) };
+        let mailbox = self.repos.mailbox(mailbox_id).await?;
+        if !mailbox.is_active() {
+            return Err(Error::retry(format!("mailbox {mailbox_id} is not active")));
+        }
+        let profile = self.repos.profile(&mailbox.profile_id).await?;
+        let token = self.tokens.access_token(&mailbox).await?;
+        let graph_base = profile.cloud.endpoints().graph;
+        let fetched =
+            self.graph.message_mime(GraphCtx { graph_base: &graph_base, token: &token }, &mailbox.user_id, message_id).await;
+        let now = self.clock.now();
+        let mime = match fetched {
+            Ok(m) => m,
+            Err(Error::NotFound(_)) => {
+                self.finish(mailbox_id, message_id, version, ImportState::Gone { at: now }).await?;
+                return Ok(Outcome::Gone);
+            }
+            Err(e) => return Err(e),
+        };
+        if mime.len() as u64 > self.settings.max_message_bytes {
+            let reason = format!("message is {} bytes, over the {} byte limit", mime.len(), self.settings.max_message_bytes);
+            self.finish(mailbox_id, message_id, version, ImportState::Refused { reason: reason.clone(), at: now }).await?;
+            self.repos.touch_health(mailbox_id, |h| h.raise(AlertKind::MessageTooLarge, reason.clone(), now)).await?;
+            return Ok(Outcome::Refused(reason));
+        }
+        let (eml_key, metadata_key) = object_keys(mailbox_id, message_id);
+        let message = parse_metadata(&mime);
+        let (sha256, size) = (message.sha256.clone(), message.size);
+        let doc = StoredMetadata {
+            mailbox_id: mailbox_id.into(),
+            mailbox_address: mailbox.address.clone(),
+            message_id: message_id.into(),
+            imported_at: now,
+            eml_key: eml_key.clone(),
+            message,
+        };
+        let json = serde_json::to_vec_pretty(&doc).map_err(Error::storage)?;
+        // The .eml first, then its metadata, then the record: a crash in between leaves the record
+        // in progress, and the retry writes the same objects again.
+        self.blobs.put(&eml_key, mime, "message/rfc822").await?;
+        self.blobs.put(&metadata_key, json.into(), "application/json").await?;
+        let state =
+            ImportState::Imported { eml_key: eml_key.clone(), metadata_key: metadata_key.clone(), sha256, size, at: now };
+        self.finish(mailbox_id, message_id, version, state).await?;
+        self.repos
+            .touch_health(mailbox_id, |h| {
+                h.incoming = IncomingStatus::Success;
+                h.last_sync = Some(now);
+                h.last_error = None;
+                h.imported += 1;
+            })
+            .await?;
+        tracing::info!(mailbox = %mailbox_id, key = %eml_key, "message imported");
+        Ok(Outcome::Imported { eml_key, metadata_key })
+    }
+
+    /// Takes the message in the ledger. `None`: already done. Err(Retry): another worker holds it.
+    async fn claim(&self, mailbox_id: &str, message_id: &str) -> Result<Option<u64>> {
+        let now = self.clock.now();
+        let current = self.repos.imports.get(Some(mailbox_id), message_id).await?;
+        let (cond, attempts) = match &current {
+            None => (Cond::Absent, 0),
+            Some(v) => match &v.value {
+                ImportState::InProgress { lease_until, attempts } if *lease_until <= now => (Cond::Version(v.version), *attempts),
+                ImportState::InProgress { lease_until, .. } => {
+                    let wait = (*lease_until - now).to_std().unwrap_or_default();
+                    return Err(Error::Retry { after: Some(wait), reason: "another worker is importing this message".into() });
+                }
+                _ => return Ok(None),
+            },
+        };
+        let claim = ImportState::InProgress { lease_until: now + self.settings.import_lease, attempts: attempts + 1 };
+        match self.repos.imports.put(Some(mailbox_id), message_id, &claim, cond).await {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::Conflict(_)) => match self.repos.imports.get(Some(mailbox_id), message_id).await? {
+                Some(v) if v.value.is_final() => Ok(None),
+                _ => Err(Error::retry("another worker claimed this message")),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn finish(&self, mailbox_id: &str, message_id: &str, version: u64, state: ImportState) -> Result<()> {
+        match self.repos.imports.put(Some(mailbox_id), message_id, &state, Cond::Version(version)).await {
+            // Our lease ran out and another worker finished it: same objects, nothing lost.
+            Err(Error::Conflict(_)) => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Tokens: sealed at rest, refreshed before they expire, rotated refresh tokens stored under a
+//! conditional write so that two concurrent refreshes cannot lose one.
+
+use crate::crypto::SealingKey;
+use crate::model::{AlertKind, AuthType, ConnectionState, Mailbox, TokenSet};
+use crate::ports::{Clock, Cond, Identity, SecretStore};
+use crate::repo::Repos;
+use crate::secret::Secret;
+use crate::services::Settings;
+use crate::{Error, Result};
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+pub struct Tokens {
+    repos: Repos,
+    secrets: Arc<dyn SecretStore>,
+    identity: Arc<dyn Identity>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+    key: OnceCell<SealingKey>,
+}
+
+impl Tokens {
+    pub fn new(
+        repos: Repos,
+        secrets: Arc<dyn SecretStore>,
+        identity: Arc<dyn Identity>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
+        Self { repos, secrets, identity, clock, settings, key: OnceCell::new() }
+    }
+
+    async fn key(&self) -> Result<&SealingKey> {
+        self.key
+            .get_or_try_init(|| async {
+                SealingKey::from_base64(&self.secrets.get(&self.settings.token_key_name).await?)
+            })
+            .await
+    }
+
+    /// Seals and stores a token set for `owner` (a mailbox id, or `app-{profile}`).
+    pub async fn store(&self, owner: &str, set: &TokenSet, cond: Cond) -> Result<u64> {
+        let plain = serde_json::to_vec(set).map_err(Error::storage)?;
+        let sealed = self.key().await?.seal(&plain, owner)?;
+        self.repos.tokens.put(None, owner, &sealed, cond).await
+    }
+
+    async fn load(&self, owner: &str) -> Result<Option<(TokenSet, u64)>> {
+        let Some(v) = self.repos.tokens.get(None, owner).await? else { return Ok(None) };
+        let plain = self.key().await?.open(&v.value, owner)?;
+        let set: TokenSet = serde_json::from_slice(&plain).map_err(Error::storage)?;
+        Ok(Some((set, v.version)))
+    }
+
+    /// An access token good for a few more minutes, refreshing (and storing the rotated refresh
+    /// token) when needed. A grant that no longer works marks the mailbox for re-authentication.
+    pub async fn access_token(&self, mailbox: &Mailbox) -> Result<Secret> {
+        let profile = self.repos.profile(&mailbox.profile_id).await?;
+        let owner = match profile.auth {
+            AuthType::Delegated => mailbox.token_owner().to_string(),
+            AuthType::Application => format!("app-{}", profile.id),
+        };
+        for _ in 0..4 {
+            let current = self.load(&owner).await?;
+            if let Some((set, _)) = &current {
+                if set.expires_at - self.settings.token_margin > self.clock.now() {
+                    return Ok(set.access_token.clone());
+                }
+            }
+            let secret = self.secrets.get(&profile.client_secret_ref).await?;
+            let (fresh, cond) = match (profile.auth, current) {
+                (AuthType::Application, cur) => {
+                    let fresh = self.identity.client_credentials(&profile, &secret).await;
+                    (fresh, cur.map_or(Cond::Absent, |(_, v)| Cond::Version(v)))
+                }
+                (AuthType::Delegated, Some((set, version))) => {
+                    let Some(rt) = set.refresh_token.clone() else {
+                        return Err(self.needs_reauth(mailbox, "no-refresh-token", "no refresh token is stored").await);
+                    };
+                    let fresh = self.identity.refresh(&profile, &secret, &rt).await.map(|mut t| {
+                        // Microsoft rotates refresh tokens; keep the old one only if none came back.
+                        t.refresh_token.get_or_insert(rt);
+                        t
+                    });
+                    (fresh, Cond::Version(version))
+                }
+                (AuthType::Delegated, None) => {
+                    return Err(self.needs_reauth(mailbox, "not-connected", "nobody has signed in for this mailbox").await);
+                }
+            };
+            let fresh = match fresh {
+                Ok(t) => t,
+                Err(Error::ReauthRequired { code, reason }) => return Err(self.needs_reauth(mailbox, &code, &reason).await),
+                Err(e) => return Err(e),
+            };
+            match self.store(&owner, &fresh, cond).await {
+                Ok(_) => return Ok(fresh.access_token),
+                // Another refresh won: its rotated token is stored; read it again and use it.
+                Err(Error::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::retry("token refresh kept conflicting"))
+    }
+
+    /// Records that a person must sign in again, raises the alert, and returns the error to report.
+    pub async fn needs_reauth(&self, mailbox: &Mailbox, code: &str, reason: &str) -> Error {
+        let now = self.clock.now();
+        let state = ConnectionState::ReauthRequired { code: code.into(), reason: reason.into() };
+        let mut ids = vec![mailbox.id.clone()];
+        if mailbox.token_owner() != mailbox.id {
+            ids.push(mailbox.token_owner().to_string());
+        }
+        for id in ids {
+            let marked = self
+                .repos
+                .mailboxes
+                .update(None, &id, |m| {
+                    let mut m = m?;
+                    (m.connection != state).then(|| {
+                        m.connection = state.clone();
+                        m.updated_at = now;
+                        m
+                    })
+                })
+                .await;
+            let alerted = self
+                .repos
+                .touch_health(&id, |h| {
+                    h.raise(AlertKind::ReauthRequired, format!("Sign in again to reconnect this mailbox ({code})."), now)
+                })
+                .await;
+            if let Err(e) = marked.and(alerted) {
+                tracing::warn!(mailbox = %id, error = %e, "could not record that the mailbox needs re-authentication");
+            }
+        }
+        tracing::warn!(mailbox = %mailbox.id, code, "mailbox needs re-authentication");
+        Error::ReauthRequired { code: code.into(), reason: reason.into() }
+    }
+}

@@ -1,0 +1,260 @@
+//! Intake of Graph change notifications and lifecycle events: check, persist, answer. Never calls
+//! Graph, so that it answers well within Graph's 3 seconds.
+
+use crate::crypto::sha256_hex;
+use crate::model::*;
+use crate::ports::JobQueue;
+use crate::repo::Repo;
+use crate::secret::ct_eq;
+use crate::{Error, Result};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Longest validation token echoed back (Graph's are far shorter).
+pub const MAX_VALIDATION_TOKEN: usize = 1024;
+/// Largest notification body read.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most notifications accepted in one POST.
+pub const MAX_ITEMS: usize = 1000;
+
+/// The answer to Graph's validation handshake: the URL-decoded token, within limits.
+pub fn validation_answer(token: &str) -> Result<&str> {
+    if token.is_empty() || token.len() > MAX_VALIDATION_TOKEN {
+        return Err(Error::Invalid("validation token empty or too long".into()));
+    }
+    Ok(token)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Notification {
+    subscription_id: String,
+    #[serde(default)]
+    client_state: Option<String>,
+    #[serde(default)]
+    change_type: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    resource_data: Option<ResourceData>,
+    #[serde(default)]
+    lifecycle_event: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResourceData {
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    value: Vec<serde_json::Value>,
+}
+
+/// What one POST came to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Intake {
+    /// Jobs persisted.
+    pub queued: usize,
+    /// Notifications dropped: unknown subscription, wrong clientState, malformed item.
+    pub dropped: usize,
+    /// Lifecycle events among them.
+    pub lifecycle: usize,
+}
+
+pub struct Webhook {
+    pub subscriptions: Repo<SubscriptionRecord>,
+    pub queue: Arc<dyn JobQueue>,
+}
+
+impl Webhook {
+    /// Checks every notification of a POST and persists the work they call for in one send.
+    /// `Err(Invalid)` for a body that is not a notification collection (answer 4xx, nothing queued);
+    /// any other error means nothing could be persisted (answer 5xx so that Graph retries).
+    pub async fn intake(&self, body: &[u8]) -> Result<Intake> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(Error::Invalid(format!("body over {MAX_BODY_BYTES} bytes")));
+        }
+        let envelope: Envelope =
+            serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("not a notification collection: {e}")))?;
+        if envelope.value.len() > MAX_ITEMS {
+            return Err(Error::Invalid(format!("more than {MAX_ITEMS} notifications in one request")));
+        }
+        let mut out = Intake::default();
+        let mut jobs = Vec::new();
+        for raw in envelope.value {
+            let Ok(n) = serde_json::from_value::<Notification>(raw) else {
+                out.dropped += 1;
+                tracing::warn!("dropped a malformed notification");
+                continue;
+            };
+            let Some(sub) = self.subscriptions.get(None, &n.subscription_id).await?.map(|v| v.value) else {
+                out.dropped += 1;
+                tracing::warn!(subscription = %n.subscription_id, "dropped a notification for an unknown subscription");
+                continue;
+            };
+            let presented = n.client_state.as_deref().map(|c| sha256_hex(c.as_bytes())).unwrap_or_default();
+            if !ct_eq(presented.as_bytes(), sub.client_state_sha256.as_bytes()) {
+                out.dropped += 1;
+                tracing::warn!(subscription = %sub.id, "dropped a notification whose clientState does not match");
+                continue;
+            }
+            if let Some(event) = n.lifecycle_event.as_deref() {
+                out.lifecycle += 1;
+                match lifecycle_job(&sub, event) {
+                    Some(job) => jobs.push(job),
+                    None => tracing::warn!(subscription = %sub.id, event, "acknowledged an unknown lifecycle event"),
+                }
+                continue;
+            }
+            let id = n.resource_data.and_then(|d| d.id).or_else(|| n.resource.as_deref().and_then(message_id_of));
+            match (n.change_type.as_deref(), id) {
+                (Some("created" | "updated"), Some(message_id)) => jobs.push(Job::Import {
+                    mailbox_id: sub.mailbox_id.clone(),
+                    message_id,
+                    source: JobSource::Notification,
+                }),
+                (Some("deleted"), _) => {}
+                _ => {
+                    out.dropped += 1;
+                    tracing::warn!(subscription = %sub.id, "dropped a notification that names no message");
+                }
+            }
+        }
+        if !jobs.is_empty() {
+            self.queue.send(&jobs).await?;
+        }
+        out.queued = jobs.len();
+        Ok(out)
+    }
+}
+
+/// What a lifecycle event calls for.
+fn lifecycle_job(sub: &SubscriptionRecord, event: &str) -> Option<Job> {
+    let kind = match event {
+        "missed" => ResubscribeOrSweep::Sweep,
+        "subscriptionRemoved" | "reauthorizationRequired" => ResubscribeOrSweep::Resubscribe,
+        _ => return None,
+    };
+    Some(match kind {
+        ResubscribeOrSweep::Sweep => Job::Sweep {
+            mailbox_id: sub.mailbox_id.clone(),
+            folder_id: Some(sub.folder_id.clone()),
+            reason: event.to_string(),
+        },
+        ResubscribeOrSweep::Resubscribe => Job::Resubscribe {
+            mailbox_id: sub.mailbox_id.clone(),
+            folder_id: sub.folder_id.clone(),
+            reason: event.to_string(),
+        },
+    })
+}
+
+enum ResubscribeOrSweep {
+    Sweep,
+    Resubscribe,
+}
+
+/// The message id at the end of a notification's `resource` (`Users/{u}/Messages/{id}`).
+fn message_id_of(resource: &str) -> Option<String> {
+    let lower = resource.to_ascii_lowercase();
+    let at = lower.rfind("messages/")?;
+    let id = &resource[at + "messages/".len()..];
+    (!id.is_empty() && !id.contains('/')).then(|| id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{InMemoryQueue, InMemoryStateStore};
+    use crate::ports::Cond;
+    use chrono::Utc;
+
+    async fn webhook() -> (Webhook, Arc<InMemoryQueue>) {
+        let store = Arc::new(InMemoryStateStore::default());
+        let subscriptions: Repo<SubscriptionRecord> = Repo::new(store);
+        let sub = SubscriptionRecord {
+            id: "sub-1".into(),
+            mailbox_id: "mbx_1".into(),
+            folder_id: "inbox-id".into(),
+            resource: "users/u/mailFolders('inbox-id')/messages".into(),
+            client_state_sha256: sha256_hex(b"secretClientValue"),
+            expires_at: Utc::now(),
+        };
+        subscriptions.put(None, "sub-1", &sub, Cond::Absent).await.unwrap();
+        let queue = Arc::new(InMemoryQueue::default());
+        (Webhook { subscriptions, queue: queue.clone() }, queue)
+    }
+
+    fn note(sub: &str, state: &str, id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "subscriptionId": sub, "clientState": state, "changeType": "created",
+            "resource": format!("Users/u/Messages/{id}"), "tenantId": "t",
+            "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "id": id}
+        })
+    }
+
+    #[tokio::test]
+    async fn queues_good_notifications_and_drops_the_rest() {
+        let (w, q) = webhook().await;
+        let body = serde_json::json!({"value": [
+            note("sub-1", "secretClientValue", "m1"),
+            note("sub-1", "wrong", "m2"),
+            note("sub-404", "secretClientValue", "m3"),
+            {"nonsense": true},
+        ]});
+        let out = w.intake(body.to_string().as_bytes()).await.unwrap();
+        assert_eq!(out, Intake { queued: 1, dropped: 3, lifecycle: 0 });
+        assert_eq!(
+            q.jobs(),
+            vec![Job::Import { mailbox_id: "mbx_1".into(), message_id: "m1".into(), source: JobSource::Notification }]
+        );
+    }
+
+    #[tokio::test]
+    async fn documented_sample_parses() {
+        let (w, q) = webhook().await;
+        let mut sample: serde_json::Value =
+            serde_json::from_str(include_str!("../../../../../tests/fixtures/graph/notification-created.json")).unwrap();
+        sample["value"][0]["subscriptionId"] = "sub-1".into();
+        let out = w.intake(sample.to_string().as_bytes()).await.unwrap();
+        assert_eq!(out.queued, 1);
+        assert!(matches!(&q.jobs()[0], Job::Import { message_id, .. } if message_id == "{long_id_string}"));
+    }
+
+    #[tokio::test]
+    async fn lifecycle_events_become_jobs() {
+        let (w, q) = webhook().await;
+        let body = serde_json::json!({"value": [
+            {"subscriptionId": "sub-1", "clientState": "secretClientValue", "lifecycleEvent": "missed", "tenantId": "t"},
+            {"subscriptionId": "sub-1", "clientState": "secretClientValue", "lifecycleEvent": "subscriptionRemoved"},
+            {"subscriptionId": "sub-1", "clientState": "secretClientValue", "lifecycleEvent": "somethingNew"},
+        ]});
+        let out = w.intake(body.to_string().as_bytes()).await.unwrap();
+        assert_eq!(out.lifecycle, 3);
+        let jobs = q.jobs();
+        assert_eq!(jobs.len(), 2);
+        assert!(matches!(&jobs[0], Job::Sweep { reason, .. } if reason == "missed"));
+        assert!(matches!(&jobs[1], Job::Resubscribe { reason, .. } if reason == "subscriptionRemoved"));
+    }
+
+    #[tokio::test]
+    async fn garbage_is_invalid_and_queues_nothing() {
+        let (w, q) = webhook().await;
+        for body in [&b"not json"[..], b"{}", b"{\"value\": 3}", &[0xff, 0xfe]] {
+            assert!(matches!(w.intake(body).await, Err(Error::Invalid(_))));
+        }
+        assert!(q.jobs().is_empty());
+    }
+
+    #[test]
+    fn message_id_from_resource() {
+        assert_eq!(message_id_of("Users/u/Messages/AAMk=").as_deref(), Some("AAMk="));
+        assert_eq!(message_id_of("users/u/messages/x").as_deref(), Some("x"));
+        assert_eq!(message_id_of("users/u/mailFolders('i')/messages"), None);
+        assert!(validation_answer("").is_err());
+        assert!(validation_answer(&"x".repeat(2000)).is_err());
+        assert_eq!(validation_answer("<script>").unwrap(), "<script>");
+    }
+}
