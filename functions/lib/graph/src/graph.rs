@@ -1,0 +1,270 @@
+//! A thin Graph v1.0 client over the handful of endpoints mailbridge needs.
+
+use crate::errors::parse_retry_after;
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use mailbridge_core::model::*;
+use mailbridge_core::ports::{GraphCtx, MailGraph};
+use mailbridge_core::{Error, Result};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Encodes everything but RFC 3986's unreserved characters: ids go into paths as one segment.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+fn seg(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// Ask for ids that survive moves between folders.
+const IMMUTABLE_IDS: &str = "IdType=\"ImmutableId\"";
+/// Delta page size asked for.
+const DELTA_PAGE: u32 = 100;
+
+pub struct GraphClient {
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorBody {
+    error: GraphErrorInner,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorInner {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserJson {
+    id: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    mail: Option<String>,
+    #[serde(default)]
+    user_principal_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FolderJson {
+    id: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    parent_folder_id: Option<String>,
+    #[serde(default)]
+    child_folder_count: u32,
+}
+
+impl From<FolderJson> for GraphFolder {
+    fn from(f: FolderJson) -> Self {
+        GraphFolder {
+            id: f.id,
+            display_name: f.display_name,
+            parent_folder_id: f.parent_folder_id,
+            child_folder_count: f.child_folder_count,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Collection<T> {
+    value: Vec<T>,
+    #[serde(rename = "@odata.nextLink")]
+    next_link: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SubscriptionJson {
+    id: String,
+    expiration_date_time: DateTime<Utc>,
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Maps a Graph error response to a decision.
+async fn graph_error(resp: Response) -> Error {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, Utc::now()));
+    let body = resp.bytes().await.unwrap_or_default();
+    let (code, message) = serde_json::from_slice::<GraphErrorBody>(&body)
+        .map(|b| (b.error.code, b.error.message))
+        .unwrap_or_else(|_| (String::new(), String::new()));
+    let what = if code.is_empty() { status.to_string() } else { format!("{status} {code}: {message}") };
+    let lower = code.to_ascii_lowercase();
+    if lower.contains("mailboxnotenabledforrestapi") {
+        return Error::MailboxNotEnabled(what);
+    }
+    if matches!(lower.as_str(), "syncstatenotfound" | "resyncrequired" | "syncstateinvalid" | "invalidsyncstatedata")
+        || status == StatusCode::GONE
+    {
+        return Error::SyncReset(what);
+    }
+    match status.as_u16() {
+        429 => Error::Throttled { after: retry_after.unwrap_or(std::time::Duration::from_secs(30)) },
+        503 if retry_after.is_some() => Error::Throttled { after: retry_after.unwrap_or_default() },
+        401 => Error::Retry { after: None, reason: format!("access token rejected: {what}") },
+        403 => Error::AccessDenied(what),
+        404 => Error::NotFound(what),
+        500..=599 => Error::Retry { after: retry_after, reason: what },
+        _ => Error::Permanent(what),
+    }
+}
+
+impl GraphClient {
+    pub fn new(http: reqwest::Client) -> Self {
+        Self { http }
+    }
+
+    fn request(&self, ctx: GraphCtx<'_>, method: Method, url: &str) -> Result<RequestBuilder> {
+        // A link from Graph (nextLink, deltaLink) is followed only on the profile's Graph host, so
+        // that a token never goes anywhere else.
+        if !url.starts_with(&format!("{}/", ctx.graph_base)) {
+            return Err(Error::Permanent(format!("refusing to send a token outside {}", ctx.graph_base)));
+        }
+        Ok(self.http.request(method, url).bearer_auth(ctx.token.expose()))
+    }
+
+    async fn send(&self, req: RequestBuilder) -> Result<Response> {
+        let resp = req.send().await.map_err(|e| Error::retry(format!("Graph unreachable: {e}")))?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(graph_error(resp).await)
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+        let resp = self.send(req).await?;
+        let body = resp.bytes().await.map_err(|e| Error::retry(format!("Graph answer cut short: {e}")))?;
+        serde_json::from_slice(&body).map_err(|e| Error::Permanent(format!("unexpected Graph answer: {e}")))
+    }
+
+    fn user_url(ctx: GraphCtx<'_>, user: &str) -> String {
+        format!("{}/v1.0/users/{}", ctx.graph_base, seg(user))
+    }
+}
+
+#[async_trait]
+impl MailGraph for GraphClient {
+    async fn me(&self, ctx: GraphCtx<'_>) -> Result<GraphUser> {
+        let u: UserJson = self.json(self.request(ctx, Method::GET, &format!("{}/v1.0/me", ctx.graph_base))?).await?;
+        Ok(user_of(u))
+    }
+
+    async fn user(&self, ctx: GraphCtx<'_>, id_or_upn: &str) -> Result<GraphUser> {
+        let u: UserJson = self.json(self.request(ctx, Method::GET, &Self::user_url(ctx, id_or_upn))?).await?;
+        Ok(user_of(u))
+    }
+
+    async fn folder(&self, ctx: GraphCtx<'_>, user_id: &str, folder: &str) -> Result<GraphFolder> {
+        let url = format!("{}/mailFolders/{}", Self::user_url(ctx, user_id), seg(folder));
+        let f: FolderJson = self.json(self.request(ctx, Method::GET, &url)?).await?;
+        Ok(f.into())
+    }
+
+    async fn child_folders(&self, ctx: GraphCtx<'_>, user_id: &str, folder_id: &str) -> Result<Vec<GraphFolder>> {
+        let mut url = format!("{}/mailFolders/{}/childFolders?$top=100", Self::user_url(ctx, user_id), seg(folder_id));
+        let mut out = Vec::new();
+        loop {
+            let page: Collection<FolderJson> = self.json(self.request(ctx, Method::GET, &url)?).await?;
+            out.extend(page.value.into_iter().map(GraphFolder::from));
+            match page.next_link {
+                Some(next) => url = next,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    async fn create_subscription(&self, ctx: GraphCtx<'_>, req: &NewSubscription) -> Result<CreatedSubscription> {
+        let body = json!({
+            "changeType": "created",
+            "notificationUrl": req.notification_url,
+            "lifecycleNotificationUrl": req.lifecycle_notification_url,
+            "resource": req.resource,
+            "expirationDateTime": time(req.expiration),
+            "clientState": req.client_state.expose(),
+            "latestSupportedTlsVersion": "v1_2",
+        });
+        let url = format!("{}/v1.0/subscriptions", ctx.graph_base);
+        let s: SubscriptionJson =
+            self.json(self.request(ctx, Method::POST, &url)?.header("Prefer", IMMUTABLE_IDS).json(&body)).await?;
+        Ok(CreatedSubscription { id: s.id, expires_at: s.expiration_date_time })
+    }
+
+    async fn renew_subscription(&self, ctx: GraphCtx<'_>, id: &str, expiration: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        let url = format!("{}/v1.0/subscriptions/{}", ctx.graph_base, seg(id));
+        let s: SubscriptionJson = self
+            .json(self.request(ctx, Method::PATCH, &url)?.json(&json!({"expirationDateTime": time(expiration)})))
+            .await?;
+        Ok(s.expiration_date_time)
+    }
+
+    async fn delete_subscription(&self, ctx: GraphCtx<'_>, id: &str) -> Result<()> {
+        let url = format!("{}/v1.0/subscriptions/{}", ctx.graph_base, seg(id));
+        match self.send(self.request(ctx, Method::DELETE, &url)?).await {
+            Ok(_) | Err(Error::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delta(&self, ctx: GraphCtx<'_>, user_id: &str, folder_id: &str, link: Option<&str>) -> Result<DeltaPage> {
+        let url = match link {
+            Some(l) => l.to_string(),
+            None => format!(
+                "{}/mailFolders/{}/messages/delta?$select=receivedDateTime,internetMessageId",
+                Self::user_url(ctx, user_id),
+                seg(folder_id)
+            ),
+        };
+        let req = self
+            .request(ctx, Method::GET, &url)?
+            .header("Prefer", format!("odata.maxpagesize={DELTA_PAGE}, {IMMUTABLE_IDS}"));
+        let page: Value = self.json(req).await?;
+        let items = page
+            .get("value")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::Permanent("a delta page without value".into()))?
+            .iter()
+            .filter_map(|v| {
+                let id = v.get("id")?.as_str()?.to_string();
+                Some(if v.get("@removed").is_some() {
+                    DeltaItem::Removed { id }
+                } else {
+                    let received_at = v.get("receivedDateTime").and_then(Value::as_str).and_then(|s| s.parse().ok());
+                    DeltaItem::Message { id, received_at }
+                })
+            })
+            .collect();
+        let link = |k: &str| page.get(k).and_then(Value::as_str).map(str::to_string);
+        Ok(DeltaPage { items, next_link: link("@odata.nextLink"), delta_link: link("@odata.deltaLink") })
+    }
+
+    async fn message_mime(&self, ctx: GraphCtx<'_>, user_id: &str, message_id: &str) -> Result<Bytes> {
+        let url = format!("{}/messages/{}/$value", Self::user_url(ctx, user_id), seg(message_id));
+        let resp = self.send(self.request(ctx, Method::GET, &url)?.header("Prefer", IMMUTABLE_IDS)).await?;
+        resp.bytes().await.map_err(|e| Error::retry(format!("MIME download cut short: {e}")))
+    }
+}
+
+fn user_of(u: UserJson) -> GraphUser {
+    let upn = u.user_principal_name.unwrap_or_default();
+    GraphUser { display_name: u.display_name.unwrap_or_else(|| upn.clone()), id: u.id, mail: u.mail, user_principal_name: upn }
+}

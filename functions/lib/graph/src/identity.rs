@@ -1,0 +1,185 @@
+//! Entra ID v2.0 through the `oauth2` crate, with reqwest 0.13 as its HTTP client.
+
+use crate::errors::classify_aad;
+use async_trait::async_trait;
+use mailbridge_core::model::{ServerProfile, TokenSet};
+use mailbridge_core::ports::{AuthorizeRequest, Identity};
+use mailbridge_core::{Error, Result, Secret};
+use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse};
+use oauth2::{
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    HttpClientError, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken,
+    TokenResponse, TokenUrl,
+};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+
+/// Entra ID's token error body, with the AADSTS codes that `oauth2`'s standard type drops.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntraError {
+    pub error: String,
+    #[serde(default)]
+    pub error_description: String,
+    #[serde(default)]
+    pub error_codes: Vec<u64>,
+}
+
+impl std::fmt::Display for EntraError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error, self.error_description)
+    }
+}
+
+impl oauth2::ErrorResponse for EntraError {}
+
+type EntraClient = oauth2::Client<
+    EntraError,
+    BasicTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointSet,
+>;
+
+/// reqwest 0.13 as `oauth2`'s async HTTP client.
+struct Http<'a>(&'a reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
+    type Error = HttpClientError<reqwest::Error>;
+    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, Self::Error>> + Send + 'c>>;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let resp = self
+                .0
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .timeout(std::time::Duration::from_secs(30))
+                .send()
+                .await
+                .map_err(Box::new)?;
+            let mut out = http::Response::builder().status(resp.status());
+            for (k, v) in resp.headers() {
+                out = out.header(k, v);
+            }
+            let body = resp.bytes().await.map_err(Box::new)?;
+            Ok(out.body(body.to_vec())?)
+        })
+    }
+}
+
+pub struct EntraIdentity {
+    http: reqwest::Client,
+}
+
+impl EntraIdentity {
+    pub fn new(http: reqwest::Client) -> Self {
+        Self { http }
+    }
+
+    fn client(profile: &ServerProfile, secret: Option<&Secret>) -> Result<EntraClient> {
+        let login = profile.cloud.endpoints().login;
+        let bad = |e: oauth2::url::ParseError| Error::Config { code: "profile-url".into(), reason: format!("bad login URL: {e}") };
+        let mut c = oauth2::Client::new(ClientId::new(profile.client_id.clone()))
+            .set_auth_uri(AuthUrl::new(format!("{login}/{}/oauth2/v2.0/authorize", profile.tenant)).map_err(bad)?)
+            .set_token_uri(TokenUrl::new(format!("{login}/{}/oauth2/v2.0/token", profile.tenant)).map_err(bad)?)
+            .set_auth_type(AuthType::RequestBody);
+        if let Some(s) = secret {
+            c = c.set_client_secret(ClientSecret::new(s.expose().to_string()));
+        }
+        Ok(c)
+    }
+
+    fn tokens(resp: BasicTokenResponse) -> TokenSet {
+        let lifetime = resp.expires_in().unwrap_or(std::time::Duration::from_secs(3600));
+        TokenSet {
+            access_token: Secret::new(resp.access_token().secret().clone()),
+            expires_at: chrono::Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1)),
+            refresh_token: resp.refresh_token().map(|r| Secret::new(r.secret().clone())),
+        }
+    }
+}
+
+fn map_error(e: RequestTokenError<HttpClientError<reqwest::Error>, EntraError>) -> Error {
+    match e {
+        RequestTokenError::ServerResponse(r) => classify_aad(&r.error, &r.error_codes, &r.error_description),
+        RequestTokenError::Request(e) => Error::retry(format!("token endpoint unreachable: {e}")),
+        RequestTokenError::Parse(_, body) => {
+            Error::retry(format!("token endpoint answered something unexpected ({} bytes)", body.len()))
+        }
+        RequestTokenError::Other(s) => Error::retry(format!("token endpoint: {s}")),
+    }
+}
+
+#[async_trait]
+impl Identity for EntraIdentity {
+    fn authorize_url(&self, profile: &ServerProfile, req: &AuthorizeRequest) -> Result<String> {
+        let client = Self::client(profile, None)?.set_redirect_uri(
+            RedirectUrl::new(req.redirect_uri.clone())
+                .map_err(|e| Error::Config { code: "redirect-uri".into(), reason: e.to_string() })?,
+        );
+        let state = req.state.expose().to_string();
+        let mut auth = client
+            .authorize_url(move || CsrfToken::new(state))
+            .add_scopes(profile.delegated_scopes().into_iter().map(Scope::new))
+            .add_extra_param("code_challenge", req.pkce_challenge.clone())
+            .add_extra_param("code_challenge_method", "S256")
+            .add_extra_param("response_mode", "query");
+        if let Some(h) = &req.login_hint {
+            auth = auth.add_extra_param("login_hint", h.clone());
+        }
+        if let Some(p) = &req.prompt {
+            auth = auth.add_extra_param("prompt", p.clone());
+        }
+        Ok(auth.url().0.to_string())
+    }
+
+    async fn exchange_code(
+        &self,
+        profile: &ServerProfile,
+        client_secret: &Secret,
+        code: &str,
+        pkce_verifier: &Secret,
+        redirect_uri: &str,
+    ) -> Result<TokenSet> {
+        let client = Self::client(profile, Some(client_secret))?.set_redirect_uri(
+            RedirectUrl::new(redirect_uri.to_string())
+                .map_err(|e| Error::Config { code: "redirect-uri".into(), reason: e.to_string() })?,
+        );
+        let resp = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_string()))
+            .request_async(&Http(&self.http))
+            .await
+            .map_err(map_error)?;
+        Ok(Self::tokens(resp))
+    }
+
+    async fn refresh(&self, profile: &ServerProfile, client_secret: &Secret, refresh_token: &Secret) -> Result<TokenSet> {
+        let rt = RefreshToken::new(refresh_token.expose().to_string());
+        let resp = Self::client(profile, Some(client_secret))?
+            .exchange_refresh_token(&rt)
+            .add_scopes(profile.delegated_scopes().into_iter().map(Scope::new))
+            .request_async(&Http(&self.http))
+            .await
+            .map_err(map_error)?;
+        Ok(Self::tokens(resp))
+    }
+
+    async fn client_credentials(&self, profile: &ServerProfile, client_secret: &Secret) -> Result<TokenSet> {
+        let resp = Self::client(profile, Some(client_secret))?
+            .exchange_client_credentials()
+            .add_scope(Scope::new(profile.application_scope()))
+            .request_async(&Http(&self.http))
+            .await
+            .map_err(map_error)?;
+        Ok(Self::tokens(resp))
+    }
+}
