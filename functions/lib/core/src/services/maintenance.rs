@@ -19,7 +19,7 @@ pub struct Maintenance {
     pub settings: Settings,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
     pub mailboxes: u32,
     pub sweeps_queued: u32,

@@ -1,0 +1,149 @@
+//! Messages as files (written whole, then renamed into place) and secrets in an encrypted file.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mailbridge_core::crypto::{Sealed, SealingKey};
+use mailbridge_core::ports::{BlobStore, SecretStore};
+use mailbridge_core::{Error, Result, Secret};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub struct FileBlobStore {
+    root: PathBuf,
+}
+
+impl FileBlobStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    fn path(&self, key: &str) -> Result<PathBuf> {
+        if key.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+            return Err(Error::Invalid(format!("bad object key {key}")));
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+#[async_trait]
+impl BlobStore for FileBlobStore {
+    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<()> {
+        let path = self.path(key)?;
+        let dir = path.parent().expect("keys have a parent").to_path_buf();
+        tokio::fs::create_dir_all(&dir).await.map_err(Error::storage)?;
+        let tmp = dir.join(format!(".{}.part", mailbridge_core::crypto::random_token(8)));
+        tokio::fs::write(&tmp, &body).await.map_err(Error::storage)?;
+        tokio::fs::rename(&tmp, &path).await.map_err(Error::storage)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        match tokio::fs::read(self.path(key)?).await {
+            Ok(b) => Ok(Some(b.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::storage(e)),
+        }
+    }
+
+    fn locate(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+}
+
+/// Secrets sealed in `secrets.json` with a master key kept in `master.key` (mode 0600).
+pub struct FileSecrets {
+    file: PathBuf,
+    key: SealingKey,
+    lock: Mutex<()>,
+}
+
+fn io(e: std::io::Error) -> Error {
+    Error::storage(format!("secrets file: {e}"))
+}
+
+impl FileSecrets {
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let key_path = dir.join("master.key");
+        let key = match std::fs::read_to_string(&key_path) {
+            Ok(k) => Secret::new(k),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let k = SealingKey::generate_base64();
+                write_private(&key_path, k.expose().as_bytes())?;
+                k
+            }
+            Err(e) => return Err(io(e)),
+        };
+        Ok(Self { file: dir.join("secrets.json"), key: SealingKey::from_base64(&key)?, lock: Mutex::new(()) })
+    }
+
+    fn read_all(&self) -> Result<BTreeMap<String, Sealed>> {
+        match std::fs::read(&self.file) {
+            Ok(b) => serde_json::from_slice(&b).map_err(Error::storage),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    pub fn set(&self, name: &str, value: &Secret) -> Result<()> {
+        let _g = self.lock.lock().map_err(|_| Error::storage("secrets lock poisoned"))?;
+        let mut all = self.read_all()?;
+        all.insert(name.into(), self.key.seal(value.expose().as_bytes(), name)?);
+        write_private(&self.file, &serde_json::to_vec_pretty(&all).map_err(Error::storage)?)
+    }
+
+    pub fn contains(&self, name: &str) -> Result<bool> {
+        Ok(self.read_all()?.contains_key(name))
+    }
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[async_trait]
+impl SecretStore for FileSecrets {
+    async fn get(&self, name: &str) -> Result<Secret> {
+        let all = self.read_all()?;
+        let sealed = all
+            .get(name)
+            .ok_or_else(|| Error::Config { code: "secret-missing".into(), reason: format!("no secret named {name}") })?;
+        let plain = self.key.open(sealed, name)?;
+        Ok(Secret::new(String::from_utf8(plain).map_err(Error::storage)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn secrets_are_sealed_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FileSecrets::open(dir.path()).unwrap();
+        s.set("client", &Secret::new("very-secret-value")).unwrap();
+        let on_disk = std::fs::read_to_string(dir.path().join("secrets.json")).unwrap();
+        assert!(!on_disk.contains("very-secret-value"));
+        let again = FileSecrets::open(dir.path()).unwrap();
+        assert_eq!(again.get("client").await.unwrap().expose(), "very-secret-value");
+        assert!(again.get("other").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn blobs_round_trip_and_refuse_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FileBlobStore::new(dir.path());
+        b.put("messages/m/x.eml", Bytes::from_static(b"raw\r\n"), "message/rfc822").await.unwrap();
+        assert_eq!(b.get("messages/m/x.eml").await.unwrap().unwrap(), Bytes::from_static(b"raw\r\n"));
+        assert!(b.put("../x", Bytes::new(), "x").await.is_err());
+        assert!(b.get("messages/m/none").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,201 @@
+//! State (with conditional writes) and a durable job queue (with visibility timeouts) in SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mailbridge_core::model::Job;
+use mailbridge_core::ports::*;
+use mailbridge_core::{Error, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct SqliteDb {
+    conn: Mutex<Connection>,
+}
+
+fn db(e: rusqlite::Error) -> Error {
+    Error::storage(format!("sqlite: {e}"))
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+impl SqliteDb {
+    /// Opens (creating if needed) the database at `path`; `:memory:` for a throwaway one.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let conn = Connection::open(path).map_err(db)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS state (
+               partition TEXT NOT NULL, sort TEXT NOT NULL, body TEXT NOT NULL,
+               version INTEGER NOT NULL, expires_at INTEGER, PRIMARY KEY (partition, sort));
+             CREATE TABLE IF NOT EXISTS queue (
+               id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, visible_at INTEGER NOT NULL,
+               receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT);
+             CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at);",
+        )
+        .map_err(db)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut c = self.conn.lock().map_err(|_| Error::storage("sqlite connection poisoned"))?;
+        f(&mut c).map_err(db)
+    }
+
+    /// Jobs waiting (visible or not), for status pages and tests.
+    pub fn queue_depth(&self) -> Result<u64> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))).map(|n| n as u64)
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteDb {
+    async fn get(&self, key: &Key) -> Result<Option<Stored>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT body, version FROM state WHERE partition = ?1 AND sort = ?2",
+                params![key.partition, key.sort],
+                |r| Ok(Stored { body: r.get(0)?, version: r.get::<_, i64>(1)? as u64 }),
+            )
+            .optional()
+        })
+    }
+
+    async fn put(&self, key: &Key, body: String, cond: Cond, expires_at: Option<DateTime<Utc>>) -> Result<u64> {
+        let exp = expires_at.map(|t| t.timestamp());
+        let written = self.with(|c| {
+            let tx = c.transaction()?;
+            let current: Option<i64> = tx
+                .query_row("SELECT version FROM state WHERE partition = ?1 AND sort = ?2", params![key.partition, key.sort], |r| r.get(0))
+                .optional()?;
+            let ok = match cond {
+                Cond::Any => true,
+                Cond::Absent => current.is_none(),
+                Cond::Version(v) => current == Some(v as i64),
+            };
+            if !ok {
+                return Ok(None);
+            }
+            let version = current.unwrap_or(0) + 1;
+            tx.execute(
+                "INSERT INTO state (partition, sort, body, version, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (partition, sort) DO UPDATE SET body = ?3, version = ?4, expires_at = ?5",
+                params![key.partition, key.sort, body, version, exp],
+            )?;
+            tx.commit()?;
+            Ok(Some(version as u64))
+        })?;
+        written.ok_or_else(|| Error::Conflict(format!("{}/{}", key.partition, key.sort)))
+    }
+
+    async fn take(&self, key: &Key) -> Result<Option<Stored>> {
+        self.with(|c| {
+            c.query_row(
+                "DELETE FROM state WHERE partition = ?1 AND sort = ?2 RETURNING body, version",
+                params![key.partition, key.sort],
+                |r| Ok(Stored { body: r.get(0)?, version: r.get::<_, i64>(1)? as u64 }),
+            )
+            .optional()
+        })
+    }
+
+    async fn list(&self, partition: &str) -> Result<Vec<(String, Stored)>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT sort, body, version FROM state WHERE partition = ?1 ORDER BY sort")?;
+            let rows = st.query_map(params![partition], |r| {
+                Ok((r.get(0)?, Stored { body: r.get(1)?, version: r.get::<_, i64>(2)? as u64 }))
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqliteDb {
+    async fn send(&self, jobs: &[Job]) -> Result<()> {
+        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(Error::storage)?;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for b in &bodies {
+                tx.execute("INSERT INTO queue (body, visible_at) VALUES (?1, ?2)", params![b, now_ms()])?;
+            }
+            tx.commit()
+        })
+    }
+}
+
+#[async_trait]
+impl JobSource for SqliteDb {
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>> {
+        let now = now_ms();
+        let hidden_until = now + visibility.as_millis() as i64;
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let picked: Vec<(i64, String, i64)> = {
+                let mut st = tx.prepare("SELECT id, body, receive_count FROM queue WHERE visible_at <= ?1 ORDER BY id LIMIT ?2")?;
+                let rows = st.query_map(params![now, max as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let mut out = Vec::new();
+            for (id, body, count) in picked {
+                let receipt = format!("{id}:{}", mailbridge_core::crypto::random_token(8));
+                tx.execute(
+                    "UPDATE queue SET visible_at = ?1, receive_count = receive_count + 1, receipt = ?2 WHERE id = ?3",
+                    params![hidden_until, receipt, id],
+                )?;
+                out.push(Delivery { receipt, job_body: body, receive_count: (count + 1) as u32 });
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<()> {
+        // Only the latest receiver's receipt deletes: a worker that lost its lease cannot.
+        self.with(|c| c.execute("DELETE FROM queue WHERE receipt = ?1", params![receipt])).map(|_| ())
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
+        let at = now_ms() + delay.as_millis() as i64;
+        self.with(|c| c.execute("UPDATE queue SET visible_at = ?1 WHERE receipt = ?2", params![at, receipt])).map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailbridge_core::model::JobSource as Src;
+
+    #[tokio::test]
+    async fn conditional_writes_and_take() {
+        let d = SqliteDb::open(":memory:").unwrap();
+        let k = Key::new("p", "a");
+        assert_eq!(d.put(&k, "1".into(), Cond::Absent, None).await.unwrap(), 1);
+        assert!(matches!(d.put(&k, "x".into(), Cond::Absent, None).await, Err(Error::Conflict(_))));
+        assert!(matches!(d.put(&k, "x".into(), Cond::Version(2), None).await, Err(Error::Conflict(_))));
+        assert_eq!(d.put(&k, "2".into(), Cond::Version(1), None).await.unwrap(), 2);
+        assert_eq!(d.get(&k).await.unwrap().unwrap(), Stored { body: "2".into(), version: 2 });
+        assert_eq!(d.list("p").await.unwrap().len(), 1);
+        assert!(d.take(&k).await.unwrap().is_some());
+        assert!(d.take(&k).await.unwrap().is_none(), "a take is single-use");
+    }
+
+    #[tokio::test]
+    async fn queue_redelivers_until_acked() {
+        let d = SqliteDb::open(":memory:").unwrap();
+        let job = Job::Import { mailbox_id: "m".into(), message_id: "x".into(), source: Src::Sweep };
+        d.send(&[job]).await.unwrap();
+        let got = d.receive(10, Duration::from_millis(0)).await.unwrap();
+        assert_eq!(got.len(), 1);
+        let again = d.receive(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(again[0].receive_count, 2, "not acked: delivered again after its visibility ran out");
+        assert!(d.receive(10, Duration::from_secs(60)).await.unwrap().is_empty(), "hidden while in flight");
+        d.ack(&got[0].receipt).await.unwrap();
+        assert_eq!(d.queue_depth().unwrap(), 1, "a stale receipt deletes nothing");
+        d.ack(&again[0].receipt).await.unwrap();
+        assert_eq!(d.queue_depth().unwrap(), 0);
+    }
+}

@@ -1,0 +1,225 @@
+//! The local runner: every mailbridge function in one process, on embedded storage (SQLite, files,
+//! an encrypted secrets file), against the in-process Microsoft 365 simulator.
+
+use mailbridge_app::{http::all_routes, lambda::run_one, lambda::should_retry, App, Ports};
+use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
+use mailbridge_core::ports::{Cond, JobSource, SystemClock};
+use mailbridge_core::services::Settings;
+use mailbridge_core::{crypto::SealingKey, Secret};
+use mailbridge_embedded::{FileBlobStore, FileSecrets, SqliteDb};
+use mailbridge_graph::{http_client, EntraIdentity, GraphClient};
+use m365_sim::{Demo, Sim};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where state, messages and secrets go. Cleared at start: the simulated tenant starts afresh too.
+    pub data_dir: PathBuf,
+    /// Address of mailbridge's HTTP endpoints (`127.0.0.1:0` for any free port).
+    pub listen: String,
+    /// Address of the Microsoft 365 simulator.
+    pub sim_listen: String,
+    /// How often the maintenance round runs.
+    pub maintenance_every: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".local/mailbridge"),
+            listen: "127.0.0.1:8300".into(),
+            sim_listen: "127.0.0.1:8400".into(),
+            maintenance_every: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A running local deployment.
+pub struct Runner {
+    pub app: App,
+    pub sim: Sim,
+    pub demo: Demo,
+    pub db: Arc<SqliteDb>,
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub data_dir: PathBuf,
+    pub admin_token: Secret,
+}
+
+/// Name of the demo profile's client secret in the secret store.
+pub const DEMO_SECRET: &str = "profiles/demo/client-secret";
+
+impl Runner {
+    pub async fn start(opts: Options) -> Result<Runner, Box<dyn std::error::Error + Send + Sync>> {
+        if opts.data_dir.exists() {
+            std::fs::remove_dir_all(&opts.data_dir)?;
+        }
+        std::fs::create_dir_all(&opts.data_dir)?;
+        let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
+        let addr = listener.local_addr()?;
+        let base_url = format!("http://{addr}");
+        let settings = Settings::new(&base_url);
+
+        let sim = Sim::start(&opts.sim_listen).await?;
+        let demo = sim.seed_demo(&settings.redirect_uri());
+
+        let secrets = Arc::new(FileSecrets::open(opts.data_dir.join("secrets"))?);
+        if !secrets.contains(&settings.token_key_name)? {
+            secrets.set(&settings.token_key_name, &SealingKey::generate_base64())?;
+        }
+        secrets.set(DEMO_SECRET, &Secret::new(demo.client_secret.clone()))?;
+        let admin_token = Secret::new(mailbridge_core::crypto::random_token(24));
+
+        let db = Arc::new(SqliteDb::open(opts.data_dir.join("state.db"))?);
+        let http = http_client()?;
+        let ports = Ports {
+            store: db.clone(),
+            blobs: Arc::new(FileBlobStore::new(opts.data_dir.join("store"))),
+            queue: db.clone(),
+            secrets,
+            identity: Arc::new(EntraIdentity::new(http.clone())),
+            graph: Arc::new(GraphClient::new(http)),
+            clock: Arc::new(SystemClock),
+        };
+        let app = App::new(ports, settings, Some(admin_token.clone()));
+        app.repos
+            .profiles
+            .put(
+                None,
+                "demo",
+                &ServerProfile {
+                    id: "demo".into(),
+                    name: "Simulated Microsoft 365 (demo tenant)".into(),
+                    cloud: Cloud::Custom {
+                        login: sim.base_url().into(),
+                        graph: sim.base_url().into(),
+                        resource: "https://graph.microsoft.com".into(),
+                    },
+                    auth: AuthType::Delegated,
+                    tenant: demo.tenant_id.clone(),
+                    client_id: demo.client_id.clone(),
+                    client_secret_ref: DEMO_SECRET.into(),
+                    client_secret_expires_at: None,
+                    is_default: true,
+                    approval_required: false,
+                    backfill_days: 0,
+                },
+                Cond::Any,
+            )
+            .await?;
+
+        let router = all_routes(app.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+        tokio::spawn(work_queue(app.clone(), db.clone()));
+        tokio::spawn(maintain(app.clone(), opts.maintenance_every));
+        Ok(Runner { app, sim, demo, db, addr, base_url, data_dir: opts.data_dir, admin_token })
+    }
+
+    /// Connects the demo user's mailbox through the real redirect flow, as a browser would:
+    /// `/connect` → the simulator's authorize endpoint (which signs Adele in and consents) →
+    /// `/oauth/callback`. Returns the callback page's status and text.
+    pub async fn connect_demo_mailbox(&self) -> Result<(u16, String), reqwest::Error> {
+        let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let mut url = format!("{}/connect", self.base_url);
+        for _ in 0..5 {
+            let resp = browser.get(&url).send().await?;
+            match resp.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()) {
+                Some(next) if resp.status().is_redirection() => url = next.to_string(),
+                _ => {
+                    let status = resp.status().as_u16();
+                    return Ok((status, resp.text().await?));
+                }
+            }
+        }
+        Ok((508, "too many redirects".into()))
+    }
+}
+
+/// The local stand-in for Lambda's SQS trigger: receive, run, acknowledge or make visible again.
+async fn work_queue(app: App, db: Arc<SqliteDb>) {
+    const VISIBILITY: Duration = Duration::from_secs(120);
+    const MAX_RECEIVES: u32 = 8;
+    loop {
+        let batch = match db.receive(10, VISIBILITY).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "queue receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for d in batch {
+            let (app, db) = (app.clone(), db.clone());
+            tasks.spawn(async move {
+                let outcome = run_one(&app.worker, &d.job_body).await;
+                let settled = match outcome {
+                    Err(e) if should_retry(&e) && d.receive_count < MAX_RECEIVES => {
+                        let backoff = e.retry_after().unwrap_or(Duration::from_secs(1 << d.receive_count.min(6)));
+                        db.retry_later(&d.receipt, backoff).await
+                    }
+                    Err(e) if should_retry(&e) => {
+                        tracing::error!(error = %e, body = %d.job_body, "job dead-lettered after {MAX_RECEIVES} attempts");
+                        db.ack(&d.receipt).await
+                    }
+                    _ => db.ack(&d.receipt).await,
+                };
+                if let Err(e) = settled {
+                    tracing::error!(error = %e, "could not settle a job");
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The local stand-in for the EventBridge schedule.
+async fn maintain(app: App, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match app.maintenance.run().await {
+            Ok(r) => tracing::info!(?r, "maintenance round done"),
+            Err(e) => tracing::error!(error = %e, "maintenance round failed"),
+        }
+    }
+}
+
+/// Three sample messages: plain ASCII, non-ASCII headers, and one with a PDF attachment.
+pub fn sample_messages() -> Vec<(String, Vec<u8>)> {
+    let date = chrono::Utc::now().to_rfc2822();
+    let plain = format!(
+        "From: Megan Bowen <megan@contoso.example>\r\nTo: Adele Vance <adele@contoso.example>\r\nSubject: Quarterly figures\r\n\
+Date: {date}\r\nMessage-ID: <q3-figures@contoso.example>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n\
+Hi Adele,\r\n\r\nThe figures are ready.\r\n"
+    );
+    let accents = format!(
+        "From: =?UTF-8?Q?Fran=C3=A7ois_M=C3=BCller?= <francois@exemple.fr>\r\nTo: adele@contoso.example\r\n\
+Subject: =?UTF-8?B?UsOpdW5pb24gZCfDqXTDqSDigJMgY2Fmw6kg4piV?=\r\nDate: {date}\r\nMessage-ID: <reunion-ete@exemple.fr>\r\n\
+MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
+Bonjour Adèle, à bientôt !\r\n"
+    );
+    let attachment = format!(
+        "From: Lee Gu <lee@fabrikam.example>\r\nTo: adele@contoso.example\r\nCc: megan@contoso.example\r\nSubject: Invoice 2026-117\r\n\
+Date: {date}\r\nMessage-ID: <invoice-2026-117@fabrikam.example>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"=_boundary_1\"\r\n\r\n--=_boundary_1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n\
+Please find the invoice attached.\r\n--=_boundary_1\r\nContent-Type: application/pdf; name=\"invoice-2026-117.pdf\"\r\n\
+Content-Disposition: attachment; filename=\"invoice-2026-117.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+JVBERi0xLjQKJcOkw7zDtsOfCjEgMCBvYmoKPDwvVHlwZS9DYXRhbG9nPj4KZW5kb2JqCnRyYWlsZXIKPDwvUm9vdCAxIDAgUj4+CiUlRU9GCg==\r\n\
+--=_boundary_1--\r\n"
+    );
+    vec![("plain".into(), plain.into_bytes()), ("non-ascii".into(), accents.into_bytes()), ("attachment".into(), attachment.into_bytes())]
+}
