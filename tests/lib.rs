@@ -1,1 +1,49 @@
 //! Shared helpers for the end-to-end tests.
+
+use mailbridge_core::model::ImportState;
+use mailbridge_local::{Options, Runner};
+use mailbridge_core::ports::{Clock, SystemClock};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A runner on free ports with its own data directory.
+pub async fn runner(dir: &std::path::Path) -> Runner {
+    runner_with_clock(dir, Arc::new(SystemClock)).await
+}
+
+/// A runner whose clock the test controls.
+pub async fn runner_with_clock(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Runner {
+    Runner::start(Options {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".into(),
+        sim_listen: "127.0.0.1:0".into(),
+        maintenance_every: Duration::from_secs(3600),
+        clock,
+    })
+    .await
+    .expect("the local runner starts")
+}
+
+/// Waits until every message id is imported (or the deadline passes) and returns their states.
+pub async fn wait_imported(r: &Runner, mailbox: &str, ids: &[String]) -> Vec<Option<ImportState>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut states = Vec::new();
+        for id in ids {
+            states.push(r.app.repos.imports.get(Some(mailbox), id).await.unwrap().map(|v| v.value));
+        }
+        let all = states.iter().all(|s| matches!(s, Some(ImportState::Imported { .. })));
+        if all || tokio::time::Instant::now() > deadline {
+            return states;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the job queue is empty.
+pub async fn settle(r: &Runner) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while r.db.queue_depth().unwrap() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -3,7 +3,7 @@
 
 use mailbridge_app::{http::all_routes, lambda::run_one, lambda::should_retry, App, Ports};
 use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
-use mailbridge_core::ports::{Cond, JobSource, SystemClock};
+use mailbridge_core::ports::{Clock, Cond, JobSource, SystemClock};
 use mailbridge_core::services::Settings;
 use mailbridge_core::{crypto::SealingKey, Secret};
 use mailbridge_embedded::{FileBlobStore, FileSecrets, SqliteDb};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Where state, messages and secrets go. Cleared at start: the simulated tenant starts afresh too.
     pub data_dir: PathBuf,
@@ -25,6 +25,8 @@ pub struct Options {
     pub sim_listen: String,
     /// How often the maintenance round runs.
     pub maintenance_every: Duration,
+    /// mailbridge's clock (tests shift it).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for Options {
@@ -34,6 +36,7 @@ impl Default for Options {
             listen: "127.0.0.1:8300".into(),
             sim_listen: "127.0.0.1:8400".into(),
             maintenance_every: Duration::from_secs(300),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -83,7 +86,7 @@ impl Runner {
             secrets,
             identity: Arc::new(EntraIdentity::new(http.clone())),
             graph: Arc::new(GraphClient::new(http)),
-            clock: Arc::new(SystemClock),
+            clock: opts.clock.clone(),
         };
         let app = App::new(ports, settings, Some(admin_token.clone()));
         app.repos

@@ -136,3 +136,21 @@ mod tests {
         assert!(s.take(&k).await.unwrap().is_none());
     }
 }
+
+/// A clock that runs with the system clock, shifted by an offset that tests move forward.
+#[derive(Default)]
+pub struct ShiftedClock {
+    offset: Mutex<chrono::Duration>,
+}
+
+impl ShiftedClock {
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.offset.lock().unwrap() += by;
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *self.offset.lock().unwrap()
+    }
+}

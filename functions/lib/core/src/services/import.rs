@@ -119,7 +119,8 @@ impl Importer {
             Some(v) => match &v.value {
                 ImportState::InProgress { lease_until, attempts } if *lease_until <= now => (Cond::Version(v.version), *attempts),
                 ImportState::InProgress { lease_until, .. } => {
-                    let wait = (*lease_until - now).to_std().unwrap_or_default();
+                    // The holder usually finishes within seconds; look again soon, not at lease end.
+                    let wait = (*lease_until - now).to_std().unwrap_or_default().min(std::time::Duration::from_secs(3));
                     return Err(Error::Retry { after: Some(wait), reason: "another worker is importing this message".into() });
                 }
                 _ => return Ok(None),
