@@ -1,10 +1,10 @@
 //! The whole path, through the real handlers, against the Microsoft 365 simulator: connect with
 //! the OAuth redirect flow, receive notifications, import each message once, byte-exact.
 
+use mailbridge_core::memory::ShiftedClock;
 use mailbridge_core::model::{ConnectionState, ImportState, Job, JobSource};
 use mailbridge_core::services::import::StoredMetadata;
 use mailbridge_local::sample_messages;
-use mailbridge_core::memory::ShiftedClock;
 use mailbridge_tests::{runner, runner_with_clock, settle, wait_imported};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +17,10 @@ async fn connect_notify_import_exactly_once() {
     // Connect through /connect → authorize (PKCE) → /oauth/callback.
     let (status, page) = r.connect_demo_mailbox().await.unwrap();
     assert_eq!(status, 200, "{page}");
-    assert!(page.contains("adele@contoso.example is connected"), "{page}");
+    assert!(
+        page.contains("adele@contoso.example is connected"),
+        "{page}"
+    );
     let views = r.app.admin.mailboxes().await.unwrap();
     assert_eq!(views.len(), 1);
     let mailbox = views[0].mailbox.clone();
@@ -28,7 +31,10 @@ async fn connect_notify_import_exactly_once() {
     // The refresh token is sealed at rest: no token text in the database file.
     let db_bytes = std::fs::read(r.data_dir.join("state.db")).unwrap();
     let db_text = String::from_utf8_lossy(&db_bytes);
-    assert!(!db_text.contains("sim-rt.") && !db_text.contains("sim-at."), "a token is stored in plaintext");
+    assert!(
+        !db_text.contains("sim-rt.") && !db_text.contains("sim-at."),
+        "a token is stored in plaintext"
+    );
 
     // One subscription, validated by the handshake, on the Inbox.
     assert_eq!(r.sim.subscription_ids().len(), 1);
@@ -39,31 +45,59 @@ async fn connect_notify_import_exactly_once() {
     let samples = sample_messages();
     let mut ids = Vec::new();
     for (_, mime) in &samples {
-        ids.push(r.sim.deliver(&r.demo.user_upn, "inbox", mime.clone()).unwrap());
+        ids.push(
+            r.sim
+                .deliver(&r.demo.user_upn, "inbox", mime.clone())
+                .unwrap(),
+        );
     }
     let states = wait_imported(&r, &mailbox.id, &ids).await;
     settle(&r).await;
 
     for ((name, mime), state) in samples.iter().zip(&states) {
-        let Some(ImportState::Imported { eml_key, metadata_key, sha256, size, .. }) = state else {
+        let Some(ImportState::Imported {
+            eml_key,
+            metadata_key,
+            sha256,
+            size,
+            ..
+        }) = state
+        else {
             panic!("{name} was not imported: {state:?}");
         };
         let stored = r.app.blobs.get(eml_key).await.unwrap().unwrap();
-        assert_eq!(&stored[..], &mime[..], "{name}: the .eml is not byte-identical");
+        assert_eq!(
+            &stored[..],
+            &mime[..],
+            "{name}: the .eml is not byte-identical"
+        );
         assert_eq!(*size, mime.len() as u64);
-        let meta: StoredMetadata = serde_json::from_slice(&r.app.blobs.get(metadata_key).await.unwrap().unwrap()).unwrap();
+        let meta: StoredMetadata =
+            serde_json::from_slice(&r.app.blobs.get(metadata_key).await.unwrap().unwrap()).unwrap();
         assert_eq!(&meta.message.sha256, sha256);
         assert_eq!(meta.mailbox_address, "adele@contoso.example");
         match name.as_str() {
             "non-ascii" => {
-                assert_eq!(meta.message.subject.as_deref(), Some("Réunion d'été – café ☕"));
-                assert_eq!(meta.message.from[0].name.as_deref(), Some("François Müller"));
+                assert_eq!(
+                    meta.message.subject.as_deref(),
+                    Some("Réunion d'été – café ☕")
+                );
+                assert_eq!(
+                    meta.message.from[0].name.as_deref(),
+                    Some("François Müller")
+                );
             }
             "attachment" => {
                 assert_eq!(meta.message.attachments.len(), 1);
-                assert_eq!(meta.message.attachments[0].name.as_deref(), Some("invoice-2026-117.pdf"));
+                assert_eq!(
+                    meta.message.attachments[0].name.as_deref(),
+                    Some("invoice-2026-117.pdf")
+                );
                 assert_eq!(meta.message.attachments[0].content_type, "application/pdf");
-                assert_eq!(meta.message.cc[0].address.as_deref(), Some("megan@contoso.example"));
+                assert_eq!(
+                    meta.message.cc[0].address.as_deref(),
+                    Some("megan@contoso.example")
+                );
             }
             _ => assert_eq!(meta.message.subject.as_deref(), Some("Quarterly figures")),
         }
@@ -71,14 +105,31 @@ async fn connect_notify_import_exactly_once() {
 
     // Every notification came twice; each message was fetched once.
     assert_eq!(r.sim.counter("notifications_delivered"), 6);
-    assert_eq!(r.sim.counter("mime"), 3, "one $value per message, however often it was notified");
+    assert_eq!(
+        r.sim.counter("mime"),
+        3,
+        "one $value per message, however often it was notified"
+    );
 
     // A replayed job and a sweep that finds the same messages change nothing.
-    r.app.worker
-        .run(&Job::Import { mailbox_id: mailbox.id.clone(), message_id: ids[0].clone(), source: JobSource::Sweep })
+    r.app
+        .worker
+        .run(&Job::Import {
+            mailbox_id: mailbox.id.clone(),
+            message_id: ids[0].clone(),
+            source: JobSource::Sweep,
+        })
         .await
         .unwrap();
-    r.app.worker.run(&Job::Sweep { mailbox_id: mailbox.id.clone(), folder_id: None, reason: "test".into() }).await.unwrap();
+    r.app
+        .worker
+        .run(&Job::Sweep {
+            mailbox_id: mailbox.id.clone(),
+            folder_id: None,
+            reason: "test".into(),
+        })
+        .await
+        .unwrap();
     settle(&r).await;
     assert_eq!(r.sim.counter("mime"), 3);
     let files = walk(&r.data_dir.join("store"));
@@ -98,16 +149,30 @@ async fn dropped_notifications_are_found_by_the_sweep() {
     let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.clone();
 
     r.sim.set_faults(|f| f.drop_notifications = true);
-    let ids: Vec<String> =
-        sample_messages().into_iter().map(|(_, m)| r.sim.deliver(&r.demo.user_upn, "inbox", m).unwrap()).collect();
+    let ids: Vec<String> = sample_messages()
+        .into_iter()
+        .map(|(_, m)| r.sim.deliver(&r.demo.user_upn, "inbox", m).unwrap())
+        .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(r.app.repos.imports.get(Some(&mailbox.id), &ids[0]).await.unwrap().is_none());
+    assert!(r
+        .app
+        .repos
+        .imports
+        .get(Some(&mailbox.id), &ids[0])
+        .await
+        .unwrap()
+        .is_none());
 
     // The scheduled maintenance round queues a sweep; the sweep queues what the delta shows.
     let report = r.app.maintenance.run().await.unwrap();
     assert_eq!(report.sweeps_queued, 1);
     let states = wait_imported(&r, &mailbox.id, &ids).await;
-    assert!(states.iter().all(|s| matches!(s, Some(ImportState::Imported { .. }))), "{states:?}");
+    assert!(
+        states
+            .iter()
+            .all(|s| matches!(s, Some(ImportState::Imported { .. }))),
+        "{states:?}"
+    );
     assert_eq!(r.sim.counter("mime"), 3);
 }
 
@@ -115,16 +180,34 @@ async fn dropped_notifications_are_found_by_the_sweep() {
 async fn consent_declined_and_replayed_state_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let r = runner(dir.path()).await;
-    r.sim.state.world.lock().unwrap().users.values_mut().for_each(|u| u.consents = false);
+    r.sim
+        .state
+        .world
+        .lock()
+        .unwrap()
+        .users
+        .values_mut()
+        .for_each(|u| u.consents = false);
     let (status, page) = r.connect_demo_mailbox().await.unwrap();
     assert_eq!(status, 400);
     assert!(page.contains("consent declined"), "{page}");
     assert!(r.app.admin.mailboxes().await.unwrap().is_empty());
 
     let http = reqwest::Client::new();
-    let resp = http.get(format!("{}/oauth/callback?code=x&state=never-issued", r.base_url)).send().await.unwrap();
+    let resp = http
+        .get(format!(
+            "{}/oauth/callback?code=x&state=never-issued",
+            r.base_url
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
-    assert!(resp.text().await.unwrap().contains("unknown or was already used"));
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("unknown or was already used"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,8 +224,14 @@ async fn revoked_grant_marks_the_mailbox_for_reauthentication_and_reconnecting_k
     let report = r.app.maintenance.run().await.unwrap();
     assert_eq!(report.needs_reauth, 1);
     let view = r.app.admin.mailbox(&mailbox.id).await.unwrap();
-    assert!(matches!(&view.mailbox.connection, ConnectionState::ReauthRequired { code, .. } if code == "AADSTS50173"));
-    assert!(view.health.alerts.iter().any(|a| a.message.contains("Sign in again")));
+    assert!(
+        matches!(&view.mailbox.connection, ConnectionState::ReauthRequired { code, .. } if code == "AADSTS50173")
+    );
+    assert!(view
+        .health
+        .alerts
+        .iter()
+        .any(|a| a.message.contains("Sign in again")));
 
     // Signing in again reconnects the same mailbox with its settings.
     assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
@@ -160,15 +249,39 @@ async fn webhook_answers_graph_exactly() {
     let http = reqwest::Client::new();
     // Validation handshake: 200, text/plain, the URL-decoded token.
     let token = "Validation: Testing client application reachability for subscription Request-Id: 7b6d&x=<b>";
-    let url = format!("{}/notifications?validationToken={}", r.base_url, urlencode(token));
-    let resp = http.post(&url).header("content-type", "text/plain; charset=utf-8").send().await.unwrap();
+    let url = format!(
+        "{}/notifications?validationToken={}",
+        r.base_url,
+        urlencode(token)
+    );
+    let resp = http
+        .post(&url)
+        .header("content-type", "text/plain; charset=utf-8")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     assert_eq!(resp.text().await.unwrap(), token);
     // Garbage: 4xx, nothing queued.
-    let resp = http.post(format!("{}/notifications", r.base_url)).header("content-type", "application/json").body("{nope").send().await.unwrap();
+    let resp = http
+        .post(format!("{}/notifications", r.base_url))
+        .header("content-type", "application/json")
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
-    let resp = http.post(format!("{}/notifications", r.base_url)).header("content-type", "text/html").body("{}").send().await.unwrap();
+    let resp = http
+        .post(format!("{}/notifications", r.base_url))
+        .header("content-type", "text/html")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 415);
     let resp = http
         .post(format!("{}/lifecycle", r.base_url))
@@ -180,19 +293,40 @@ async fn webhook_answers_graph_exactly() {
     assert_eq!(resp.status(), 413);
     // A well-formed notification for an unknown subscription: accepted and dropped.
     let sample = include_str!("fixtures/graph/notification-created.json");
-    let resp = http.post(format!("{}/notifications", r.base_url)).header("content-type", "application/json").body(sample).send().await.unwrap();
+    let resp = http
+        .post(format!("{}/notifications", r.base_url))
+        .header("content-type", "application/json")
+        .body(sample)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 202);
     assert_eq!(r.db.queue_depth().unwrap(), 0);
     // The admin API wants its token.
-    let resp = http.get(format!("{}/admin/mailboxes", r.base_url)).send().await.unwrap();
+    let resp = http
+        .get(format!("{}/admin/mailboxes", r.base_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
-    let resp = http.get(format!("{}/admin/mailboxes", r.base_url)).bearer_auth(r.admin_token.expose()).send().await.unwrap();
+    let resp = http
+        .get(format!("{}/admin/mailboxes", r.base_url))
+        .bearer_auth(r.admin_token.expose())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
 }
 
 fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 

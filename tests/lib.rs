@@ -1,8 +1,8 @@
 //! Shared helpers for the end-to-end tests.
 
 use mailbridge_core::model::ImportState;
-use mailbridge_local::{Options, Runner};
 use mailbridge_core::ports::{Clock, SystemClock};
+use mailbridge_local::{Options, Runner};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,9 +30,19 @@ pub async fn wait_imported(r: &Runner, mailbox: &str, ids: &[String]) -> Vec<Opt
     loop {
         let mut states = Vec::new();
         for id in ids {
-            states.push(r.app.repos.imports.get(Some(mailbox), id).await.unwrap().map(|v| v.value));
+            states.push(
+                r.app
+                    .repos
+                    .imports
+                    .get(Some(mailbox), id)
+                    .await
+                    .unwrap()
+                    .map(|v| v.value),
+            );
         }
-        let all = states.iter().all(|s| matches!(s, Some(ImportState::Imported { .. })));
+        let all = states
+            .iter()
+            .all(|s| matches!(s, Some(ImportState::Imported { .. })));
         if all || tokio::time::Instant::now() > deadline {
             return states;
         }

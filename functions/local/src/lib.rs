@@ -1,6 +1,7 @@
 //! The local runner: every mailbridge function in one process, on embedded storage (SQLite, files,
 //! an encrypted secrets file), against the in-process Microsoft 365 simulator.
 
+use m365_sim::{Demo, Sim};
 use mailbridge_app::{http::all_routes, lambda::run_one, lambda::should_retry, App, Ports};
 use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
 use mailbridge_core::ports::{Clock, Cond, JobSource, SystemClock};
@@ -8,7 +9,6 @@ use mailbridge_core::services::Settings;
 use mailbridge_core::{crypto::SealingKey, Secret};
 use mailbridge_embedded::{FileBlobStore, FileSecrets, SqliteDb};
 use mailbridge_graph::{http_client, EntraIdentity, GraphClient};
-use m365_sim::{Demo, Sim};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -123,18 +123,33 @@ impl Runner {
         });
         tokio::spawn(work_queue(app.clone(), db.clone()));
         tokio::spawn(maintain(app.clone(), opts.maintenance_every));
-        Ok(Runner { app, sim, demo, db, addr, base_url, data_dir: opts.data_dir, admin_token })
+        Ok(Runner {
+            app,
+            sim,
+            demo,
+            db,
+            addr,
+            base_url,
+            data_dir: opts.data_dir,
+            admin_token,
+        })
     }
 
     /// Connects the demo user's mailbox through the real redirect flow, as a browser would:
     /// `/connect` → the simulator's authorize endpoint (which signs Adele in and consents) →
     /// `/oauth/callback`. Returns the callback page's status and text.
     pub async fn connect_demo_mailbox(&self) -> Result<(u16, String), reqwest::Error> {
-        let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
         let mut url = format!("{}/connect", self.base_url);
         for _ in 0..5 {
             let resp = browser.get(&url).send().await?;
-            match resp.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()) {
+            match resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+            {
                 Some(next) if resp.status().is_redirection() => url = next.to_string(),
                 _ => {
                     let status = resp.status().as_u16();
@@ -224,5 +239,9 @@ Content-Disposition: attachment; filename=\"invoice-2026-117.pdf\"\r\nContent-Tr
 JVBERi0xLjQKJcOkw7zDtsOfCjEgMCBvYmoKPDwvVHlwZS9DYXRhbG9nPj4KZW5kb2JqCnRyYWlsZXIKPDwvUm9vdCAxIDAgUj4+CiUlRU9GCg==\r\n\
 --=_boundary_1--\r\n"
     );
-    vec![("plain".into(), plain.into_bytes()), ("non-ascii".into(), accents.into_bytes()), ("attachment".into(), attachment.into_bytes())]
+    vec![
+        ("plain".into(), plain.into_bytes()),
+        ("non-ascii".into(), accents.into_bytes()),
+        ("attachment".into(), attachment.into_bytes()),
+    ]
 }

@@ -9,7 +9,9 @@ type Res = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 #[tokio::main]
 async fn main() -> Res {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_target(false)
         .init();
     let mut opts = Options::default();
@@ -20,7 +22,9 @@ async fn main() -> Res {
             "serve" | "demo" => mode = a,
             "--data" => opts.data_dir = args.next().ok_or("--data needs a directory")?.into(),
             "--listen" => opts.listen = args.next().ok_or("--listen needs an address")?,
-            "--sim-listen" => opts.sim_listen = args.next().ok_or("--sim-listen needs an address")?,
+            "--sim-listen" => {
+                opts.sim_listen = args.next().ok_or("--sim-listen needs an address")?
+            }
             "-h" | "--help" => {
                 println!("usage: mailbridge-local [serve|demo] [--data DIR] [--listen ADDR] [--sim-listen ADDR]");
                 return Ok(());
@@ -32,27 +36,64 @@ async fn main() -> Res {
     if mode == "demo" {
         return demo(&runner).await;
     }
-    println!("mailbridge is running on {} (Microsoft 365 simulator on {})", runner.base_url, runner.sim.base_url());
-    println!("  connect the demo mailbox: open {}/connect (signs in as {})", runner.base_url, runner.demo.user_upn);
+    println!(
+        "mailbridge is running on {} (Microsoft 365 simulator on {})",
+        runner.base_url,
+        runner.sim.base_url()
+    );
+    println!(
+        "  connect the demo mailbox: open {}/connect (signs in as {})",
+        runner.base_url, runner.demo.user_upn
+    );
     println!("  deliver a message:        curl -X POST --data-binary @message.eml '{}/_sim/users/{}/messages?folder=inbox'", runner.sim.base_url(), runner.demo.user_upn);
-    println!("  admin API:                curl -H 'Authorization: Bearer {}' {}/admin/mailboxes", runner.admin_token.expose(), runner.base_url);
-    println!("  imported messages:        {}", runner.data_dir.join("store").display());
+    println!(
+        "  admin API:                curl -H 'Authorization: Bearer {}' {}/admin/mailboxes",
+        runner.admin_token.expose(),
+        runner.base_url
+    );
+    println!(
+        "  imported messages:        {}",
+        runner.data_dir.join("store").display()
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }
 
 async fn demo(r: &Runner) -> Res {
-    println!("1. Connecting {} through /connect → Microsoft sign-in (simulated) → /oauth/callback", r.demo.user_upn);
+    println!(
+        "1. Connecting {} through /connect → Microsoft sign-in (simulated) → /oauth/callback",
+        r.demo.user_upn
+    );
     let (status, page) = r.connect_demo_mailbox().await?;
     if status != 200 {
         return Err(format!("the connection failed ({status}): {page}").into());
     }
-    let mailbox = r.app.admin.mailboxes().await?.into_iter().next().ok_or("no mailbox after connecting")?.mailbox;
-    println!("   connected mailbox {} ({}), folders: {:?}", mailbox.id, mailbox.address, mailbox.folders.iter().map(|f| &f.display_name).collect::<Vec<_>>());
+    let mailbox = r
+        .app
+        .admin
+        .mailboxes()
+        .await?
+        .into_iter()
+        .next()
+        .ok_or("no mailbox after connecting")?
+        .mailbox;
+    println!(
+        "   connected mailbox {} ({}), folders: {:?}",
+        mailbox.id,
+        mailbox.address,
+        mailbox
+            .folders
+            .iter()
+            .map(|f| &f.display_name)
+            .collect::<Vec<_>>()
+    );
     println!("2. Delivering three messages into the simulated Inbox");
     let mut ids = Vec::new();
     for (name, mime) in sample_messages() {
-        let id = r.sim.deliver(&r.demo.user_upn, "inbox", mime).ok_or("delivery failed")?;
+        let id = r
+            .sim
+            .deliver(&r.demo.user_upn, "inbox", mime)
+            .ok_or("delivery failed")?;
         println!("   delivered '{name}' as {}…", &id[..24.min(id.len())]);
         ids.push(id);
     }
@@ -62,22 +103,42 @@ async fn demo(r: &Runner) -> Res {
         let mut done = Vec::new();
         for id in &ids {
             if let Some(v) = r.app.repos.imports.get(Some(&mailbox.id), id).await? {
-                if let ImportState::Imported { eml_key, metadata_key, size, .. } = v.value {
+                if let ImportState::Imported {
+                    eml_key,
+                    metadata_key,
+                    size,
+                    ..
+                } = v.value
+                {
                     done.push((eml_key, metadata_key, size));
                 }
             }
         }
         if done.len() == ids.len() {
             for (eml, meta, size) in done {
-                let doc: serde_json::Value = serde_json::from_slice(&r.app.blobs.get(&meta).await?.unwrap_or_default())?;
-                println!("   imported {:>5} bytes  subject: {}", size, doc["subject"].as_str().unwrap_or("(none)"));
+                let doc: serde_json::Value =
+                    serde_json::from_slice(&r.app.blobs.get(&meta).await?.unwrap_or_default())?;
+                println!(
+                    "   imported {:>5} bytes  subject: {}",
+                    size,
+                    doc["subject"].as_str().unwrap_or("(none)")
+                );
                 println!("                      .eml: {}", r.app.blobs.locate(&eml));
             }
-            println!("Done: {} messages imported with {} Graph $value calls.", ids.len(), r.sim.counter("mime"));
+            println!(
+                "Done: {} messages imported with {} Graph $value calls.",
+                ids.len(),
+                r.sim.counter("mime")
+            );
             return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
-            return Err(format!("only {} of {} messages were imported within 30 s", done.len(), ids.len()).into());
+            return Err(format!(
+                "only {} of {} messages were imported within 30 s",
+                done.len(),
+                ids.len()
+            )
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

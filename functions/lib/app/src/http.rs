@@ -17,7 +17,10 @@ use serde_json::json;
 
 /// The oauth function's routes.
 pub fn oauth_router(app: App) -> Router {
-    Router::new().route("/connect", get(connect)).route("/oauth/callback", get(callback)).with_state(app)
+    Router::new()
+        .route("/connect", get(connect))
+        .route("/oauth/callback", get(callback))
+        .with_state(app)
 }
 
 /// The webhook function's routes.
@@ -38,18 +41,27 @@ pub fn admin_router(app: App) -> Router {
         .route("/admin/mailboxes/{id}", get(get_mailbox))
         .route("/admin/mailboxes/{id}/approval", post(set_approval))
         .route("/admin/mailboxes/{id}/enabled", post(set_enabled))
-        .route("/admin/mailboxes/{id}/folders", get(folders).put(set_folders))
+        .route(
+            "/admin/mailboxes/{id}/folders",
+            get(folders).put(set_folders),
+        )
         .route("/admin/mailboxes/{id}/test", post(test_mailbox))
         .with_state(app)
 }
 
 /// Every route, as the local runner serves them.
 pub fn all_routes(app: App) -> Router {
-    oauth_router(app.clone()).merge(webhook_router(app.clone())).merge(admin_router(app))
+    oauth_router(app.clone())
+        .merge(webhook_router(app.clone()))
+        .merge(admin_router(app))
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
@@ -58,7 +70,12 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         t = escape(title),
         b = escape(body)
     );
-    (status, [(header::X_CONTENT_TYPE_OPTIONS, "nosniff")], Html(html)).into_response()
+    (
+        status,
+        [(header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+        Html(html),
+    )
+        .into_response()
 }
 
 /// The status and the message a caller may see: internals (storage failures) are not echoed.
@@ -67,14 +84,20 @@ fn public_error(e: &Error) -> (StatusCode, String) {
         Error::Invalid(m) => (StatusCode::BAD_REQUEST, m.clone()),
         Error::NotFound(m) => (StatusCode::NOT_FOUND, format!("not found: {m}")),
         Error::Conflict(_) => (StatusCode::CONFLICT, "changed meanwhile; try again".into()),
-        Error::ReauthRequired { .. } | Error::MailboxNotEnabled(_) | Error::AccessDenied(_) | Error::Config { .. } => {
-            (StatusCode::CONFLICT, e.to_string())
+        Error::ReauthRequired { .. }
+        | Error::MailboxNotEnabled(_)
+        | Error::AccessDenied(_)
+        | Error::Config { .. } => (StatusCode::CONFLICT, e.to_string()),
+        Error::Throttled { .. } | Error::Retry { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
         }
-        Error::Throttled { .. } | Error::Retry { .. } => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Error::SyncReset(_) | Error::Permanent(_) => (StatusCode::BAD_GATEWAY, e.to_string()),
         Error::Storage(_) => {
             tracing::error!(error = %e, "storage failure");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the logs".into())
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; see the logs".into(),
+            )
         }
     }
 }
@@ -104,7 +127,12 @@ struct CallbackQuery {
 }
 
 async fn callback(State(app): State<App>, Query(q): Query<CallbackQuery>) -> Response {
-    let cb = Callback { code: q.code, state: q.state, error: q.error, error_description: q.error_description };
+    let cb = Callback {
+        code: q.code,
+        state: q.state,
+        error: q.error,
+        error_description: q.error_description,
+    };
     match app.connect.complete(cb).await {
         Ok(m) => {
             let what = if m.approved {
@@ -112,7 +140,11 @@ async fn callback(State(app): State<App>, Query(q): Query<CallbackQuery>) -> Res
             } else {
                 "An administrator must approve it before mail is imported."
             };
-            page(StatusCode::OK, "Mailbox connected", &format!("{} is connected. {what}", m.address))
+            page(
+                StatusCode::OK,
+                "Mailbox connected",
+                &format!("{} is connected. {what}", m.address),
+            )
         }
         Err(e) => {
             let (status, msg) = public_error(&e);
@@ -127,13 +159,21 @@ struct ValidationQuery {
     validation_token: Option<String>,
 }
 
-async fn notifications(State(app): State<App>, Query(q): Query<ValidationQuery>, headers: HeaderMap, body: Bytes) -> Response {
+async fn notifications(
+    State(app): State<App>,
+    Query(q): Query<ValidationQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(token) = q.validation_token {
         // Graph's handshake: 200, text/plain, the URL-decoded token (the Query extractor decoded it).
         return match validation_answer(&token) {
             Ok(t) => (
                 StatusCode::OK,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8"), (header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                ],
                 t.to_string(),
             )
                 .into_response(),
@@ -143,13 +183,22 @@ async fn notifications(State(app): State<App>, Query(q): Query<ValidationQuery>,
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
     if !json {
         return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
     }
     match app.webhook.intake(&body).await {
         Ok(out) => {
-            tracing::info!(queued = out.queued, dropped = out.dropped, lifecycle = out.lifecycle, "notifications accepted");
+            tracing::info!(
+                queued = out.queued,
+                dropped = out.dropped,
+                lifecycle = out.lifecycle,
+                "notifications accepted"
+            );
             StatusCode::ACCEPTED.into_response()
         }
         Err(Error::Invalid(why)) => {
@@ -170,7 +219,9 @@ fn authorized(app: &App, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    app.admin_token.as_ref().is_some_and(|t| !t.is_empty() && t.ct_eq(presented))
+    app.admin_token
+        .as_ref()
+        .is_some_and(|t| !t.is_empty() && t.ct_eq(presented))
 }
 
 fn json_result<T: serde::Serialize>(r: mailbridge_core::Result<T>) -> Response {
@@ -196,14 +247,29 @@ async fn list_profiles(State(app): State<App>, headers: HeaderMap) -> Response {
     json_result(app.admin.profiles().await)
 }
 
-async fn put_profile(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+async fn put_profile(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     guard!(app, headers);
     let profile: ServerProfile = match serde_json::from_slice(&body) {
         Ok(p) => p,
-        Err(e) => return (StatusCode::BAD_REQUEST, Json(json!({"error": format!("not a server profile: {e}")}))).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("not a server profile: {e}")})),
+            )
+                .into_response()
+        }
     };
     if profile.id != id {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "the profile id must match the path"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "the profile id must match the path"})),
+        )
+            .into_response();
     }
     json_result(app.admin.put_profile(profile).await)
 }
@@ -213,7 +279,11 @@ async fn list_mailboxes(State(app): State<App>, headers: HeaderMap) -> Response 
     json_result(app.admin.mailboxes().await)
 }
 
-async fn get_mailbox(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn get_mailbox(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     guard!(app, headers);
     json_result(app.admin.mailbox(&id).await)
 }
@@ -223,7 +293,12 @@ struct Approval {
     approved: bool,
 }
 
-async fn set_approval(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>, Json(a): Json<Approval>) -> Response {
+async fn set_approval(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(a): Json<Approval>,
+) -> Response {
     guard!(app, headers);
     json_result(app.admin.set_approved(&id, a.approved).await)
 }
@@ -233,7 +308,12 @@ struct Enabled {
     enabled: bool,
 }
 
-async fn set_enabled(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>, Json(e): Json<Enabled>) -> Response {
+async fn set_enabled(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(e): Json<Enabled>,
+) -> Response {
     guard!(app, headers);
     json_result(app.admin.set_enabled(&id, e.enabled).await)
 }
@@ -248,12 +328,26 @@ struct FolderIds {
     folder_ids: Vec<String>,
 }
 
-async fn set_folders(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>, Json(f): Json<FolderIds>) -> Response {
+async fn set_folders(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(f): Json<FolderIds>,
+) -> Response {
     guard!(app, headers);
     json_result(app.admin.set_folders(&id, &f.folder_ids).await)
 }
 
-async fn test_mailbox(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn test_mailbox(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     guard!(app, headers);
-    json_result(app.admin.test(&id).await.map(|m| json!({"ok": true, "message": m})))
+    json_result(
+        app.admin
+            .test(&id)
+            .await
+            .map(|m| json!({"ok": true, "message": m})),
+    )
 }

@@ -16,7 +16,10 @@ pub const PER_MAILBOX_CONCURRENCY: usize = 4;
 
 /// Whether a failed job should come back (true) or be acknowledged and recorded (false).
 pub fn should_retry(e: &Error) -> bool {
-    !matches!(e, Error::Permanent(_) | Error::Invalid(_) | Error::NotFound(_))
+    !matches!(
+        e,
+        Error::Permanent(_) | Error::Invalid(_) | Error::NotFound(_)
+    )
 }
 
 /// Runs one job body and says whether it is done with (acknowledge) or must come back.
@@ -32,14 +35,21 @@ pub async fn run_one(worker: &Worker, body: &str) -> Result<Done, Error> {
 
 fn mailbox_of(body: &str) -> String {
     match serde_json::from_str::<Job>(body) {
-        Ok(Job::Import { mailbox_id, .. } | Job::Sweep { mailbox_id, .. } | Job::Resubscribe { mailbox_id, .. }) => mailbox_id,
+        Ok(
+            Job::Import { mailbox_id, .. }
+            | Job::Sweep { mailbox_id, .. }
+            | Job::Resubscribe { mailbox_id, .. },
+        ) => mailbox_id,
         Err(_) => String::new(),
     }
 }
 
 /// The import function: every record on its own, at most [`PER_MAILBOX_CONCURRENCY`] at a time per
 /// mailbox, and only the records that must come back reported in `batchItemFailures`.
-pub async fn handle_sqs(worker: Arc<Worker>, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+pub async fn handle_sqs(
+    worker: Arc<Worker>,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     let mut gates: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for record in event.payload.records {
@@ -48,7 +58,10 @@ pub async fn handle_sqs(worker: Arc<Worker>, event: LambdaEvent<SqsEvent>) -> Re
             continue;
         };
         let body = record.body.unwrap_or_default();
-        let gate = gates.entry(mailbox_of(&body)).or_insert_with(|| Arc::new(Semaphore::new(PER_MAILBOX_CONCURRENCY))).clone();
+        let gate = gates
+            .entry(mailbox_of(&body))
+            .or_insert_with(|| Arc::new(Semaphore::new(PER_MAILBOX_CONCURRENCY)))
+            .clone();
         let worker = worker.clone();
         tasks.spawn(async move {
             let _permit = gate.acquire_owned().await;
@@ -73,7 +86,10 @@ pub async fn handle_sqs(worker: Arc<Worker>, event: LambdaEvent<SqsEvent>) -> Re
 }
 
 /// The maintenance function, on its schedule.
-pub async fn handle_schedule(maintenance: Arc<Maintenance>, _event: LambdaEvent<serde_json::Value>) -> Result<Report, lambda_runtime::Error> {
+pub async fn handle_schedule(
+    maintenance: Arc<Maintenance>,
+    _event: LambdaEvent<serde_json::Value>,
+) -> Result<Report, lambda_runtime::Error> {
     let report = maintenance.run().await?;
     tracing::info!(?report, "maintenance round done");
     Ok(report)

@@ -50,7 +50,13 @@ pub struct App {
 impl App {
     pub fn new(p: Ports, settings: Settings, admin_token: Option<Secret>) -> Self {
         let repos = Repos::new(p.store.clone());
-        let tokens = Arc::new(Tokens::new(repos.clone(), p.secrets.clone(), p.identity.clone(), p.clock.clone(), settings.clone()));
+        let tokens = Arc::new(Tokens::new(
+            repos.clone(),
+            p.secrets.clone(),
+            p.identity.clone(),
+            p.clock.clone(),
+            settings.clone(),
+        ));
         let sweeper = Arc::new(Sweeper {
             repos: repos.clone(),
             graph: p.graph.clone(),
@@ -85,7 +91,10 @@ impl App {
                 clock: p.clock.clone(),
                 settings: settings.clone(),
             }),
-            webhook: Arc::new(Webhook { subscriptions: repos.subscriptions.clone(), queue: p.queue.clone() }),
+            webhook: Arc::new(Webhook {
+                subscriptions: repos.subscriptions.clone(),
+                queue: p.queue.clone(),
+            }),
             worker: Arc::new(Worker {
                 repos: repos.clone(),
                 importer,
@@ -100,7 +109,13 @@ impl App {
                 clock: p.clock.clone(),
                 settings: settings.clone(),
             }),
-            admin: Arc::new(Admin { repos: repos.clone(), graph: p.graph, tokens, subscriptions, clock: p.clock }),
+            admin: Arc::new(Admin {
+                repos: repos.clone(),
+                graph: p.graph,
+                tokens,
+                subscriptions,
+                clock: p.clock,
+            }),
             repos,
             settings,
             blobs: p.blobs,

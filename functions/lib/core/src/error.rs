@@ -14,7 +14,10 @@ pub enum Error {
     NotFound(String),
     /// Worth trying again later; `after` is what the other side asked for (Retry-After), if anything.
     #[error("temporary failure, retry{}: {reason}", after.map(|d| format!(" after {}s", d.as_secs())).unwrap_or_default())]
-    Retry { after: Option<Duration>, reason: String },
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
     /// Microsoft throttled us (429 / 503 with Retry-After).
     #[error("throttled by Microsoft Graph, retry after {}s", after.as_secs())]
     Throttled { after: Duration },
@@ -47,7 +50,10 @@ pub enum Error {
 
 impl Error {
     pub fn retry(reason: impl Into<String>) -> Self {
-        Error::Retry { after: None, reason: reason.into() }
+        Error::Retry {
+            after: None,
+            reason: reason.into(),
+        }
     }
 
     pub fn storage(e: impl std::fmt::Display) -> Self {
@@ -56,7 +62,10 @@ impl Error {
 
     /// Whether doing the same thing again later may succeed without anybody's help.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Retry { .. } | Error::Throttled { .. } | Error::Storage(_) | Error::Conflict(_))
+        matches!(
+            self,
+            Error::Retry { .. } | Error::Throttled { .. } | Error::Storage(_) | Error::Conflict(_)
+        )
     }
 
     /// The delay the other side asked for, if any.

@@ -20,7 +20,13 @@ impl StateStore for InMemoryStateStore {
         Ok(self.items.lock().unwrap().get(key).cloned())
     }
 
-    async fn put(&self, key: &Key, body: String, cond: Cond, _expires_at: Option<DateTime<Utc>>) -> Result<u64> {
+    async fn put(
+        &self,
+        key: &Key,
+        body: String,
+        cond: Cond,
+        _expires_at: Option<DateTime<Utc>>,
+    ) -> Result<u64> {
         let mut items = self.items.lock().unwrap();
         let current = items.get(key).map(|s| s.version);
         let ok = match cond {
@@ -116,7 +122,10 @@ impl SecretStore for InMemorySecrets {
             .unwrap()
             .get(name)
             .cloned()
-            .ok_or_else(|| Error::Config { code: "secret-missing".into(), reason: format!("no secret named {name}") })
+            .ok_or_else(|| Error::Config {
+                code: "secret-missing".into(),
+                reason: format!("no secret named {name}"),
+            })
     }
 }
 
@@ -129,9 +138,18 @@ mod tests {
         let s = InMemoryStateStore::default();
         let k = Key::new("p", "a");
         assert_eq!(s.put(&k, "1".into(), Cond::Absent, None).await.unwrap(), 1);
-        assert!(matches!(s.put(&k, "2".into(), Cond::Absent, None).await, Err(Error::Conflict(_))));
-        assert!(matches!(s.put(&k, "2".into(), Cond::Version(7), None).await, Err(Error::Conflict(_))));
-        assert_eq!(s.put(&k, "2".into(), Cond::Version(1), None).await.unwrap(), 2);
+        assert!(matches!(
+            s.put(&k, "2".into(), Cond::Absent, None).await,
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            s.put(&k, "2".into(), Cond::Version(7), None).await,
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(
+            s.put(&k, "2".into(), Cond::Version(1), None).await.unwrap(),
+            2
+        );
         assert_eq!(s.take(&k).await.unwrap().unwrap().body, "2");
         assert!(s.take(&k).await.unwrap().is_none());
     }

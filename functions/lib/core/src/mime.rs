@@ -39,7 +39,10 @@ pub struct MessageMetadata {
 fn parties(a: Option<&Address<'_>>) -> Vec<Party> {
     a.map(|a| {
         a.iter()
-            .map(|p| Party { name: p.name().map(str::to_string), address: p.address().map(str::to_string) })
+            .map(|p| Party {
+                name: p.name().map(str::to_string),
+                address: p.address().map(str::to_string),
+            })
             .collect()
     })
     .unwrap_or_default()
@@ -125,7 +128,10 @@ JVBERi0xLjQK\r\n\
         assert_eq!(m.to.len(), 2);
         assert_eq!(m.to[1].address.as_deref(), Some("bob@contoso.example"));
         assert_eq!(m.cc[0].address.as_deref(), Some("carol@contoso.example"));
-        assert_eq!(m.internet_message_id.as_deref(), Some("abc.123@example.com"));
+        assert_eq!(
+            m.internet_message_id.as_deref(),
+            Some("abc.123@example.com")
+        );
         assert_eq!(m.date.as_deref(), Some("2026-11-03T10:00:00+01:00"));
         assert_eq!(m.attachments.len(), 1);
         assert_eq!(m.attachments[0].name.as_deref(), Some("facture.pdf"));

@@ -17,7 +17,11 @@ pub enum Cloud {
     /// China, operated by 21Vianet.
     China,
     /// Explicit URLs: a private endpoint, a proxy, or the simulator.
-    Custom { login: String, graph: String, resource: String },
+    Custom {
+        login: String,
+        graph: String,
+        resource: String,
+    },
 }
 
 /// The base URLs of one cloud, without a trailing slash.
@@ -34,11 +38,27 @@ pub struct Endpoints {
 impl Cloud {
     pub fn endpoints(&self) -> Endpoints {
         let (login, graph) = match self {
-            Cloud::Global => ("https://login.microsoftonline.com", "https://graph.microsoft.com"),
-            Cloud::UsGov => ("https://login.microsoftonline.us", "https://graph.microsoft.us"),
-            Cloud::UsGovDod => ("https://login.microsoftonline.us", "https://dod-graph.microsoft.us"),
-            Cloud::China => ("https://login.partner.microsoftonline.cn", "https://microsoftgraph.chinacloudapi.cn"),
-            Cloud::Custom { login, graph, resource } => {
+            Cloud::Global => (
+                "https://login.microsoftonline.com",
+                "https://graph.microsoft.com",
+            ),
+            Cloud::UsGov => (
+                "https://login.microsoftonline.us",
+                "https://graph.microsoft.us",
+            ),
+            Cloud::UsGovDod => (
+                "https://login.microsoftonline.us",
+                "https://dod-graph.microsoft.us",
+            ),
+            Cloud::China => (
+                "https://login.partner.microsoftonline.cn",
+                "https://microsoftgraph.chinacloudapi.cn",
+            ),
+            Cloud::Custom {
+                login,
+                graph,
+                resource,
+            } => {
                 return Endpoints {
                     login: login.trim_end_matches('/').to_string(),
                     graph: graph.trim_end_matches('/').to_string(),
@@ -46,7 +66,11 @@ impl Cloud {
                 }
             }
         };
-        Endpoints { login: login.into(), graph: graph.into(), resource: graph.into() }
+        Endpoints {
+            login: login.into(),
+            graph: graph.into(),
+            resource: graph.into(),
+        }
     }
 }
 
@@ -127,9 +151,14 @@ pub enum MailboxKind {
 pub enum ConnectionState {
     Connected,
     /// The refresh token no longer works (AADSTS code kept): someone must sign in again.
-    ReauthRequired { code: String, reason: String },
+    ReauthRequired {
+        code: String,
+        reason: String,
+    },
     /// Graph cannot reach this mailbox (licence missing, on-premises, soft-deleted).
-    NotReachable { reason: String },
+    NotReachable {
+        reason: String,
+    },
 }
 
 /// A folder chosen for import.
@@ -225,7 +254,11 @@ impl MailboxHealth {
         let message = message.into();
         match self.alerts.iter_mut().find(|a| a.kind == kind) {
             Some(a) => a.message = message,
-            None => self.alerts.push(Alert { kind, message, since: now }),
+            None => self.alerts.push(Alert {
+                kind,
+                message,
+                since: now,
+            }),
         }
     }
 
@@ -260,9 +293,18 @@ pub struct DeltaCursor {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ImportState {
     /// A worker holds the message until `lease_until`; after that another may take it over.
-    InProgress { lease_until: DateTime<Utc>, attempts: u32 },
+    InProgress {
+        lease_until: DateTime<Utc>,
+        attempts: u32,
+    },
     /// Stored: the `.eml` and its metadata are at `eml_key` / `metadata_key`.
-    Imported { eml_key: String, metadata_key: String, sha256: String, size: u64, at: DateTime<Utc> },
+    Imported {
+        eml_key: String,
+        metadata_key: String,
+        sha256: String,
+        size: u64,
+        at: DateTime<Utc>,
+    },
     /// The message was gone (deleted) before it could be fetched.
     Gone { at: DateTime<Utc> },
     /// The message cannot be imported (too large, refused); the reason says why.
@@ -288,12 +330,24 @@ pub enum JobSource {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Job {
     /// Fetch one message's MIME and store it.
-    Import { mailbox_id: MailboxId, message_id: String, source: JobSource },
+    Import {
+        mailbox_id: MailboxId,
+        message_id: String,
+        source: JobSource,
+    },
     /// Run the delta query of a mailbox's folders (all chosen folders when `folder_id` is none).
-    Sweep { mailbox_id: MailboxId, folder_id: Option<String>, reason: String },
+    Sweep {
+        mailbox_id: MailboxId,
+        folder_id: Option<String>,
+        reason: String,
+    },
     /// Renew or recreate a folder's subscription (lifecycle `reauthorizationRequired`,
     /// `subscriptionRemoved`), then sweep the folder.
-    Resubscribe { mailbox_id: MailboxId, folder_id: String, reason: String },
+    Resubscribe {
+        mailbox_id: MailboxId,
+        folder_id: String,
+        reason: String,
+    },
 }
 
 /// A sign-in in progress, kept server-side under the hash of its `state` until the callback.
@@ -325,7 +379,9 @@ pub struct GraphUser {
 
 impl GraphUser {
     pub fn address(&self) -> String {
-        self.mail.clone().unwrap_or_else(|| self.user_principal_name.clone())
+        self.mail
+            .clone()
+            .unwrap_or_else(|| self.user_principal_name.clone())
     }
 }
 
@@ -357,8 +413,13 @@ pub struct CreatedSubscription {
 /// One item of a delta page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeltaItem {
-    Message { id: String, received_at: Option<DateTime<Utc>> },
-    Removed { id: String },
+    Message {
+        id: String,
+        received_at: Option<DateTime<Utc>>,
+    },
+    Removed {
+        id: String,
+    },
 }
 
 /// One page of a delta round: more pages follow while `next_link` is set; the round ends with `delta_link`.

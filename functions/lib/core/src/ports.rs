@@ -17,7 +17,10 @@ pub struct Key {
 
 impl Key {
     pub fn new(partition: impl Into<String>, sort: impl Into<String>) -> Self {
-        Self { partition: partition.into(), sort: sort.into() }
+        Self {
+            partition: partition.into(),
+            sort: sort.into(),
+        }
     }
 }
 
@@ -45,7 +48,13 @@ pub trait StateStore: Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<Stored>>;
     /// Writes `body` if `cond` holds and returns the new version; `Error::Conflict` if it does not.
     /// `expires_at` lets the store delete the item some time after that instant.
-    async fn put(&self, key: &Key, body: String, cond: Cond, expires_at: Option<DateTime<Utc>>) -> Result<u64>;
+    async fn put(
+        &self,
+        key: &Key,
+        body: String,
+        cond: Cond,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<u64>;
     /// Deletes the item and returns what was there; of concurrent takes, exactly one gets it.
     async fn take(&self, key: &Key) -> Result<Option<Stored>>;
     /// Every item of a partition, by sort key.
@@ -130,8 +139,17 @@ pub trait Identity: Send + Sync {
         redirect_uri: &str,
     ) -> Result<TokenSet>;
     /// Redeems a refresh token. Microsoft rotates it: the answer carries the new one.
-    async fn refresh(&self, profile: &ServerProfile, client_secret: &Secret, refresh_token: &Secret) -> Result<TokenSet>;
-    async fn client_credentials(&self, profile: &ServerProfile, client_secret: &Secret) -> Result<TokenSet>;
+    async fn refresh(
+        &self,
+        profile: &ServerProfile,
+        client_secret: &Secret,
+        refresh_token: &Secret,
+    ) -> Result<TokenSet>;
+    async fn client_credentials(
+        &self,
+        profile: &ServerProfile,
+        client_secret: &Secret,
+    ) -> Result<TokenSet>;
 }
 
 /// Which Graph, with which token.
@@ -148,12 +166,37 @@ pub trait MailGraph: Send + Sync {
     async fn user(&self, ctx: GraphCtx<'_>, id_or_upn: &str) -> Result<GraphUser>;
     /// A folder by id or well-known name (`inbox`, `sentitems`, ...).
     async fn folder(&self, ctx: GraphCtx<'_>, user_id: &str, folder: &str) -> Result<GraphFolder>;
-    async fn child_folders(&self, ctx: GraphCtx<'_>, user_id: &str, folder_id: &str) -> Result<Vec<GraphFolder>>;
-    async fn create_subscription(&self, ctx: GraphCtx<'_>, req: &NewSubscription) -> Result<CreatedSubscription>;
-    async fn renew_subscription(&self, ctx: GraphCtx<'_>, id: &str, expiration: DateTime<Utc>) -> Result<DateTime<Utc>>;
+    async fn child_folders(
+        &self,
+        ctx: GraphCtx<'_>,
+        user_id: &str,
+        folder_id: &str,
+    ) -> Result<Vec<GraphFolder>>;
+    async fn create_subscription(
+        &self,
+        ctx: GraphCtx<'_>,
+        req: &NewSubscription,
+    ) -> Result<CreatedSubscription>;
+    async fn renew_subscription(
+        &self,
+        ctx: GraphCtx<'_>,
+        id: &str,
+        expiration: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>>;
     async fn delete_subscription(&self, ctx: GraphCtx<'_>, id: &str) -> Result<()>;
     /// One page of a folder's message delta: from `link` (a nextLink or deltaLink) or a new round.
-    async fn delta(&self, ctx: GraphCtx<'_>, user_id: &str, folder_id: &str, link: Option<&str>) -> Result<DeltaPage>;
+    async fn delta(
+        &self,
+        ctx: GraphCtx<'_>,
+        user_id: &str,
+        folder_id: &str,
+        link: Option<&str>,
+    ) -> Result<DeltaPage>;
     /// The raw MIME of a message (`GET .../messages/{id}/$value`), byte-exact.
-    async fn message_mime(&self, ctx: GraphCtx<'_>, user_id: &str, message_id: &str) -> Result<Bytes>;
+    async fn message_mime(
+        &self,
+        ctx: GraphCtx<'_>,
+        user_id: &str,
+        message_id: &str,
+    ) -> Result<Bytes>;
 }

@@ -57,13 +57,19 @@ pub struct Repo<T> {
 
 impl<T> Clone for Repo<T> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone(), _kind: PhantomData }
+        Self {
+            store: self.store.clone(),
+            _kind: PhantomData,
+        }
     }
 }
 
 impl<T: Record> Repo<T> {
     pub fn new(store: Arc<dyn StateStore>) -> Self {
-        Self { store, _kind: PhantomData }
+        Self {
+            store,
+            _kind: PhantomData,
+        }
     }
 
     /// The partition of this kind, optionally scoped (per mailbox).
@@ -79,16 +85,21 @@ impl<T: Record> Repo<T> {
     }
 
     fn decode(body: &str) -> Result<T> {
-        serde_json::from_str(body).map_err(|e| Error::Storage(format!("corrupt {} record: {e}", T::KIND)))
+        serde_json::from_str(body)
+            .map_err(|e| Error::Storage(format!("corrupt {} record: {e}", T::KIND)))
     }
 
     fn encode(value: &T) -> Result<String> {
-        serde_json::to_string(value).map_err(|e| Error::Storage(format!("cannot encode {}: {e}", T::KIND)))
+        serde_json::to_string(value)
+            .map_err(|e| Error::Storage(format!("cannot encode {}: {e}", T::KIND)))
     }
 
     pub async fn get(&self, scope: Option<&str>, id: &str) -> Result<Option<Versioned<T>>> {
         match self.store.get(&Self::key(scope, id)).await? {
-            Some(s) => Ok(Some(Versioned { value: Self::decode(&s.body)?, version: s.version })),
+            Some(s) => Ok(Some(Versioned {
+                value: Self::decode(&s.body)?,
+                version: s.version,
+            })),
             None => Ok(None),
         }
     }
@@ -105,7 +116,14 @@ impl<T: Record> Repo<T> {
         cond: Cond,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<u64> {
-        self.store.put(&Self::key(scope, id), Self::encode(value)?, cond, expires_at).await
+        self.store
+            .put(
+                &Self::key(scope, id),
+                Self::encode(value)?,
+                cond,
+                expires_at,
+            )
+            .await
     }
 
     /// Removes and returns the record; of concurrent takes exactly one gets it (single use).
@@ -119,7 +137,13 @@ impl<T: Record> Repo<T> {
     pub async fn list(&self, scope: Option<&str>) -> Result<Vec<(String, Versioned<T>)>> {
         let mut out = Vec::new();
         for (id, s) in self.store.list(&Self::partition(scope)).await? {
-            out.push((id, Versioned { value: Self::decode(&s.body)?, version: s.version }));
+            out.push((
+                id,
+                Versioned {
+                    value: Self::decode(&s.body)?,
+                    version: s.version,
+                },
+            ));
         }
         Ok(out)
     }
@@ -132,15 +156,22 @@ impl<T: Record> Repo<T> {
     {
         for _ in 0..16 {
             let current = self.get(scope, id).await?;
-            let cond = current.as_ref().map_or(Cond::Absent, |c| Cond::Version(c.version));
-            let Some(next) = f(current.map(|c| c.value)) else { return Ok(None) };
+            let cond = current
+                .as_ref()
+                .map_or(Cond::Absent, |c| Cond::Version(c.version));
+            let Some(next) = f(current.map(|c| c.value)) else {
+                return Ok(None);
+            };
             match self.put(scope, id, &next, cond).await {
                 Ok(_) => return Ok(Some(next)),
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::retry(format!("too much contention on {} {id}", T::KIND)))
+        Err(Error::retry(format!(
+            "too much contention on {} {id}",
+            T::KIND
+        )))
     }
 }
 

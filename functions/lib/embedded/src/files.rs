@@ -19,7 +19,10 @@ impl FileBlobStore {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf> {
-        if key.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        if key
+            .split('/')
+            .any(|p| p.is_empty() || p == "." || p == "..")
+        {
             return Err(Error::Invalid(format!("bad object key {key}")));
         }
         Ok(self.root.join(key))
@@ -31,9 +34,16 @@ impl BlobStore for FileBlobStore {
     async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<()> {
         let path = self.path(key)?;
         let dir = path.parent().expect("keys have a parent").to_path_buf();
-        tokio::fs::create_dir_all(&dir).await.map_err(Error::storage)?;
-        let tmp = dir.join(format!(".{}.part", mailbridge_core::crypto::random_token(8)));
-        tokio::fs::write(&tmp, &body).await.map_err(Error::storage)?;
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(Error::storage)?;
+        let tmp = dir.join(format!(
+            ".{}.part",
+            mailbridge_core::crypto::random_token(8)
+        ));
+        tokio::fs::write(&tmp, &body)
+            .await
+            .map_err(Error::storage)?;
         tokio::fs::rename(&tmp, &path).await.map_err(Error::storage)
     }
 
@@ -75,7 +85,11 @@ impl FileSecrets {
             }
             Err(e) => return Err(io(e)),
         };
-        Ok(Self { file: dir.join("secrets.json"), key: SealingKey::from_base64(&key)?, lock: Mutex::new(()) })
+        Ok(Self {
+            file: dir.join("secrets.json"),
+            key: SealingKey::from_base64(&key)?,
+            lock: Mutex::new(()),
+        })
     }
 
     fn read_all(&self) -> Result<BTreeMap<String, Sealed>> {
@@ -87,10 +101,16 @@ impl FileSecrets {
     }
 
     pub fn set(&self, name: &str, value: &Secret) -> Result<()> {
-        let _g = self.lock.lock().map_err(|_| Error::storage("secrets lock poisoned"))?;
+        let _g = self
+            .lock
+            .lock()
+            .map_err(|_| Error::storage("secrets lock poisoned"))?;
         let mut all = self.read_all()?;
         all.insert(name.into(), self.key.seal(value.expose().as_bytes(), name)?);
-        write_private(&self.file, &serde_json::to_vec_pretty(&all).map_err(Error::storage)?)
+        write_private(
+            &self.file,
+            &serde_json::to_vec_pretty(&all).map_err(Error::storage)?,
+        )
     }
 
     pub fn contains(&self, name: &str) -> Result<bool> {
@@ -113,11 +133,14 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
 impl SecretStore for FileSecrets {
     async fn get(&self, name: &str) -> Result<Secret> {
         let all = self.read_all()?;
-        let sealed = all
-            .get(name)
-            .ok_or_else(|| Error::Config { code: "secret-missing".into(), reason: format!("no secret named {name}") })?;
+        let sealed = all.get(name).ok_or_else(|| Error::Config {
+            code: "secret-missing".into(),
+            reason: format!("no secret named {name}"),
+        })?;
         let plain = self.key.open(sealed, name)?;
-        Ok(Secret::new(String::from_utf8(plain).map_err(Error::storage)?))
+        Ok(Secret::new(
+            String::from_utf8(plain).map_err(Error::storage)?,
+        ))
     }
 }
 
@@ -133,7 +156,10 @@ mod tests {
         let on_disk = std::fs::read_to_string(dir.path().join("secrets.json")).unwrap();
         assert!(!on_disk.contains("very-secret-value"));
         let again = FileSecrets::open(dir.path()).unwrap();
-        assert_eq!(again.get("client").await.unwrap().expose(), "very-secret-value");
+        assert_eq!(
+            again.get("client").await.unwrap().expose(),
+            "very-secret-value"
+        );
         assert!(again.get("other").await.is_err());
     }
 
@@ -141,8 +167,17 @@ mod tests {
     async fn blobs_round_trip_and_refuse_escapes() {
         let dir = tempfile::tempdir().unwrap();
         let b = FileBlobStore::new(dir.path());
-        b.put("messages/m/x.eml", Bytes::from_static(b"raw\r\n"), "message/rfc822").await.unwrap();
-        assert_eq!(b.get("messages/m/x.eml").await.unwrap().unwrap(), Bytes::from_static(b"raw\r\n"));
+        b.put(
+            "messages/m/x.eml",
+            Bytes::from_static(b"raw\r\n"),
+            "message/rfc822",
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            b.get("messages/m/x.eml").await.unwrap().unwrap(),
+            Bytes::from_static(b"raw\r\n")
+        );
         assert!(b.put("../x", Bytes::new(), "x").await.is_err());
         assert!(b.get("messages/m/none").await.unwrap().is_none());
     }

@@ -37,17 +37,23 @@ impl SqliteDb {
              CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at);",
         )
         .map_err(db)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let mut c = self.conn.lock().map_err(|_| Error::storage("sqlite connection poisoned"))?;
+        let mut c = self
+            .conn
+            .lock()
+            .map_err(|_| Error::storage("sqlite connection poisoned"))?;
         f(&mut c).map_err(db)
     }
 
     /// Jobs waiting (visible or not), for status pages and tests.
     pub fn queue_depth(&self) -> Result<u64> {
-        self.with(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))).map(|n| n as u64)
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0)))
+            .map(|n| n as u64)
     }
 }
 
@@ -58,13 +64,24 @@ impl StateStore for SqliteDb {
             c.query_row(
                 "SELECT body, version FROM state WHERE partition = ?1 AND sort = ?2",
                 params![key.partition, key.sort],
-                |r| Ok(Stored { body: r.get(0)?, version: r.get::<_, i64>(1)? as u64 }),
+                |r| {
+                    Ok(Stored {
+                        body: r.get(0)?,
+                        version: r.get::<_, i64>(1)? as u64,
+                    })
+                },
             )
             .optional()
         })
     }
 
-    async fn put(&self, key: &Key, body: String, cond: Cond, expires_at: Option<DateTime<Utc>>) -> Result<u64> {
+    async fn put(
+        &self,
+        key: &Key,
+        body: String,
+        cond: Cond,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<u64> {
         let exp = expires_at.map(|t| t.timestamp());
         let written = self.with(|c| {
             let tx = c.transaction()?;
@@ -96,7 +113,12 @@ impl StateStore for SqliteDb {
             c.query_row(
                 "DELETE FROM state WHERE partition = ?1 AND sort = ?2 RETURNING body, version",
                 params![key.partition, key.sort],
-                |r| Ok(Stored { body: r.get(0)?, version: r.get::<_, i64>(1)? as u64 }),
+                |r| {
+                    Ok(Stored {
+                        body: r.get(0)?,
+                        version: r.get::<_, i64>(1)? as u64,
+                    })
+                },
             )
             .optional()
         })
@@ -104,9 +126,17 @@ impl StateStore for SqliteDb {
 
     async fn list(&self, partition: &str) -> Result<Vec<(String, Stored)>> {
         self.with(|c| {
-            let mut st = c.prepare("SELECT sort, body, version FROM state WHERE partition = ?1 ORDER BY sort")?;
+            let mut st = c.prepare(
+                "SELECT sort, body, version FROM state WHERE partition = ?1 ORDER BY sort",
+            )?;
             let rows = st.query_map(params![partition], |r| {
-                Ok((r.get(0)?, Stored { body: r.get(1)?, version: r.get::<_, i64>(2)? as u64 }))
+                Ok((
+                    r.get(0)?,
+                    Stored {
+                        body: r.get(1)?,
+                        version: r.get::<_, i64>(2)? as u64,
+                    },
+                ))
             })?;
             rows.collect()
         })
@@ -116,11 +146,18 @@ impl StateStore for SqliteDb {
 #[async_trait]
 impl JobQueue for SqliteDb {
     async fn send(&self, jobs: &[Job]) -> Result<()> {
-        let bodies = jobs.iter().map(serde_json::to_string).collect::<Result<Vec<_>, _>>().map_err(Error::storage)?;
+        let bodies = jobs
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Error::storage)?;
         self.with(|c| {
             let tx = c.transaction()?;
             for b in &bodies {
-                tx.execute("INSERT INTO queue (body, visible_at) VALUES (?1, ?2)", params![b, now_ms()])?;
+                tx.execute(
+                    "INSERT INTO queue (body, visible_at) VALUES (?1, ?2)",
+                    params![b, now_ms()],
+                )?;
             }
             tx.commit()
         })
@@ -155,12 +192,19 @@ impl JobSource for SqliteDb {
 
     async fn ack(&self, receipt: &str) -> Result<()> {
         // Only the latest receiver's receipt deletes: a worker that lost its lease cannot.
-        self.with(|c| c.execute("DELETE FROM queue WHERE receipt = ?1", params![receipt])).map(|_| ())
+        self.with(|c| c.execute("DELETE FROM queue WHERE receipt = ?1", params![receipt]))
+            .map(|_| ())
     }
 
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
         let at = now_ms() + delay.as_millis() as i64;
-        self.with(|c| c.execute("UPDATE queue SET visible_at = ?1 WHERE receipt = ?2", params![at, receipt])).map(|_| ())
+        self.with(|c| {
+            c.execute(
+                "UPDATE queue SET visible_at = ?1 WHERE receipt = ?2",
+                params![at, receipt],
+            )
+        })
+        .map(|_| ())
     }
 }
 
@@ -174,10 +218,25 @@ mod tests {
         let d = SqliteDb::open(":memory:").unwrap();
         let k = Key::new("p", "a");
         assert_eq!(d.put(&k, "1".into(), Cond::Absent, None).await.unwrap(), 1);
-        assert!(matches!(d.put(&k, "x".into(), Cond::Absent, None).await, Err(Error::Conflict(_))));
-        assert!(matches!(d.put(&k, "x".into(), Cond::Version(2), None).await, Err(Error::Conflict(_))));
-        assert_eq!(d.put(&k, "2".into(), Cond::Version(1), None).await.unwrap(), 2);
-        assert_eq!(d.get(&k).await.unwrap().unwrap(), Stored { body: "2".into(), version: 2 });
+        assert!(matches!(
+            d.put(&k, "x".into(), Cond::Absent, None).await,
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            d.put(&k, "x".into(), Cond::Version(2), None).await,
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(
+            d.put(&k, "2".into(), Cond::Version(1), None).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            d.get(&k).await.unwrap().unwrap(),
+            Stored {
+                body: "2".into(),
+                version: 2
+            }
+        );
         assert_eq!(d.list("p").await.unwrap().len(), 1);
         assert!(d.take(&k).await.unwrap().is_some());
         assert!(d.take(&k).await.unwrap().is_none(), "a take is single-use");
@@ -186,15 +245,32 @@ mod tests {
     #[tokio::test]
     async fn queue_redelivers_until_acked() {
         let d = SqliteDb::open(":memory:").unwrap();
-        let job = Job::Import { mailbox_id: "m".into(), message_id: "x".into(), source: Src::Sweep };
+        let job = Job::Import {
+            mailbox_id: "m".into(),
+            message_id: "x".into(),
+            source: Src::Sweep,
+        };
         d.send(&[job]).await.unwrap();
         let got = d.receive(10, Duration::from_millis(0)).await.unwrap();
         assert_eq!(got.len(), 1);
         let again = d.receive(10, Duration::from_secs(60)).await.unwrap();
-        assert_eq!(again[0].receive_count, 2, "not acked: delivered again after its visibility ran out");
-        assert!(d.receive(10, Duration::from_secs(60)).await.unwrap().is_empty(), "hidden while in flight");
+        assert_eq!(
+            again[0].receive_count, 2,
+            "not acked: delivered again after its visibility ran out"
+        );
+        assert!(
+            d.receive(10, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty(),
+            "hidden while in flight"
+        );
         d.ack(&got[0].receipt).await.unwrap();
-        assert_eq!(d.queue_depth().unwrap(), 1, "a stale receipt deletes nothing");
+        assert_eq!(
+            d.queue_depth().unwrap(),
+            1,
+            "a stale receipt deletes nothing"
+        );
         d.ack(&again[0].receipt).await.unwrap();
         assert_eq!(d.queue_depth().unwrap(), 0);
     }

@@ -14,7 +14,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Encodes everything but RFC 3986's unreserved characters: ids go into paths as one segment.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 fn seg(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
@@ -107,23 +111,39 @@ async fn graph_error(resp: Response) -> Error {
     let (code, message) = serde_json::from_slice::<GraphErrorBody>(&body)
         .map(|b| (b.error.code, b.error.message))
         .unwrap_or_else(|_| (String::new(), String::new()));
-    let what = if code.is_empty() { status.to_string() } else { format!("{status} {code}: {message}") };
+    let what = if code.is_empty() {
+        status.to_string()
+    } else {
+        format!("{status} {code}: {message}")
+    };
     let lower = code.to_ascii_lowercase();
     if lower.contains("mailboxnotenabledforrestapi") {
         return Error::MailboxNotEnabled(what);
     }
-    if matches!(lower.as_str(), "syncstatenotfound" | "resyncrequired" | "syncstateinvalid" | "invalidsyncstatedata")
-        || status == StatusCode::GONE
+    if matches!(
+        lower.as_str(),
+        "syncstatenotfound" | "resyncrequired" | "syncstateinvalid" | "invalidsyncstatedata"
+    ) || status == StatusCode::GONE
     {
         return Error::SyncReset(what);
     }
     match status.as_u16() {
-        429 => Error::Throttled { after: retry_after.unwrap_or(std::time::Duration::from_secs(30)) },
-        503 if retry_after.is_some() => Error::Throttled { after: retry_after.unwrap_or_default() },
-        401 => Error::Retry { after: None, reason: format!("access token rejected: {what}") },
+        429 => Error::Throttled {
+            after: retry_after.unwrap_or(std::time::Duration::from_secs(30)),
+        },
+        503 if retry_after.is_some() => Error::Throttled {
+            after: retry_after.unwrap_or_default(),
+        },
+        401 => Error::Retry {
+            after: None,
+            reason: format!("access token rejected: {what}"),
+        },
         403 => Error::AccessDenied(what),
         404 => Error::NotFound(what),
-        500..=599 => Error::Retry { after: retry_after, reason: what },
+        500..=599 => Error::Retry {
+            after: retry_after,
+            reason: what,
+        },
         _ => Error::Permanent(what),
     }
 }
@@ -137,13 +157,22 @@ impl GraphClient {
         // A link from Graph (nextLink, deltaLink) is followed only on the profile's Graph host, so
         // that a token never goes anywhere else.
         if !url.starts_with(&format!("{}/", ctx.graph_base)) {
-            return Err(Error::Permanent(format!("refusing to send a token outside {}", ctx.graph_base)));
+            return Err(Error::Permanent(format!(
+                "refusing to send a token outside {}",
+                ctx.graph_base
+            )));
         }
-        Ok(self.http.request(method, url).bearer_auth(ctx.token.expose()))
+        Ok(self
+            .http
+            .request(method, url)
+            .bearer_auth(ctx.token.expose()))
     }
 
     async fn send(&self, req: RequestBuilder) -> Result<Response> {
-        let resp = req.send().await.map_err(|e| Error::retry(format!("Graph unreachable: {e}")))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| Error::retry(format!("Graph unreachable: {e}")))?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -153,8 +182,12 @@ impl GraphClient {
 
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
         let resp = self.send(req).await?;
-        let body = resp.bytes().await.map_err(|e| Error::retry(format!("Graph answer cut short: {e}")))?;
-        serde_json::from_slice(&body).map_err(|e| Error::Permanent(format!("unexpected Graph answer: {e}")))
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::retry(format!("Graph answer cut short: {e}")))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::Permanent(format!("unexpected Graph answer: {e}")))
     }
 
     fn user_url(ctx: GraphCtx<'_>, user: &str) -> String {
@@ -165,26 +198,44 @@ impl GraphClient {
 #[async_trait]
 impl MailGraph for GraphClient {
     async fn me(&self, ctx: GraphCtx<'_>) -> Result<GraphUser> {
-        let u: UserJson = self.json(self.request(ctx, Method::GET, &format!("{}/v1.0/me", ctx.graph_base))?).await?;
+        let u: UserJson = self
+            .json(self.request(ctx, Method::GET, &format!("{}/v1.0/me", ctx.graph_base))?)
+            .await?;
         Ok(user_of(u))
     }
 
     async fn user(&self, ctx: GraphCtx<'_>, id_or_upn: &str) -> Result<GraphUser> {
-        let u: UserJson = self.json(self.request(ctx, Method::GET, &Self::user_url(ctx, id_or_upn))?).await?;
+        let u: UserJson = self
+            .json(self.request(ctx, Method::GET, &Self::user_url(ctx, id_or_upn))?)
+            .await?;
         Ok(user_of(u))
     }
 
     async fn folder(&self, ctx: GraphCtx<'_>, user_id: &str, folder: &str) -> Result<GraphFolder> {
-        let url = format!("{}/mailFolders/{}", Self::user_url(ctx, user_id), seg(folder));
+        let url = format!(
+            "{}/mailFolders/{}",
+            Self::user_url(ctx, user_id),
+            seg(folder)
+        );
         let f: FolderJson = self.json(self.request(ctx, Method::GET, &url)?).await?;
         Ok(f.into())
     }
 
-    async fn child_folders(&self, ctx: GraphCtx<'_>, user_id: &str, folder_id: &str) -> Result<Vec<GraphFolder>> {
-        let mut url = format!("{}/mailFolders/{}/childFolders?$top=100", Self::user_url(ctx, user_id), seg(folder_id));
+    async fn child_folders(
+        &self,
+        ctx: GraphCtx<'_>,
+        user_id: &str,
+        folder_id: &str,
+    ) -> Result<Vec<GraphFolder>> {
+        let mut url = format!(
+            "{}/mailFolders/{}/childFolders?$top=100",
+            Self::user_url(ctx, user_id),
+            seg(folder_id)
+        );
         let mut out = Vec::new();
         loop {
-            let page: Collection<FolderJson> = self.json(self.request(ctx, Method::GET, &url)?).await?;
+            let page: Collection<FolderJson> =
+                self.json(self.request(ctx, Method::GET, &url)?).await?;
             out.extend(page.value.into_iter().map(GraphFolder::from));
             match page.next_link {
                 Some(next) => url = next,
@@ -193,7 +244,11 @@ impl MailGraph for GraphClient {
         }
     }
 
-    async fn create_subscription(&self, ctx: GraphCtx<'_>, req: &NewSubscription) -> Result<CreatedSubscription> {
+    async fn create_subscription(
+        &self,
+        ctx: GraphCtx<'_>,
+        req: &NewSubscription,
+    ) -> Result<CreatedSubscription> {
         let body = json!({
             "changeType": "created",
             "notificationUrl": req.notification_url,
@@ -204,15 +259,31 @@ impl MailGraph for GraphClient {
             "latestSupportedTlsVersion": "v1_2",
         });
         let url = format!("{}/v1.0/subscriptions", ctx.graph_base);
-        let s: SubscriptionJson =
-            self.json(self.request(ctx, Method::POST, &url)?.header("Prefer", IMMUTABLE_IDS).json(&body)).await?;
-        Ok(CreatedSubscription { id: s.id, expires_at: s.expiration_date_time })
+        let s: SubscriptionJson = self
+            .json(
+                self.request(ctx, Method::POST, &url)?
+                    .header("Prefer", IMMUTABLE_IDS)
+                    .json(&body),
+            )
+            .await?;
+        Ok(CreatedSubscription {
+            id: s.id,
+            expires_at: s.expiration_date_time,
+        })
     }
 
-    async fn renew_subscription(&self, ctx: GraphCtx<'_>, id: &str, expiration: DateTime<Utc>) -> Result<DateTime<Utc>> {
+    async fn renew_subscription(
+        &self,
+        ctx: GraphCtx<'_>,
+        id: &str,
+        expiration: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
         let url = format!("{}/v1.0/subscriptions/{}", ctx.graph_base, seg(id));
         let s: SubscriptionJson = self
-            .json(self.request(ctx, Method::PATCH, &url)?.json(&json!({"expirationDateTime": time(expiration)})))
+            .json(
+                self.request(ctx, Method::PATCH, &url)?
+                    .json(&json!({"expirationDateTime": time(expiration)})),
+            )
             .await?;
         Ok(s.expiration_date_time)
     }
@@ -225,7 +296,13 @@ impl MailGraph for GraphClient {
         }
     }
 
-    async fn delta(&self, ctx: GraphCtx<'_>, user_id: &str, folder_id: &str, link: Option<&str>) -> Result<DeltaPage> {
+    async fn delta(
+        &self,
+        ctx: GraphCtx<'_>,
+        user_id: &str,
+        folder_id: &str,
+        link: Option<&str>,
+    ) -> Result<DeltaPage> {
         let url = match link {
             Some(l) => l.to_string(),
             None => format!(
@@ -234,9 +311,10 @@ impl MailGraph for GraphClient {
                 seg(folder_id)
             ),
         };
-        let req = self
-            .request(ctx, Method::GET, &url)?
-            .header("Prefer", format!("odata.maxpagesize={DELTA_PAGE}, {IMMUTABLE_IDS}"));
+        let req = self.request(ctx, Method::GET, &url)?.header(
+            "Prefer",
+            format!("odata.maxpagesize={DELTA_PAGE}, {IMMUTABLE_IDS}"),
+        );
         let page: Value = self.json(req).await?;
         let items = page
             .get("value")
@@ -248,23 +326,51 @@ impl MailGraph for GraphClient {
                 Some(if v.get("@removed").is_some() {
                     DeltaItem::Removed { id }
                 } else {
-                    let received_at = v.get("receivedDateTime").and_then(Value::as_str).and_then(|s| s.parse().ok());
+                    let received_at = v
+                        .get("receivedDateTime")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok());
                     DeltaItem::Message { id, received_at }
                 })
             })
             .collect();
         let link = |k: &str| page.get(k).and_then(Value::as_str).map(str::to_string);
-        Ok(DeltaPage { items, next_link: link("@odata.nextLink"), delta_link: link("@odata.deltaLink") })
+        Ok(DeltaPage {
+            items,
+            next_link: link("@odata.nextLink"),
+            delta_link: link("@odata.deltaLink"),
+        })
     }
 
-    async fn message_mime(&self, ctx: GraphCtx<'_>, user_id: &str, message_id: &str) -> Result<Bytes> {
-        let url = format!("{}/messages/{}/$value", Self::user_url(ctx, user_id), seg(message_id));
-        let resp = self.send(self.request(ctx, Method::GET, &url)?.header("Prefer", IMMUTABLE_IDS)).await?;
-        resp.bytes().await.map_err(|e| Error::retry(format!("MIME download cut short: {e}")))
+    async fn message_mime(
+        &self,
+        ctx: GraphCtx<'_>,
+        user_id: &str,
+        message_id: &str,
+    ) -> Result<Bytes> {
+        let url = format!(
+            "{}/messages/{}/$value",
+            Self::user_url(ctx, user_id),
+            seg(message_id)
+        );
+        let resp = self
+            .send(
+                self.request(ctx, Method::GET, &url)?
+                    .header("Prefer", IMMUTABLE_IDS),
+            )
+            .await?;
+        resp.bytes()
+            .await
+            .map_err(|e| Error::retry(format!("MIME download cut short: {e}")))
     }
 }
 
 fn user_of(u: UserJson) -> GraphUser {
     let upn = u.user_principal_name.unwrap_or_default();
-    GraphUser { display_name: u.display_name.unwrap_or_else(|| upn.clone()), id: u.id, mail: u.mail, user_principal_name: upn }
+    GraphUser {
+        display_name: u.display_name.unwrap_or_else(|| upn.clone()),
+        id: u.id,
+        mail: u.mail,
+        user_principal_name: upn,
+    }
 }

@@ -5,11 +5,13 @@ use async_trait::async_trait;
 use mailbridge_core::model::{ServerProfile, TokenSet};
 use mailbridge_core::ports::{AuthorizeRequest, Identity};
 use mailbridge_core::{Error, Result, Secret};
-use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse};
+use oauth2::basic::{
+    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse,
+};
 use oauth2::{
-    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    HttpClientError, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope, StandardRevocableToken,
-    TokenResponse, TokenUrl,
+    AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
+    EndpointSet, HttpClientError, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
+    Scope, StandardRevocableToken, TokenResponse, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -51,7 +53,8 @@ struct Http<'a>(&'a reqwest::Client);
 
 impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
     type Error = HttpClientError<reqwest::Error>;
-    type Future = Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, Self::Error>> + Send + 'c>>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, Self::Error>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
@@ -86,10 +89,19 @@ impl EntraIdentity {
 
     fn client(profile: &ServerProfile, secret: Option<&Secret>) -> Result<EntraClient> {
         let login = profile.cloud.endpoints().login;
-        let bad = |e: oauth2::url::ParseError| Error::Config { code: "profile-url".into(), reason: format!("bad login URL: {e}") };
+        let bad = |e: oauth2::url::ParseError| Error::Config {
+            code: "profile-url".into(),
+            reason: format!("bad login URL: {e}"),
+        };
         let mut c = oauth2::Client::new(ClientId::new(profile.client_id.clone()))
-            .set_auth_uri(AuthUrl::new(format!("{login}/{}/oauth2/v2.0/authorize", profile.tenant)).map_err(bad)?)
-            .set_token_uri(TokenUrl::new(format!("{login}/{}/oauth2/v2.0/token", profile.tenant)).map_err(bad)?)
+            .set_auth_uri(
+                AuthUrl::new(format!("{login}/{}/oauth2/v2.0/authorize", profile.tenant))
+                    .map_err(bad)?,
+            )
+            .set_token_uri(
+                TokenUrl::new(format!("{login}/{}/oauth2/v2.0/token", profile.tenant))
+                    .map_err(bad)?,
+            )
             .set_auth_type(AuthType::RequestBody);
         if let Some(s) = secret {
             c = c.set_client_secret(ClientSecret::new(s.expose().to_string()));
@@ -98,22 +110,30 @@ impl EntraIdentity {
     }
 
     fn tokens(resp: BasicTokenResponse) -> TokenSet {
-        let lifetime = resp.expires_in().unwrap_or(std::time::Duration::from_secs(3600));
+        let lifetime = resp
+            .expires_in()
+            .unwrap_or(std::time::Duration::from_secs(3600));
         TokenSet {
             access_token: Secret::new(resp.access_token().secret().clone()),
-            expires_at: chrono::Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1)),
-            refresh_token: resp.refresh_token().map(|r| Secret::new(r.secret().clone())),
+            expires_at: chrono::Utc::now()
+                + chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::hours(1)),
+            refresh_token: resp
+                .refresh_token()
+                .map(|r| Secret::new(r.secret().clone())),
         }
     }
 }
 
 fn map_error(e: RequestTokenError<HttpClientError<reqwest::Error>, EntraError>) -> Error {
     match e {
-        RequestTokenError::ServerResponse(r) => classify_aad(&r.error, &r.error_codes, &r.error_description),
-        RequestTokenError::Request(e) => Error::retry(format!("token endpoint unreachable: {e}")),
-        RequestTokenError::Parse(_, body) => {
-            Error::retry(format!("token endpoint answered something unexpected ({} bytes)", body.len()))
+        RequestTokenError::ServerResponse(r) => {
+            classify_aad(&r.error, &r.error_codes, &r.error_description)
         }
+        RequestTokenError::Request(e) => Error::retry(format!("token endpoint unreachable: {e}")),
+        RequestTokenError::Parse(_, body) => Error::retry(format!(
+            "token endpoint answered something unexpected ({} bytes)",
+            body.len()
+        )),
         RequestTokenError::Other(s) => Error::retry(format!("token endpoint: {s}")),
     }
 }
@@ -122,8 +142,10 @@ fn map_error(e: RequestTokenError<HttpClientError<reqwest::Error>, EntraError>) 
 impl Identity for EntraIdentity {
     fn authorize_url(&self, profile: &ServerProfile, req: &AuthorizeRequest) -> Result<String> {
         let client = Self::client(profile, None)?.set_redirect_uri(
-            RedirectUrl::new(req.redirect_uri.clone())
-                .map_err(|e| Error::Config { code: "redirect-uri".into(), reason: e.to_string() })?,
+            RedirectUrl::new(req.redirect_uri.clone()).map_err(|e| Error::Config {
+                code: "redirect-uri".into(),
+                reason: e.to_string(),
+            })?,
         );
         let state = req.state.expose().to_string();
         let mut auth = client
@@ -150,8 +172,10 @@ impl Identity for EntraIdentity {
         redirect_uri: &str,
     ) -> Result<TokenSet> {
         let client = Self::client(profile, Some(client_secret))?.set_redirect_uri(
-            RedirectUrl::new(redirect_uri.to_string())
-                .map_err(|e| Error::Config { code: "redirect-uri".into(), reason: e.to_string() })?,
+            RedirectUrl::new(redirect_uri.to_string()).map_err(|e| Error::Config {
+                code: "redirect-uri".into(),
+                reason: e.to_string(),
+            })?,
         );
         let resp = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
@@ -162,7 +186,12 @@ impl Identity for EntraIdentity {
         Ok(Self::tokens(resp))
     }
 
-    async fn refresh(&self, profile: &ServerProfile, client_secret: &Secret, refresh_token: &Secret) -> Result<TokenSet> {
+    async fn refresh(
+        &self,
+        profile: &ServerProfile,
+        client_secret: &Secret,
+        refresh_token: &Secret,
+    ) -> Result<TokenSet> {
         let rt = RefreshToken::new(refresh_token.expose().to_string());
         let resp = Self::client(profile, Some(client_secret))?
             .exchange_refresh_token(&rt)
@@ -173,7 +202,11 @@ impl Identity for EntraIdentity {
         Ok(Self::tokens(resp))
     }
 
-    async fn client_credentials(&self, profile: &ServerProfile, client_secret: &Secret) -> Result<TokenSet> {
+    async fn client_credentials(
+        &self,
+        profile: &ServerProfile,
+        client_secret: &Secret,
+    ) -> Result<TokenSet> {
         let resp = Self::client(profile, Some(client_secret))?
             .exchange_client_credentials()
             .add_scope(Scope::new(profile.application_scope()))

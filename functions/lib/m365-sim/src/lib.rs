@@ -31,7 +31,11 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Self { drop_notifications: false, duplicate_notifications: false, notification_retries: 3 }
+        Self {
+            drop_notifications: false,
+            duplicate_notifications: false,
+            notification_retries: 3,
+        }
     }
 }
 
@@ -71,12 +75,23 @@ pub fn router(state: Shared) -> Router {
         .route("/me", get(me))
         .route("/users/{user}", get(user))
         .route("/users/{user}/mailFolders/{folder}", get(folder))
-        .route("/users/{user}/mailFolders/{folder}/childFolders", get(child_folders))
-        .route("/users/{user}/mailFolders/{folder}/messages/delta", get(delta))
+        .route(
+            "/users/{user}/mailFolders/{folder}/childFolders",
+            get(child_folders),
+        )
+        .route(
+            "/users/{user}/mailFolders/{folder}/messages/delta",
+            get(delta),
+        )
         .route("/users/{user}/messages/{id}", get(message))
         .route("/users/{user}/messages/{id}/$value", get(message_value))
         .route("/subscriptions", post(create_subscription))
-        .route("/subscriptions/{id}", get(get_subscription).patch(patch_subscription).delete(delete_subscription));
+        .route(
+            "/subscriptions/{id}",
+            get(get_subscription)
+                .patch(patch_subscription)
+                .delete(delete_subscription),
+        );
     Router::new()
         .route("/{tenant}/oauth2/v2.0/authorize", get(entra::authorize))
         .route("/{tenant}/oauth2/v2.0/token", post(entra::token))
@@ -85,7 +100,10 @@ pub fn router(state: Shared) -> Router {
         .route("/_sim/counters", get(control_counters))
         .route("/_sim/users/{user}/messages", post(control_deliver))
         .route("/_sim/users/{user}/revoke", post(control_revoke))
-        .route("/_sim/subscriptions/{id}/lifecycle/{event}", post(control_lifecycle))
+        .route(
+            "/_sim/subscriptions/{id}/lifecycle/{event}",
+            post(control_lifecycle),
+        )
         .with_state(state)
 }
 
@@ -128,9 +146,22 @@ impl Sim {
         let user_id = w.add_user(&tenant_id, &upn, "Adele Vance");
         let client_id = world::guid();
         let client_secret = format!("sim~{}", world::new_id(""));
-        w.add_app(&tenant_id, "mailbridge (demo)", &client_id, &client_secret, vec![redirect_uri.to_string()]);
+        w.add_app(
+            &tenant_id,
+            "mailbridge (demo)",
+            &client_id,
+            &client_secret,
+            vec![redirect_uri.to_string()],
+        );
         *self.state.browser_user.lock().unwrap() = Some(upn.clone());
-        Demo { tenant_id, tenant_domain: domain.into(), client_id, client_secret, user_id, user_upn: upn }
+        Demo {
+            tenant_id,
+            tenant_domain: domain.into(),
+            client_id,
+            client_secret,
+            user_id,
+            user_upn: upn,
+        }
     }
 
     /// Delivers a raw MIME message into a user's folder (id or well-known name) and notifies
@@ -140,7 +171,14 @@ impl Sim {
     }
 
     pub fn counter(&self, name: &str) -> u64 {
-        self.state.world.lock().unwrap().counters.get(name).copied().unwrap_or(0)
+        self.state
+            .world
+            .lock()
+            .unwrap()
+            .counters
+            .get(name)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn set_faults(&self, f: impl FnOnce(&mut Faults)) {
@@ -150,7 +188,9 @@ impl Sim {
     /// Revokes every refresh token of a user issued so far (admin "revoke sessions").
     pub fn revoke(&self, user: &str) -> bool {
         let mut w = self.state.world.lock().unwrap();
-        let Some(id) = w.user_by(user).map(|u| u.id.clone()) else { return false };
+        let Some(id) = w.user_by(user).map(|u| u.id.clone()) else {
+            return false;
+        };
         if let Some(u) = w.users.get_mut(&id) {
             u.revoked_before = Some(chrono::Utc::now() + chrono::Duration::milliseconds(1));
         }
@@ -158,7 +198,14 @@ impl Sim {
     }
 
     pub fn subscription_ids(&self) -> Vec<String> {
-        self.state.world.lock().unwrap().subscriptions.keys().cloned().collect()
+        self.state
+            .world
+            .lock()
+            .unwrap()
+            .subscriptions
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub fn lifecycle(&self, subscription_id: &str, event: &str) -> bool {
@@ -181,8 +228,13 @@ fn deliver(sim: &Shared, user: &str, folder: &str, mime: Bytes) -> Option<String
 async fn control_demo(State(sim): State<Shared>) -> Response {
     let w = sim.world.lock().unwrap();
     let apps: Vec<_> = w.apps.values().map(|a| serde_json::json!({"client_id": a.client_id, "tenant_id": a.tenant_id, "name": a.display_name})).collect();
-    let users: Vec<_> = w.users.values().map(|u| serde_json::json!({"id": u.id, "upn": u.upn, "tenant_id": u.tenant_id})).collect();
-    Json(serde_json::json!({"base_url": sim.base_url, "apps": apps, "users": users})).into_response()
+    let users: Vec<_> = w
+        .users
+        .values()
+        .map(|u| serde_json::json!({"id": u.id, "upn": u.upn, "tenant_id": u.tenant_id}))
+        .collect();
+    Json(serde_json::json!({"base_url": sim.base_url, "apps": apps, "users": users}))
+        .into_response()
 }
 
 async fn control_counters(State(sim): State<Shared>) -> Response {
@@ -194,18 +246,44 @@ struct DeliverQuery {
     folder: Option<String>,
 }
 
-async fn control_deliver(State(sim): State<Shared>, Path(user): Path<String>, Query(q): Query<DeliverQuery>, body: Bytes) -> Response {
+async fn control_deliver(
+    State(sim): State<Shared>,
+    Path(user): Path<String>,
+    Query(q): Query<DeliverQuery>,
+    body: Bytes,
+) -> Response {
     match deliver(&sim, &user, q.folder.as_deref().unwrap_or("inbox"), body) {
         Some(id) => (StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(serde_json::json!({"error": "no such user or folder"}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "no such user or folder"})),
+        )
+            .into_response(),
     }
 }
 
 async fn control_revoke(State(sim): State<Shared>, Path(user): Path<String>) -> Response {
-    let s = Sim { state: sim, addr: SocketAddr::from(([127, 0, 0, 1], 0)) };
-    if s.revoke(&user) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }.into_response()
+    let s = Sim {
+        state: sim,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    if s.revoke(&user) {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+    .into_response()
 }
 
-async fn control_lifecycle(State(sim): State<Shared>, Path((id, event)): Path<(String, String)>, Query(_q): Query<HashMap<String, String>>) -> Response {
-    if notify::lifecycle(&sim, &id, &event) { StatusCode::ACCEPTED } else { StatusCode::NOT_FOUND }.into_response()
+async fn control_lifecycle(
+    State(sim): State<Shared>,
+    Path((id, event)): Path<(String, String)>,
+    Query(_q): Query<HashMap<String, String>>,
+) -> Response {
+    if notify::lifecycle(&sim, &id, &event) {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::NOT_FOUND
+    }
+    .into_response()
 }

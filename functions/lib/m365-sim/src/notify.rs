@@ -28,13 +28,20 @@ fn change_notification(sub: &Subscription, message_id: &str, change_key: &str) -
 pub fn message_created(sim: &Shared, user_id: &str, folder_id: &str, message_id: &str) {
     let (subs, change_key) = {
         let w = sim.world.lock().unwrap();
-        let key = w.messages.get(message_id).map(|m| m.change_key.clone()).unwrap_or_default();
+        let key = w
+            .messages
+            .get(message_id)
+            .map(|m| m.change_key.clone())
+            .unwrap_or_default();
         (w.subscriptions_for(user_id, folder_id), key)
     };
     let faults = sim.faults.lock().unwrap().clone();
     for sub in subs {
         if faults.drop_notifications {
-            sim.world.lock().unwrap().count("notifications_dropped", Some(user_id));
+            sim.world
+                .lock()
+                .unwrap()
+                .count("notifications_dropped", Some(user_id));
             continue;
         }
         let body = json!({"value": [change_notification(&sub, message_id, &change_key)]});
@@ -49,13 +56,17 @@ pub fn message_created(sim: &Shared, user_id: &str, folder_id: &str, message_id:
 pub fn lifecycle(sim: &Shared, subscription_id: &str, event: &str) -> bool {
     let sub = {
         let mut w = sim.world.lock().unwrap();
-        let Some(sub) = w.subscriptions.get(subscription_id).cloned() else { return false };
+        let Some(sub) = w.subscriptions.get(subscription_id).cloned() else {
+            return false;
+        };
         if event == "subscriptionRemoved" {
             w.subscriptions.remove(subscription_id);
         }
         sub
     };
-    let Some(url) = sub.lifecycle_notification_url.clone() else { return false };
+    let Some(url) = sub.lifecycle_notification_url.clone() else {
+        return false;
+    };
     let body = json!({"value": [{
         "subscriptionId": sub.id,
         "subscriptionExpirationDateTime": time(sub.expiration_date_time),
@@ -73,9 +84,22 @@ fn post(sim: Shared, url: String, body: Value) {
     tokio::spawn(async move {
         let retries = sim.faults.lock().unwrap().notification_retries;
         for attempt in 0..=retries {
-            let sent = sim.http.post(&url).json(&body).timeout(Duration::from_secs(3)).send().await;
+            let sent = sim
+                .http
+                .post(&url)
+                .json(&body)
+                .timeout(Duration::from_secs(3))
+                .send()
+                .await;
             let ok = matches!(&sent, Ok(r) if r.status().is_success());
-            sim.world.lock().unwrap().count(if ok { "notifications_delivered" } else { "notifications_failed" }, None);
+            sim.world.lock().unwrap().count(
+                if ok {
+                    "notifications_delivered"
+                } else {
+                    "notifications_failed"
+                },
+                None,
+            );
             if ok {
                 return;
             }

@@ -147,7 +147,10 @@ pub struct World {
 pub fn new_id(prefix: &str) -> String {
     use base64::Engine;
     let raw: [u8; 24] = rand::random();
-    format!("{prefix}{}", base64::engine::general_purpose::URL_SAFE.encode(raw))
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE.encode(raw)
+    )
 }
 
 pub fn guid() -> String {
@@ -164,7 +167,13 @@ impl World {
 
     pub fn add_tenant(&mut self, domain: &str) -> String {
         let id = guid();
-        self.tenants.insert(id.clone(), Tenant { id: id.clone(), domain: domain.into() });
+        self.tenants.insert(
+            id.clone(),
+            Tenant {
+                id: id.clone(),
+                domain: domain.into(),
+            },
+        );
         id
     }
 
@@ -196,7 +205,13 @@ impl World {
             let fid = new_id("AAMkAGfolder");
             self.folders.insert(
                 fid.clone(),
-                Folder { id: fid, user_id: id.clone(), display_name: (*name).into(), parent_id: Some(root.clone()), well_known: Some(wk) },
+                Folder {
+                    id: fid,
+                    user_id: id.clone(),
+                    display_name: (*name).into(),
+                    parent_id: Some(root.clone()),
+                    well_known: Some(wk),
+                },
             );
         }
         id
@@ -206,26 +221,46 @@ impl World {
         let fid = new_id("AAMkAGfolder");
         self.folders.insert(
             fid.clone(),
-            Folder { id: fid.clone(), user_id: user_id.into(), display_name: name.into(), parent_id: Some(parent_id.into()), well_known: None },
+            Folder {
+                id: fid.clone(),
+                user_id: user_id.into(),
+                display_name: name.into(),
+                parent_id: Some(parent_id.into()),
+                well_known: None,
+            },
         );
         fid
     }
 
-    pub fn add_app(&mut self, tenant_id: &str, name: &str, client_id: &str, secret: &str, redirect_uris: Vec<String>) {
+    pub fn add_app(
+        &mut self,
+        tenant_id: &str,
+        name: &str,
+        client_id: &str,
+        secret: &str,
+        redirect_uris: Vec<String>,
+    ) {
         self.apps.insert(
             client_id.into(),
             App {
                 client_id: client_id.into(),
                 tenant_id: tenant_id.into(),
                 display_name: name.into(),
-                secrets: vec![ClientSecret { value: secret.into(), expires_at: Utc::now() + Duration::days(365) }],
+                secrets: vec![ClientSecret {
+                    value: secret.into(),
+                    expires_at: Utc::now() + Duration::days(365),
+                }],
                 redirect_uris,
             },
         );
     }
 
     pub fn user_by(&self, id_or_upn: &str) -> Option<&User> {
-        self.users.get(id_or_upn).or_else(|| self.users.values().find(|u| u.upn.eq_ignore_ascii_case(id_or_upn)))
+        self.users.get(id_or_upn).or_else(|| {
+            self.users
+                .values()
+                .find(|u| u.upn.eq_ignore_ascii_case(id_or_upn))
+        })
     }
 
     /// A folder of a user by id or well-known name.
@@ -237,13 +272,23 @@ impl World {
     }
 
     pub fn child_count(&self, folder_id: &str) -> usize {
-        self.folders.values().filter(|f| f.parent_id.as_deref() == Some(folder_id)).count()
+        self.folders
+            .values()
+            .filter(|f| f.parent_id.as_deref() == Some(folder_id))
+            .count()
     }
 
     fn log(&mut self, folder_id: &str, message_id: &str, present: bool) {
         self.seq += 1;
         let seq = self.seq;
-        self.changes.entry(folder_id.into()).or_default().push(Change { seq, message_id: message_id.into(), present });
+        self.changes
+            .entry(folder_id.into())
+            .or_default()
+            .push(Change {
+                seq,
+                message_id: message_id.into(),
+                present,
+            });
     }
 
     /// Puts a message into a folder, as delivery does; returns its (immutable) id.
@@ -282,7 +327,12 @@ impl World {
     /// The messages present in a folder after the changes in (`from`, `to`], and those removed.
     pub fn delta_items(&self, folder_id: &str, from: u64, to: u64) -> Vec<(String, bool)> {
         let mut last: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
-        for c in self.changes.get(folder_id).map(Vec::as_slice).unwrap_or_default() {
+        for c in self
+            .changes
+            .get(folder_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             if c.seq > from && c.seq <= to {
                 last.insert(&c.message_id, (c.seq, c.present));
             }
@@ -290,7 +340,10 @@ impl World {
         let mut items: Vec<(u64, String, bool)> = last
             .into_iter()
             .filter(|(id, (_, present))| {
-                let here = self.messages.get(*id).is_some_and(|m| m.folder_id == folder_id);
+                let here = self
+                    .messages
+                    .get(*id)
+                    .is_some_and(|m| m.folder_id == folder_id);
                 if *present {
                     here
                 } else {

@@ -39,23 +39,41 @@ const MAX_FOLDER_DEPTH: u32 = 10;
 
 impl Admin {
     pub async fn put_profile(&self, profile: ServerProfile) -> Result<ServerProfile> {
-        if profile.id.is_empty() || profile.client_id.is_empty() || profile.client_secret_ref.is_empty() {
-            return Err(Error::Invalid("a profile needs an id, a client id and a client secret reference".into()));
+        if profile.id.is_empty()
+            || profile.client_id.is_empty()
+            || profile.client_secret_ref.is_empty()
+        {
+            return Err(Error::Invalid(
+                "a profile needs an id, a client id and a client secret reference".into(),
+            ));
         }
         if profile.is_default {
             for (id, mut other) in self.repos.profiles.list(None).await? {
                 if id != profile.id && other.value.is_default {
                     other.value.is_default = false;
-                    self.repos.profiles.put(None, &id, &other.value, Cond::Version(other.version)).await?;
+                    self.repos
+                        .profiles
+                        .put(None, &id, &other.value, Cond::Version(other.version))
+                        .await?;
                 }
             }
         }
-        self.repos.profiles.put(None, &profile.id, &profile, Cond::Any).await?;
+        self.repos
+            .profiles
+            .put(None, &profile.id, &profile, Cond::Any)
+            .await?;
         Ok(profile)
     }
 
     pub async fn profiles(&self) -> Result<Vec<ServerProfile>> {
-        Ok(self.repos.profiles.list(None).await?.into_iter().map(|(_, v)| v.value).collect())
+        Ok(self
+            .repos
+            .profiles
+            .list(None)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v.value)
+            .collect())
     }
 
     pub async fn mailboxes(&self) -> Result<Vec<MailboxView>> {
@@ -71,7 +89,13 @@ impl Admin {
     }
 
     async fn view(&self, mailbox: Mailbox) -> Result<MailboxView> {
-        let health = self.repos.health.get(None, &mailbox.id).await?.map(|v| v.value).unwrap_or_default();
+        let health = self
+            .repos
+            .health
+            .get(None, &mailbox.id)
+            .await?
+            .map(|v| v.value)
+            .unwrap_or_default();
         Ok(MailboxView { mailbox, health })
     }
 
@@ -107,18 +131,25 @@ impl Admin {
     pub async fn set_folders(&self, id: &str, folder_ids: &[String]) -> Result<Mailbox> {
         let mailbox = self.repos.mailbox(id).await?;
         let (graph_base, token) = self.graph_for(&mailbox).await?;
-        let ctx = GraphCtx { graph_base: &graph_base, token: &token };
+        let ctx = GraphCtx {
+            graph_base: &graph_base,
+            token: &token,
+        };
         let mut folders = Vec::new();
         for fid in folder_ids {
             let f = self.graph.folder(ctx, &mailbox.user_id, fid).await?;
             if !folders.iter().any(|c: &FolderChoice| c.id == f.id) {
-                folders.push(FolderChoice { id: f.id, display_name: f.display_name });
+                folders.push(FolderChoice {
+                    id: f.id,
+                    display_name: f.display_name,
+                });
             }
         }
         let m = self.edit(id, |m| m.folders = folders.clone()).await?;
         // Subscriptions of folders no longer chosen go.
         for (sid, sub) in self.repos.subscriptions.list(None).await? {
-            if sub.value.mailbox_id == id && !m.folders.iter().any(|f| f.id == sub.value.folder_id) {
+            if sub.value.mailbox_id == id && !m.folders.iter().any(|f| f.id == sub.value.folder_id)
+            {
                 if let Err(e) = self.graph.delete_subscription(ctx, &sid).await {
                     tracing::warn!(subscription = %sid, error = %e, "could not delete a subscription");
                 }
@@ -138,7 +169,10 @@ impl Admin {
     pub async fn folders(&self, id: &str) -> Result<Vec<FolderNode>> {
         let mailbox = self.repos.mailbox(id).await?;
         let (graph_base, token) = self.graph_for(&mailbox).await?;
-        let ctx = GraphCtx { graph_base: &graph_base, token: &token };
+        let ctx = GraphCtx {
+            graph_base: &graph_base,
+            token: &token,
+        };
         let mut out = Vec::new();
         let mut stack: Vec<(GraphFolder, String, u32)> = self
             .graph
@@ -149,13 +183,28 @@ impl Admin {
             .map(|f| (f, String::new(), 0))
             .collect();
         while let Some((f, parent, depth)) = stack.pop() {
-            let path = if parent.is_empty() { f.display_name.clone() } else { format!("{parent}/{}", f.display_name) };
+            let path = if parent.is_empty() {
+                f.display_name.clone()
+            } else {
+                format!("{parent}/{}", f.display_name)
+            };
             if f.child_folder_count > 0 && depth + 1 < MAX_FOLDER_DEPTH {
-                for c in self.graph.child_folders(ctx, &mailbox.user_id, &f.id).await?.into_iter().rev() {
+                for c in self
+                    .graph
+                    .child_folders(ctx, &mailbox.user_id, &f.id)
+                    .await?
+                    .into_iter()
+                    .rev()
+                {
                     stack.push((c, path.clone(), depth + 1));
                 }
             }
-            out.push(FolderNode { id: f.id, display_name: f.display_name, path, depth });
+            out.push(FolderNode {
+                id: f.id,
+                display_name: f.display_name,
+                path,
+                depth,
+            });
         }
         Ok(out)
     }
@@ -164,7 +213,20 @@ impl Admin {
     pub async fn test(&self, id: &str) -> Result<String> {
         let mailbox = self.repos.mailbox(id).await?;
         let (graph_base, token) = self.graph_for(&mailbox).await?;
-        let inbox = self.graph.folder(GraphCtx { graph_base: &graph_base, token: &token }, &mailbox.user_id, "inbox").await?;
-        Ok(format!("connected to {} (Inbox: {})", mailbox.address, inbox.display_name))
+        let inbox = self
+            .graph
+            .folder(
+                GraphCtx {
+                    graph_base: &graph_base,
+                    token: &token,
+                },
+                &mailbox.user_id,
+                "inbox",
+            )
+            .await?;
+        Ok(format!(
+            "connected to {} (Inbox: {})",
+            mailbox.address, inbox.display_name
+        ))
     }
 }

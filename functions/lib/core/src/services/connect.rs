@@ -33,7 +33,10 @@ pub struct Connect {
 /// The mailbox id of a user under a profile: stable, so that signing in again finds the same
 /// mailbox with its settings.
 pub fn mailbox_id(profile_id: &str, user_object_id: &str) -> MailboxId {
-    format!("mbx_{}", &sha256_hex(format!("{profile_id}\n{user_object_id}").as_bytes())[..24])
+    format!(
+        "mbx_{}",
+        &sha256_hex(format!("{profile_id}\n{user_object_id}").as_bytes())[..24]
+    )
 }
 
 impl Connect {
@@ -49,13 +52,19 @@ impl Connect {
                 .into_iter()
                 .map(|(_, v)| v.value)
                 .find(|p| p.is_default)
-                .ok_or_else(|| Error::Invalid("no server profile is marked as the default; name one".into())),
+                .ok_or_else(|| {
+                    Error::Invalid("no server profile is marked as the default; name one".into())
+                }),
         }
     }
 
     /// Starts a sign-in: stores the single-use state and the PKCE verifier, returns where to send
     /// the browser.
-    pub async fn begin(&self, profile_id: Option<&str>, login_hint: Option<String>) -> Result<String> {
+    pub async fn begin(
+        &self,
+        profile_id: Option<&str>,
+        login_hint: Option<String>,
+    ) -> Result<String> {
         let profile = self.profile(profile_id).await?;
         if profile.auth != AuthType::Delegated {
             return Err(Error::Invalid(format!(
@@ -74,7 +83,13 @@ impl Connect {
         };
         self.repos
             .auth_states
-            .put_expiring(None, &sha256_hex(state.as_bytes()), &pending, Cond::Absent, Some(pending.expires_at))
+            .put_expiring(
+                None,
+                &sha256_hex(state.as_bytes()),
+                &pending,
+                Cond::Absent,
+                Some(pending.expires_at),
+            )
             .await?;
         self.identity.authorize_url(
             &profile,
@@ -92,32 +107,65 @@ impl Connect {
     /// tokens sealed, the mailbox created or reconnected (keeping its settings), and, if it is
     /// approved, its subscriptions and cursors set up.
     pub async fn complete(&self, cb: Callback) -> Result<Mailbox> {
-        let state = cb.state.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| Error::Invalid("the sign-in answer has no state".into()))?;
+        let state = cb
+            .state
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::Invalid("the sign-in answer has no state".into()))?;
         let pending = self
             .repos
             .auth_states
             .take(None, &sha256_hex(state.as_bytes()))
             .await?
-            .ok_or_else(|| Error::Invalid("this sign-in link is unknown or was already used; start again".into()))?;
+            .ok_or_else(|| {
+                Error::Invalid(
+                    "this sign-in link is unknown or was already used; start again".into(),
+                )
+            })?;
         if pending.expires_at < self.clock.now() {
-            return Err(Error::Invalid("this sign-in took too long and expired; start again".into()));
+            return Err(Error::Invalid(
+                "this sign-in took too long and expired; start again".into(),
+            ));
         }
         if let Some(error) = cb.error {
             let what = match error.as_str() {
                 "access_denied" => "the permissions were not granted (consent declined)",
-                "consent_required" | "interaction_required" => "an administrator must grant consent first",
+                "consent_required" | "interaction_required" => {
+                    "an administrator must grant consent first"
+                }
                 _ => "Microsoft refused the sign-in",
             };
             let detail = cb.error_description.unwrap_or_default();
             let code = detail.split(':').next().unwrap_or_default();
-            return Err(Error::Invalid(format!("{what} ({error}{}{code})", if code.is_empty() { "" } else { ", " })));
+            return Err(Error::Invalid(format!(
+                "{what} ({error}{}{code})",
+                if code.is_empty() { "" } else { ", " }
+            )));
         }
-        let code = cb.code.filter(|c| !c.is_empty()).ok_or_else(|| Error::Invalid("the sign-in answer has no code".into()))?;
+        let code = cb
+            .code
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| Error::Invalid("the sign-in answer has no code".into()))?;
         let profile = self.repos.profile(&pending.profile_id).await?;
         let secret = self.secrets.get(&profile.client_secret_ref).await?;
-        let tokens = self.identity.exchange_code(&profile, &secret, &code, &pending.pkce_verifier, &pending.redirect_uri).await?;
+        let tokens = self
+            .identity
+            .exchange_code(
+                &profile,
+                &secret,
+                &code,
+                &pending.pkce_verifier,
+                &pending.redirect_uri,
+            )
+            .await?;
         let graph_base = profile.cloud.endpoints().graph;
-        let me = self.graph.me(GraphCtx { graph_base: &graph_base, token: &tokens.access_token }).await?;
+        let me = self
+            .graph
+            .me(GraphCtx {
+                graph_base: &graph_base,
+                token: &tokens.access_token,
+            })
+            .await?;
 
         let id = mailbox_id(&profile.id, &me.id);
         self.tokens.store(&id, &tokens, Cond::Any).await?;
@@ -155,11 +203,26 @@ impl Connect {
             })
             .await?
             .expect("update always writes");
-        self.repos.touch_health(&id, |h| h.clear(AlertKind::ReauthRequired)).await?;
+        self.repos
+            .touch_health(&id, |h| h.clear(AlertKind::ReauthRequired))
+            .await?;
 
         if mailbox.folders.is_empty() {
-            let inbox = self.graph.folder(GraphCtx { graph_base: &graph_base, token: &tokens.access_token }, &me.id, "inbox").await?;
-            let choice = FolderChoice { id: inbox.id, display_name: inbox.display_name };
+            let inbox = self
+                .graph
+                .folder(
+                    GraphCtx {
+                        graph_base: &graph_base,
+                        token: &tokens.access_token,
+                    },
+                    &me.id,
+                    "inbox",
+                )
+                .await?;
+            let choice = FolderChoice {
+                id: inbox.id,
+                display_name: inbox.display_name,
+            };
             mailbox = self
                 .repos
                 .mailboxes

@@ -25,7 +25,10 @@ pub struct Importer {
 /// What an import job came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Imported { eml_key: String, metadata_key: String },
+    Imported {
+        eml_key: String,
+        metadata_key: String,
+    },
     /// Already imported (or found gone) before: nothing done.
     Duplicate,
     /// Deleted from the mailbox before it could be fetched: recorded, not retried.
@@ -48,13 +51,18 @@ pub struct StoredMetadata {
 
 /// Deterministic object keys: a replay writes the same objects.
 pub fn object_keys(mailbox_id: &str, message_id: &str) -> (String, String) {
-    let stem = format!("messages/{mailbox_id}/{}", &sha256_hex(message_id.as_bytes())[..40]);
+    let stem = format!(
+        "messages/{mailbox_id}/{}",
+        &sha256_hex(message_id.as_bytes())[..40]
+    );
     (format!("{stem}.eml"), format!("{stem}.json"))
 }
 
 impl Importer {
     pub async fn import(&self, mailbox_id: &str, message_id: &str) -> Result<Outcome> {
-        let Some(version) = self.claim(mailbox_id, message_id).await? else { return Ok(Outcome::Duplicate) };
+        let Some(version) = self.claim(mailbox_id, message_id).await? else {
+            return Ok(Outcome::Duplicate);
+        };
         let mailbox = self.repos.mailbox(mailbox_id).await?;
         if !mailbox.is_active() {
             return Err(Error::retry(format!("mailbox {mailbox_id} is not active")));
@@ -62,21 +70,53 @@ impl Importer {
         let profile = self.repos.profile(&mailbox.profile_id).await?;
         let token = self.tokens.access_token(&mailbox).await?;
         let graph_base = profile.cloud.endpoints().graph;
-        let fetched =
-            self.graph.message_mime(GraphCtx { graph_base: &graph_base, token: &token }, &mailbox.user_id, message_id).await;
+        let fetched = self
+            .graph
+            .message_mime(
+                GraphCtx {
+                    graph_base: &graph_base,
+                    token: &token,
+                },
+                &mailbox.user_id,
+                message_id,
+            )
+            .await;
         let now = self.clock.now();
         let mime = match fetched {
             Ok(m) => m,
             Err(Error::NotFound(_)) => {
-                self.finish(mailbox_id, message_id, version, ImportState::Gone { at: now }).await?;
+                self.finish(
+                    mailbox_id,
+                    message_id,
+                    version,
+                    ImportState::Gone { at: now },
+                )
+                .await?;
                 return Ok(Outcome::Gone);
             }
             Err(e) => return Err(e),
         };
         if mime.len() as u64 > self.settings.max_message_bytes {
-            let reason = format!("message is {} bytes, over the {} byte limit", mime.len(), self.settings.max_message_bytes);
-            self.finish(mailbox_id, message_id, version, ImportState::Refused { reason: reason.clone(), at: now }).await?;
-            self.repos.touch_health(mailbox_id, |h| h.raise(AlertKind::MessageTooLarge, reason.clone(), now)).await?;
+            let reason = format!(
+                "message is {} bytes, over the {} byte limit",
+                mime.len(),
+                self.settings.max_message_bytes
+            );
+            self.finish(
+                mailbox_id,
+                message_id,
+                version,
+                ImportState::Refused {
+                    reason: reason.clone(),
+                    at: now,
+                },
+            )
+            .await?;
+            self.repos
+                .touch_health(mailbox_id, |h| {
+                    h.raise(AlertKind::MessageTooLarge, reason.clone(), now)
+                })
+                .await?;
             return Ok(Outcome::Refused(reason));
         }
         let (eml_key, metadata_key) = object_keys(mailbox_id, message_id);
@@ -94,9 +134,16 @@ impl Importer {
         // The .eml first, then its metadata, then the record: a crash in between leaves the record
         // in progress, and the retry writes the same objects again.
         self.blobs.put(&eml_key, mime, "message/rfc822").await?;
-        self.blobs.put(&metadata_key, json.into(), "application/json").await?;
-        let state =
-            ImportState::Imported { eml_key: eml_key.clone(), metadata_key: metadata_key.clone(), sha256, size, at: now };
+        self.blobs
+            .put(&metadata_key, json.into(), "application/json")
+            .await?;
+        let state = ImportState::Imported {
+            eml_key: eml_key.clone(),
+            metadata_key: metadata_key.clone(),
+            sha256,
+            size,
+            at: now,
+        };
         self.finish(mailbox_id, message_id, version, state).await?;
         self.repos
             .touch_health(mailbox_id, |h| {
@@ -107,7 +154,10 @@ impl Importer {
             })
             .await?;
         tracing::info!(mailbox = %mailbox_id, key = %eml_key, "message imported");
-        Ok(Outcome::Imported { eml_key, metadata_key })
+        Ok(Outcome::Imported {
+            eml_key,
+            metadata_key,
+        })
     }
 
     /// Takes the message in the ledger. `None`: already done. Err(Retry): another worker holds it.
@@ -117,28 +167,58 @@ impl Importer {
         let (cond, attempts) = match &current {
             None => (Cond::Absent, 0),
             Some(v) => match &v.value {
-                ImportState::InProgress { lease_until, attempts } if *lease_until <= now => (Cond::Version(v.version), *attempts),
+                ImportState::InProgress {
+                    lease_until,
+                    attempts,
+                } if *lease_until <= now => (Cond::Version(v.version), *attempts),
                 ImportState::InProgress { lease_until, .. } => {
                     // The holder usually finishes within seconds; look again soon, not at lease end.
-                    let wait = (*lease_until - now).to_std().unwrap_or_default().min(std::time::Duration::from_secs(3));
-                    return Err(Error::Retry { after: Some(wait), reason: "another worker is importing this message".into() });
+                    let wait = (*lease_until - now)
+                        .to_std()
+                        .unwrap_or_default()
+                        .min(std::time::Duration::from_secs(3));
+                    return Err(Error::Retry {
+                        after: Some(wait),
+                        reason: "another worker is importing this message".into(),
+                    });
                 }
                 _ => return Ok(None),
             },
         };
-        let claim = ImportState::InProgress { lease_until: now + self.settings.import_lease, attempts: attempts + 1 };
-        match self.repos.imports.put(Some(mailbox_id), message_id, &claim, cond).await {
+        let claim = ImportState::InProgress {
+            lease_until: now + self.settings.import_lease,
+            attempts: attempts + 1,
+        };
+        match self
+            .repos
+            .imports
+            .put(Some(mailbox_id), message_id, &claim, cond)
+            .await
+        {
             Ok(v) => Ok(Some(v)),
-            Err(Error::Conflict(_)) => match self.repos.imports.get(Some(mailbox_id), message_id).await? {
-                Some(v) if v.value.is_final() => Ok(None),
-                _ => Err(Error::retry("another worker claimed this message")),
-            },
+            Err(Error::Conflict(_)) => {
+                match self.repos.imports.get(Some(mailbox_id), message_id).await? {
+                    Some(v) if v.value.is_final() => Ok(None),
+                    _ => Err(Error::retry("another worker claimed this message")),
+                }
+            }
             Err(e) => Err(e),
         }
     }
 
-    async fn finish(&self, mailbox_id: &str, message_id: &str, version: u64, state: ImportState) -> Result<()> {
-        match self.repos.imports.put(Some(mailbox_id), message_id, &state, Cond::Version(version)).await {
+    async fn finish(
+        &self,
+        mailbox_id: &str,
+        message_id: &str,
+        version: u64,
+        state: ImportState,
+    ) -> Result<()> {
+        match self
+            .repos
+            .imports
+            .put(Some(mailbox_id), message_id, &state, Cond::Version(version))
+            .await
+        {
             // Our lease ran out and another worker finished it: same objects, nothing lost.
             Err(Error::Conflict(_)) => Ok(()),
             other => other.map(|_| ()),

@@ -33,11 +33,27 @@ impl Maintenance {
     pub async fn run(&self) -> Result<Report> {
         let mut report = Report::default();
         let now = self.clock.now();
-        let profiles: Vec<ServerProfile> = self.repos.profiles.list(None).await?.into_iter().map(|(_, v)| v.value).collect();
-        let mailboxes: Vec<Mailbox> = self.repos.mailboxes.list(None).await?.into_iter().map(|(_, v)| v.value).collect();
+        let profiles: Vec<ServerProfile> = self
+            .repos
+            .profiles
+            .list(None)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v.value)
+            .collect();
+        let mailboxes: Vec<Mailbox> = self
+            .repos
+            .mailboxes
+            .list(None)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v.value)
+            .collect();
 
         for profile in &profiles {
-            let expiring = profile.client_secret_expires_at.filter(|t| *t - self.settings.secret_warning <= now);
+            let expiring = profile
+                .client_secret_expires_at
+                .filter(|t| *t - self.settings.secret_warning <= now);
             if expiring.is_some() {
                 report.secret_warnings += 1;
             }
@@ -85,7 +101,11 @@ impl Maintenance {
                     }
                 }
             }
-            jobs.push(Job::Sweep { mailbox_id: mailbox.id.clone(), folder_id: None, reason: "schedule".into() });
+            jobs.push(Job::Sweep {
+                mailbox_id: mailbox.id.clone(),
+                folder_id: None,
+                reason: "schedule".into(),
+            });
         }
         if !jobs.is_empty() {
             self.queue.send(&jobs).await?;

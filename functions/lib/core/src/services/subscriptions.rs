@@ -33,7 +33,11 @@ impl Subscriptions {
     }
 
     /// The subscriptions mailbridge holds for a mailbox's folder.
-    pub async fn of_folder(&self, mailbox_id: &str, folder_id: &str) -> Result<Vec<SubscriptionRecord>> {
+    pub async fn of_folder(
+        &self,
+        mailbox_id: &str,
+        folder_id: &str,
+    ) -> Result<Vec<SubscriptionRecord>> {
         Ok(self
             .repos
             .subscriptions
@@ -69,11 +73,17 @@ impl Subscriptions {
         let token = self.tokens.access_token(mailbox).await?;
         let graph_base = profile.cloud.endpoints().graph;
         let client_state = Secret::new(random_token(32));
-        let resource = format!("users/{}/mailFolders('{}')/messages", mailbox.user_id, folder_id);
+        let resource = format!(
+            "users/{}/mailFolders('{}')/messages",
+            mailbox.user_id, folder_id
+        );
         let created = self
             .graph
             .create_subscription(
-                GraphCtx { graph_base: &graph_base, token: &token },
+                GraphCtx {
+                    graph_base: &graph_base,
+                    token: &token,
+                },
                 &NewSubscription {
                     resource: resource.clone(),
                     notification_url: self.settings.notification_url(),
@@ -91,19 +101,35 @@ impl Subscriptions {
             client_state_sha256: sha256_hex(client_state.expose().as_bytes()),
             expires_at: created.expires_at,
         };
-        self.repos.subscriptions.put(None, &record.id, &record, Cond::Any).await?;
+        self.repos
+            .subscriptions
+            .put(None, &record.id, &record, Cond::Any)
+            .await?;
         tracing::info!(mailbox = %mailbox.id, subscription = %record.id, expires = %record.expires_at, "subscription created");
         Ok(record)
     }
 
     /// Extends a subscription; `Error::NotFound` if Graph no longer knows it.
-    pub async fn renew(&self, mailbox: &Mailbox, sub: &SubscriptionRecord) -> Result<SubscriptionRecord> {
+    pub async fn renew(
+        &self,
+        mailbox: &Mailbox,
+        sub: &SubscriptionRecord,
+    ) -> Result<SubscriptionRecord> {
         let profile = self.repos.profile(&mailbox.profile_id).await?;
         let token = self.tokens.access_token(mailbox).await?;
         let graph_base = profile.cloud.endpoints().graph;
         let wanted = self.clock.now() + self.settings.subscription_lifetime;
-        let granted =
-            self.graph.renew_subscription(GraphCtx { graph_base: &graph_base, token: &token }, &sub.id, wanted).await?;
+        let granted = self
+            .graph
+            .renew_subscription(
+                GraphCtx {
+                    graph_base: &graph_base,
+                    token: &token,
+                },
+                &sub.id,
+                wanted,
+            )
+            .await?;
         let renewed = self
             .repos
             .subscriptions

@@ -40,7 +40,13 @@ impl Sweeper {
     /// Sets a folder's first cursor if it has none. Mail already there is not imported, unless the
     /// profile asks for a backfill window.
     pub async fn start_folder(&self, mailbox: &Mailbox, folder_id: &str) -> Result<()> {
-        if self.repos.cursors.get(Some(&mailbox.id), folder_id).await?.is_some() {
+        if self
+            .repos
+            .cursors
+            .get(Some(&mailbox.id), folder_id)
+            .await?
+            .is_some()
+        {
             return Ok(());
         }
         let profile = self.repos.profile(&mailbox.profile_id).await?;
@@ -49,8 +55,11 @@ impl Sweeper {
             d => Take::Since(self.clock.now() - Duration::days(i64::from(d))),
         };
         let mut report = SweepReport::default();
-        let link = self.round(mailbox, folder_id, None, take, &mut report).await?;
-        self.save_cursor(mailbox, folder_id, link, Cond::Absent).await
+        let link = self
+            .round(mailbox, folder_id, None, take, &mut report)
+            .await?;
+        self.save_cursor(mailbox, folder_id, link, Cond::Absent)
+            .await
     }
 
     /// Follows the folder's delta from its cursor, queues what is not imported yet, and moves the
@@ -61,32 +70,56 @@ impl Sweeper {
             self.start_folder(mailbox, folder_id).await?;
             return Ok(report);
         };
-        let link = match self.round(mailbox, folder_id, Some(&cursor.value.delta_link), Take::New, &mut report).await {
+        let link = match self
+            .round(
+                mailbox,
+                folder_id,
+                Some(&cursor.value.delta_link),
+                Take::New,
+                &mut report,
+            )
+            .await
+        {
             Err(Error::SyncReset(why)) => {
                 // Start the folder over: what arrived since the last good sweep (with an hour's
                 // margin) and is not imported yet is queued; the ledger absorbs the rest.
                 tracing::warn!(mailbox = %mailbox.id, folder = folder_id, why, "delta state lost, restarting the folder");
                 report.restarted = true;
                 let since = cursor.value.updated_at - Duration::hours(1);
-                self.round(mailbox, folder_id, None, Take::Since(since), &mut report).await?
+                self.round(mailbox, folder_id, None, Take::Since(since), &mut report)
+                    .await?
             }
             other => other?,
         };
-        match self.save_cursor(mailbox, folder_id, link, Cond::Version(cursor.version)).await {
+        match self
+            .save_cursor(mailbox, folder_id, link, Cond::Version(cursor.version))
+            .await
+        {
             // A concurrent sweep moved it: both queued what they saw, so nothing is lost.
             Err(Error::Conflict(_)) => Ok(report),
             other => other.map(|_| report),
         }
     }
 
-    async fn save_cursor(&self, mailbox: &Mailbox, folder_id: &str, delta_link: String, cond: Cond) -> Result<()> {
+    async fn save_cursor(
+        &self,
+        mailbox: &Mailbox,
+        folder_id: &str,
+        delta_link: String,
+        cond: Cond,
+    ) -> Result<()> {
         let cursor = DeltaCursor {
             mailbox_id: mailbox.id.clone(),
             folder_id: folder_id.into(),
             delta_link,
             updated_at: self.clock.now(),
         };
-        match self.repos.cursors.put(Some(&mailbox.id), folder_id, &cursor, cond).await {
+        match self
+            .repos
+            .cursors
+            .put(Some(&mailbox.id), folder_id, &cursor, cond)
+            .await
+        {
             Err(Error::Conflict(_)) if cond == Cond::Absent => Ok(()),
             other => other.map(|_| ()),
         }
@@ -108,20 +141,41 @@ impl Sweeper {
             let token = self.tokens.access_token(mailbox).await?;
             let page = self
                 .graph
-                .delta(GraphCtx { graph_base: &graph_base, token: &token }, &mailbox.user_id, folder_id, link.as_deref())
+                .delta(
+                    GraphCtx {
+                        graph_base: &graph_base,
+                        token: &token,
+                    },
+                    &mailbox.user_id,
+                    folder_id,
+                    link.as_deref(),
+                )
                 .await?;
             report.pages += 1;
             let mut jobs = Vec::new();
             for item in &page.items {
-                let DeltaItem::Message { id, received_at } = item else { continue };
+                let DeltaItem::Message { id, received_at } = item else {
+                    continue;
+                };
                 report.seen += 1;
                 let wanted = match take {
                     Take::Nothing => false,
                     Take::New => true,
                     Take::Since(t) => received_at.is_none_or(|r| r >= t),
                 };
-                if wanted && self.repos.imports.get(Some(&mailbox.id), id).await?.is_none_or(|s| !s.value.is_final()) {
-                    jobs.push(Job::Import { mailbox_id: mailbox.id.clone(), message_id: id.clone(), source: JobSource::Sweep });
+                if wanted
+                    && self
+                        .repos
+                        .imports
+                        .get(Some(&mailbox.id), id)
+                        .await?
+                        .is_none_or(|s| !s.value.is_final())
+                {
+                    jobs.push(Job::Import {
+                        mailbox_id: mailbox.id.clone(),
+                        message_id: id.clone(),
+                        source: JobSource::Sweep,
+                    });
                 }
             }
             if !jobs.is_empty() {
@@ -131,7 +185,11 @@ impl Sweeper {
             match (page.next_link, page.delta_link) {
                 (Some(next), _) => link = Some(next),
                 (None, Some(delta)) => return Ok(delta),
-                (None, None) => return Err(Error::Permanent("a delta page had neither nextLink nor deltaLink".into())),
+                (None, None) => {
+                    return Err(Error::Permanent(
+                        "a delta page had neither nextLink nor deltaLink".into(),
+                    ))
+                }
             }
         }
     }

@@ -28,7 +28,14 @@ impl Tokens {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
-        Self { repos, secrets, identity, clock, settings, key: OnceCell::new() }
+        Self {
+            repos,
+            secrets,
+            identity,
+            clock,
+            settings,
+            key: OnceCell::new(),
+        }
     }
 
     async fn key(&self) -> Result<&SealingKey> {
@@ -47,7 +54,9 @@ impl Tokens {
     }
 
     async fn load(&self, owner: &str) -> Result<Option<(TokenSet, u64)>> {
-        let Some(v) = self.repos.tokens.get(None, owner).await? else { return Ok(None) };
+        let Some(v) = self.repos.tokens.get(None, owner).await? else {
+            return Ok(None);
+        };
         let plain = self.key().await?.open(&v.value, owner)?;
         let set: TokenSet = serde_json::from_slice(&plain).map_err(Error::storage)?;
         Ok(Some((set, v.version)))
@@ -76,22 +85,36 @@ impl Tokens {
                 }
                 (AuthType::Delegated, Some((set, version))) => {
                     let Some(rt) = set.refresh_token.clone() else {
-                        return Err(self.needs_reauth(mailbox, "no-refresh-token", "no refresh token is stored").await);
+                        return Err(self
+                            .needs_reauth(mailbox, "no-refresh-token", "no refresh token is stored")
+                            .await);
                     };
-                    let fresh = self.identity.refresh(&profile, &secret, &rt).await.map(|mut t| {
-                        // Microsoft rotates refresh tokens; keep the old one only if none came back.
-                        t.refresh_token.get_or_insert(rt);
-                        t
-                    });
+                    let fresh = self
+                        .identity
+                        .refresh(&profile, &secret, &rt)
+                        .await
+                        .map(|mut t| {
+                            // Microsoft rotates refresh tokens; keep the old one only if none came back.
+                            t.refresh_token.get_or_insert(rt);
+                            t
+                        });
                     (fresh, Cond::Version(version))
                 }
                 (AuthType::Delegated, None) => {
-                    return Err(self.needs_reauth(mailbox, "not-connected", "nobody has signed in for this mailbox").await);
+                    return Err(self
+                        .needs_reauth(
+                            mailbox,
+                            "not-connected",
+                            "nobody has signed in for this mailbox",
+                        )
+                        .await);
                 }
             };
             let fresh = match fresh {
                 Ok(t) => t,
-                Err(Error::ReauthRequired { code, reason }) => return Err(self.needs_reauth(mailbox, &code, &reason).await),
+                Err(Error::ReauthRequired { code, reason }) => {
+                    return Err(self.needs_reauth(mailbox, &code, &reason).await)
+                }
                 Err(e) => return Err(e),
             };
             match self.store(&owner, &fresh, cond).await {
@@ -107,7 +130,10 @@ impl Tokens {
     /// Records that a person must sign in again, raises the alert, and returns the error to report.
     pub async fn needs_reauth(&self, mailbox: &Mailbox, code: &str, reason: &str) -> Error {
         let now = self.clock.now();
-        let state = ConnectionState::ReauthRequired { code: code.into(), reason: reason.into() };
+        let state = ConnectionState::ReauthRequired {
+            code: code.into(),
+            reason: reason.into(),
+        };
         let mut ids = vec![mailbox.id.clone()];
         if mailbox.token_owner() != mailbox.id {
             ids.push(mailbox.token_owner().to_string());
@@ -128,7 +154,11 @@ impl Tokens {
             let alerted = self
                 .repos
                 .touch_health(&id, |h| {
-                    h.raise(AlertKind::ReauthRequired, format!("Sign in again to reconnect this mailbox ({code})."), now)
+                    h.raise(
+                        AlertKind::ReauthRequired,
+                        format!("Sign in again to reconnect this mailbox ({code})."),
+                        now,
+                    )
                 })
                 .await;
             if let Err(e) = marked.and(alerted) {
@@ -136,6 +166,9 @@ impl Tokens {
             }
         }
         tracing::warn!(mailbox = %mailbox.id, code, "mailbox needs re-authentication");
-        Error::ReauthRequired { code: code.into(), reason: reason.into() }
+        Error::ReauthRequired {
+            code: code.into(),
+            reason: reason.into(),
+        }
     }
 }

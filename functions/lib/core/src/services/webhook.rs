@@ -76,10 +76,12 @@ impl Webhook {
         if body.len() > MAX_BODY_BYTES {
             return Err(Error::Invalid(format!("body over {MAX_BODY_BYTES} bytes")));
         }
-        let envelope: Envelope =
-            serde_json::from_slice(body).map_err(|e| Error::Invalid(format!("not a notification collection: {e}")))?;
+        let envelope: Envelope = serde_json::from_slice(body)
+            .map_err(|e| Error::Invalid(format!("not a notification collection: {e}")))?;
         if envelope.value.len() > MAX_ITEMS {
-            return Err(Error::Invalid(format!("more than {MAX_ITEMS} notifications in one request")));
+            return Err(Error::Invalid(format!(
+                "more than {MAX_ITEMS} notifications in one request"
+            )));
         }
         let mut out = Intake::default();
         let mut jobs = Vec::new();
@@ -89,12 +91,21 @@ impl Webhook {
                 tracing::warn!("dropped a malformed notification");
                 continue;
             };
-            let Some(sub) = self.subscriptions.get(None, &n.subscription_id).await?.map(|v| v.value) else {
+            let Some(sub) = self
+                .subscriptions
+                .get(None, &n.subscription_id)
+                .await?
+                .map(|v| v.value)
+            else {
                 out.dropped += 1;
                 tracing::warn!(subscription = %n.subscription_id, "dropped a notification for an unknown subscription");
                 continue;
             };
-            let presented = n.client_state.as_deref().map(|c| sha256_hex(c.as_bytes())).unwrap_or_default();
+            let presented = n
+                .client_state
+                .as_deref()
+                .map(|c| sha256_hex(c.as_bytes()))
+                .unwrap_or_default();
             if !ct_eq(presented.as_bytes(), sub.client_state_sha256.as_bytes()) {
                 out.dropped += 1;
                 tracing::warn!(subscription = %sub.id, "dropped a notification whose clientState does not match");
@@ -104,11 +115,16 @@ impl Webhook {
                 out.lifecycle += 1;
                 match lifecycle_job(&sub, event) {
                     Some(job) => jobs.push(job),
-                    None => tracing::warn!(subscription = %sub.id, event, "acknowledged an unknown lifecycle event"),
+                    None => {
+                        tracing::warn!(subscription = %sub.id, event, "acknowledged an unknown lifecycle event")
+                    }
                 }
                 continue;
             }
-            let id = n.resource_data.and_then(|d| d.id).or_else(|| n.resource.as_deref().and_then(message_id_of));
+            let id = n
+                .resource_data
+                .and_then(|d| d.id)
+                .or_else(|| n.resource.as_deref().and_then(message_id_of));
             match (n.change_type.as_deref(), id) {
                 (Some("created" | "updated"), Some(message_id)) => jobs.push(Job::Import {
                     mailbox_id: sub.mailbox_id.clone(),
@@ -182,9 +198,18 @@ mod tests {
             client_state_sha256: sha256_hex(b"secretClientValue"),
             expires_at: Utc::now(),
         };
-        subscriptions.put(None, "sub-1", &sub, Cond::Absent).await.unwrap();
+        subscriptions
+            .put(None, "sub-1", &sub, Cond::Absent)
+            .await
+            .unwrap();
         let queue = Arc::new(InMemoryQueue::default());
-        (Webhook { subscriptions, queue: queue.clone() }, queue)
+        (
+            Webhook {
+                subscriptions,
+                queue: queue.clone(),
+            },
+            queue,
+        )
     }
 
     fn note(sub: &str, state: &str, id: &str) -> serde_json::Value {
@@ -205,22 +230,37 @@ mod tests {
             {"nonsense": true},
         ]});
         let out = w.intake(body.to_string().as_bytes()).await.unwrap();
-        assert_eq!(out, Intake { queued: 1, dropped: 3, lifecycle: 0 });
+        assert_eq!(
+            out,
+            Intake {
+                queued: 1,
+                dropped: 3,
+                lifecycle: 0
+            }
+        );
         assert_eq!(
             q.jobs(),
-            vec![Job::Import { mailbox_id: "mbx_1".into(), message_id: "m1".into(), source: JobSource::Notification }]
+            vec![Job::Import {
+                mailbox_id: "mbx_1".into(),
+                message_id: "m1".into(),
+                source: JobSource::Notification
+            }]
         );
     }
 
     #[tokio::test]
     async fn documented_sample_parses() {
         let (w, q) = webhook().await;
-        let mut sample: serde_json::Value =
-            serde_json::from_str(include_str!("../../../../../tests/fixtures/graph/notification-created.json")).unwrap();
+        let mut sample: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../../tests/fixtures/graph/notification-created.json"
+        ))
+        .unwrap();
         sample["value"][0]["subscriptionId"] = "sub-1".into();
         let out = w.intake(sample.to_string().as_bytes()).await.unwrap();
         assert_eq!(out.queued, 1);
-        assert!(matches!(&q.jobs()[0], Job::Import { message_id, .. } if message_id == "{long_id_string}"));
+        assert!(
+            matches!(&q.jobs()[0], Job::Import { message_id, .. } if message_id == "{long_id_string}")
+        );
     }
 
     #[tokio::test]
@@ -236,7 +276,9 @@ mod tests {
         let jobs = q.jobs();
         assert_eq!(jobs.len(), 2);
         assert!(matches!(&jobs[0], Job::Sweep { reason, .. } if reason == "missed"));
-        assert!(matches!(&jobs[1], Job::Resubscribe { reason, .. } if reason == "subscriptionRemoved"));
+        assert!(
+            matches!(&jobs[1], Job::Resubscribe { reason, .. } if reason == "subscriptionRemoved")
+        );
     }
 
     #[tokio::test]
@@ -250,7 +292,10 @@ mod tests {
 
     #[test]
     fn message_id_from_resource() {
-        assert_eq!(message_id_of("Users/u/Messages/AAMk=").as_deref(), Some("AAMk="));
+        assert_eq!(
+            message_id_of("Users/u/Messages/AAMk=").as_deref(),
+            Some("AAMk=")
+        );
         assert_eq!(message_id_of("users/u/messages/x").as_deref(), Some("x"));
         assert_eq!(message_id_of("users/u/mailFolders('i')/messages"), None);
         assert!(validation_answer("").is_err());

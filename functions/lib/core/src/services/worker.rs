@@ -26,21 +26,38 @@ pub enum Done {
 impl Worker {
     /// Runs a job from its queue body. A body that is not a job is a permanent error.
     pub async fn run_body(&self, body: &str) -> Result<Done> {
-        let job: Job = serde_json::from_str(body).map_err(|e| Error::Permanent(format!("not a job: {e}")))?;
+        let job: Job =
+            serde_json::from_str(body).map_err(|e| Error::Permanent(format!("not a job: {e}")))?;
         self.run(&job).await
     }
 
     pub async fn run(&self, job: &Job) -> Result<Done> {
         let result = match job {
-            Job::Import { mailbox_id, message_id, .. } => self.importer.import(mailbox_id, message_id).await.map(Done::Import),
-            Job::Sweep { mailbox_id, folder_id, reason } => self.sweep(mailbox_id, folder_id.as_deref(), reason).await,
-            Job::Resubscribe { mailbox_id, folder_id, reason } => self.resubscribe(mailbox_id, folder_id, reason).await,
+            Job::Import {
+                mailbox_id,
+                message_id,
+                ..
+            } => self
+                .importer
+                .import(mailbox_id, message_id)
+                .await
+                .map(Done::Import),
+            Job::Sweep {
+                mailbox_id,
+                folder_id,
+                reason,
+            } => self.sweep(mailbox_id, folder_id.as_deref(), reason).await,
+            Job::Resubscribe {
+                mailbox_id,
+                folder_id,
+                reason,
+            } => self.resubscribe(mailbox_id, folder_id, reason).await,
         };
         if let Err(e) = &result {
             let mailbox_id = match job {
-                Job::Import { mailbox_id, .. } | Job::Sweep { mailbox_id, .. } | Job::Resubscribe { mailbox_id, .. } => {
-                    mailbox_id
-                }
+                Job::Import { mailbox_id, .. }
+                | Job::Sweep { mailbox_id, .. }
+                | Job::Resubscribe { mailbox_id, .. } => mailbox_id,
             };
             if !matches!(e, Error::Conflict(_) | Error::Retry { .. }) {
                 let message = e.to_string();
@@ -84,7 +101,11 @@ impl Worker {
         };
         let removed = reason == "subscriptionRemoved";
         for sub in self.subscriptions.of_folder(&mailbox.id, folder_id).await? {
-            let gone = removed || matches!(self.subscriptions.renew(&mailbox, &sub).await, Err(Error::NotFound(_)));
+            let gone = removed
+                || matches!(
+                    self.subscriptions.renew(&mailbox, &sub).await,
+                    Err(Error::NotFound(_))
+                );
             if gone {
                 self.repos.subscriptions.take(None, &sub.id).await?;
             }
