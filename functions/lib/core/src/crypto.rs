@@ -57,19 +57,20 @@ impl std::fmt::Debug for SealingKey {
 }
 
 impl SealingKey {
+    /// The key from its secret: 32 bytes in base64, or a random string of at least 40 characters
+    /// (what Secrets Manager generates), hashed to 32 bytes.
     pub fn from_base64(secret: &Secret) -> Result<Self> {
-        let raw = STANDARD
-            .decode(secret.expose().trim())
-            .map_err(|_| Error::Config {
-                code: "token-key".into(),
-                reason: "the token key is not base64".into(),
-            })?;
-        if raw.len() != 32 {
-            return Err(Error::Config {
-                code: "token-key".into(),
-                reason: "the token key must be 32 bytes".into(),
-            });
-        }
+        let text = secret.expose().trim();
+        let raw = match STANDARD.decode(text) {
+            Ok(raw) if raw.len() == 32 => raw,
+            _ if text.len() >= 40 => Sha256::digest(text.as_bytes()).to_vec(),
+            _ => {
+                return Err(Error::Config {
+                    code: "token-key".into(),
+                    reason: "the token key must be 32 bytes in base64 or a random string of 40 characters or more".into(),
+                })
+            }
+        };
         Ok(Self(Aes256Gcm::new_from_slice(&raw).expect("32-byte key")))
     }
 
