@@ -74,7 +74,7 @@ impl SealingKey {
         Ok(Self(Aes256Gcm::new_from_slice(&raw).expect("32-byte key")))
     }
 
-    /// A new random key, base64: what `init` writes for a new installation.
+    /// A new random key, base64 (the local runner creates one for a new data directory).
     pub fn generate_base64() -> Secret {
         let mut k = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut k);
