@@ -29,12 +29,7 @@ impl StateStore for InMemoryStateStore {
     ) -> Result<u64> {
         let mut items = self.items.lock().unwrap();
         let current = items.get(key).map(|s| s.version);
-        let ok = match cond {
-            Cond::Any => true,
-            Cond::Absent => current.is_none(),
-            Cond::Version(v) => current == Some(v),
-        };
-        if !ok {
+        if !cond.holds(current) {
             return Err(Error::Conflict(format!("{}/{}", key.partition, key.sort)));
         }
         let version = current.unwrap_or(0) + 1;

@@ -35,6 +35,17 @@ pub enum Cond {
     Version(u64),
 }
 
+impl Cond {
+    /// Whether the condition holds for an item whose current version is `current` (None: absent).
+    pub fn holds(self, current: Option<u64>) -> bool {
+        match self {
+            Cond::Any => true,
+            Cond::Absent => current.is_none(),
+            Cond::Version(v) => current == Some(v),
+        }
+    }
+}
+
 /// A stored body with its version (incremented by each write).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {

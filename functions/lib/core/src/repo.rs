@@ -148,6 +148,16 @@ impl<T: Record> Repo<T> {
         Ok(out)
     }
 
+    /// Every record of the partition, without keys or versions.
+    pub async fn values(&self, scope: Option<&str>) -> Result<Vec<T>> {
+        Ok(self
+            .list(scope)
+            .await?
+            .into_iter()
+            .map(|(_, v)| v.value)
+            .collect())
+    }
+
     /// Read-modify-write under a conditional write, retried when another writer won.
     /// `f` gets the current value (if any) and returns the new one, or `None` to leave it as it is.
     pub async fn update<F>(&self, scope: Option<&str>, id: &str, mut f: F) -> Result<Option<T>>

@@ -88,12 +88,7 @@ impl StateStore for SqliteDb {
             let current: Option<i64> = tx
                 .query_row("SELECT version FROM state WHERE partition = ?1 AND sort = ?2", params![key.partition, key.sort], |r| r.get(0))
                 .optional()?;
-            let ok = match cond {
-                Cond::Any => true,
-                Cond::Absent => current.is_none(),
-                Cond::Version(v) => current == Some(v as i64),
-            };
-            if !ok {
+            if !cond.holds(current.map(|v| v as u64)) {
                 return Ok(None);
             }
             let version = current.unwrap_or(0) + 1;

@@ -69,10 +69,9 @@ impl Admin {
         Ok(self
             .repos
             .profiles
-            .list(None)
+            .values(None)
             .await?
             .into_iter()
-            .map(|(_, v)| v.value)
             .collect())
     }
 

@@ -47,10 +47,9 @@ impl Connect {
             None => self
                 .repos
                 .profiles
-                .list(None)
+                .values(None)
                 .await?
                 .into_iter()
-                .map(|(_, v)| v.value)
                 .find(|p| p.is_default)
                 .ok_or_else(|| {
                     Error::Invalid("no server profile is marked as the default; name one".into())

@@ -36,18 +36,16 @@ impl Maintenance {
         let profiles: Vec<ServerProfile> = self
             .repos
             .profiles
-            .list(None)
+            .values(None)
             .await?
             .into_iter()
-            .map(|(_, v)| v.value)
             .collect();
         let mailboxes: Vec<Mailbox> = self
             .repos
             .mailboxes
-            .list(None)
+            .values(None)
             .await?
             .into_iter()
-            .map(|(_, v)| v.value)
             .collect();
 
         for profile in &profiles {

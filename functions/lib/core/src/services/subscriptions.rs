@@ -41,10 +41,9 @@ impl Subscriptions {
         Ok(self
             .repos
             .subscriptions
-            .list(None)
+            .values(None)
             .await?
             .into_iter()
-            .map(|(_, v)| v.value)
             .filter(|s| s.mailbox_id == mailbox_id && s.folder_id == folder_id)
             .collect())
     }
