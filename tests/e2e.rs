@@ -180,14 +180,9 @@ async fn dropped_notifications_are_found_by_the_sweep() {
 async fn consent_declined_and_replayed_state_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let r = runner(dir.path()).await;
-    r.sim
-        .state
-        .world
-        .lock()
-        .unwrap()
-        .users
-        .values_mut()
-        .for_each(|u| u.consents = false);
+    r.sim.set_user(&r.demo.user_upn, |u| {
+        u.consent = m365_sim::world::ConsentAnswer::Decline
+    });
     let (status, page) = r.connect_demo_mailbox().await.unwrap();
     assert_eq!(status, 400);
     assert!(page.contains("consent declined"), "{page}");

@@ -1,15 +1,15 @@
-//! Graph v1.0: users, mail folders, messages, `$value`, delta, subscriptions, in Graph's JSON shapes.
+//! Graph v1.0: users, mail folders (and their delta), messages (list, get, `$value`, PATCH, move,
+//! delete, delta) and subscriptions, in Graph's JSON shapes. The gate (`gate.rs`) has already
+//! authenticated the caller and checked its right to the mailbox.
 
-// Handlers return their error response as is; it is built once per failed request.
-#![allow(clippy::result_large_err)]
-
+use crate::gate::{mailbox_access, Ctx};
 use crate::world::*;
 use crate::Shared;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -19,6 +19,10 @@ use std::collections::HashMap;
 
 /// Longest subscription lifetime for Outlook messages (basic notifications), in minutes.
 pub const MAX_SUBSCRIPTION_MINUTES: i64 = 10_080;
+/// Subscriptions per mailbox.
+pub const MAX_SUBSCRIPTIONS_PER_MAILBOX: usize = 1000;
+/// Page size of lists and delta when the client sets none.
+const DEFAULT_PAGE: usize = 10;
 
 pub fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -35,69 +39,21 @@ pub fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The caller of a Graph request, from its bearer token.
-pub struct Caller {
-    pub grant: AccessGrant,
+pub fn not_found(message: &str) -> Response {
+    graph_error(StatusCode::NOT_FOUND, "ErrorItemNotFound", message)
 }
 
-pub fn caller(sim: &Shared, headers: &HeaderMap) -> Result<Caller, Response> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            graph_error(
-                StatusCode::UNAUTHORIZED,
-                "InvalidAuthenticationToken",
-                "Access token is empty.",
-            )
-        })?;
-    let w = sim.world.lock().unwrap();
-    let grant = w.access_tokens.get(token).cloned().ok_or_else(|| {
-        graph_error(
-            StatusCode::UNAUTHORIZED,
-            "InvalidAuthenticationToken",
-            "IDX14100: JWT is not well formed.",
-        )
-    })?;
-    if grant.expires_at <= Utc::now() {
-        return Err(graph_error(
-            StatusCode::UNAUTHORIZED,
-            "InvalidAuthenticationToken",
-            "Lifetime validation failed, the token is expired.",
-        ));
-    }
-    Ok(Caller { grant })
+fn item_not_found() -> Response {
+    not_found("The specified object was not found in the store.")
 }
 
-impl Caller {
-    /// The mailbox user a path names (`me` or an id / UPN), if this caller may read it.
-    fn user(&self, w: &World, who: &str) -> Result<User, Response> {
-        let user = if who.eq_ignore_ascii_case("me") {
-            self.grant.user_id.as_deref().and_then(|u| w.users.get(u))
-        } else {
-            w.user_by(who)
-        };
-        let Some(user) = user.cloned() else {
-            return Err(graph_error(
-                StatusCode::NOT_FOUND,
-                "ErrorInvalidUser",
-                &format!("The requested user '{who}' is invalid."),
-            ));
-        };
-        let allowed = match &self.grant.user_id {
-            Some(me) => *me == user.id,
-            None => self.grant.tenant_id == user.tenant_id,
-        };
-        if !allowed {
-            return Err(graph_error(
-                StatusCode::FORBIDDEN,
-                "ErrorAccessDenied",
-                "Access is denied. Check credentials and try again.",
-            ));
-        }
-        Ok(user)
-    }
+fn bad_request(message: &str) -> Response {
+    graph_error(StatusCode::BAD_REQUEST, "BadRequest", message)
+}
+
+/// The user the gate resolved (every route that calls this has a user segment).
+fn user_of(ctx: &Ctx) -> &User {
+    ctx.user.as_ref().expect("routes with a user segment")
 }
 
 fn user_json(base: &str, u: &User) -> Value {
@@ -111,16 +67,21 @@ fn user_json(base: &str, u: &User) -> Value {
 
 fn folder_json(w: &World, f: &Folder) -> Value {
     let items = w.messages.values().filter(|m| m.folder_id == f.id).count();
+    let unread = w
+        .messages
+        .values()
+        .filter(|m| m.folder_id == f.id && !m.is_read)
+        .count();
     json!({
         "id": f.id, "displayName": f.display_name, "parentFolderId": f.parent_id,
-        "childFolderCount": w.child_count(&f.id), "unreadItemCount": 0, "totalItemCount": items,
+        "childFolderCount": w.child_count(&f.id), "unreadItemCount": unread, "totalItemCount": items,
         "sizeInBytes": 0, "isHidden": false,
     })
 }
 
-/// Headers of a MIME message, unfolded, for the message's JSON.
+/// A header of a MIME message, unfolded, for the message's JSON.
 fn header_of(mime: &[u8], name: &str) -> Option<String> {
-    let text = String::from_utf8_lossy(mime);
+    let text = String::from_utf8_lossy(&mime[..mime.len().min(64 * 1024)]);
     let head = text
         .split("\r\n\r\n")
         .next()
@@ -146,82 +107,61 @@ fn recipient(v: &str) -> Value {
     json!({"emailAddress": {"name": name, "address": addr}})
 }
 
-pub fn message_json(m: &Message) -> Value {
+pub fn message_json(m: &Message, immutable: bool) -> Value {
     let h = |n| header_of(&m.mime, n);
     let from = h("From").map(|f| recipient(&f));
-    let to: Vec<Value> = h("To")
-        .map(|t| t.split(',').map(recipient).collect())
-        .unwrap_or_default();
+    let list = |n| -> Vec<Value> {
+        h(n).map(|t| t.split(',').map(recipient).collect())
+            .unwrap_or_default()
+    };
+    let sent = h("Date")
+        .and_then(|d| DateTime::parse_from_rfc2822(&d).ok())
+        .map_or(m.received_at, |d| d.with_timezone(&Utc));
     json!({
         "@odata.type": "#microsoft.graph.message",
         "@odata.etag": format!("W/\"{}\"", m.change_key),
-        "id": m.id,
+        "id": m.id_for(immutable),
         "createdDateTime": time(m.received_at),
         "lastModifiedDateTime": time(m.received_at),
         "changeKey": m.change_key,
+        "categories": m.categories,
         "receivedDateTime": time(m.received_at),
-        "sentDateTime": time(m.received_at),
+        "sentDateTime": time(sent),
         "hasAttachments": String::from_utf8_lossy(&m.mime).contains("Content-Disposition: attachment"),
         "internetMessageId": h("Message-ID"),
         "subject": h("Subject"),
         "importance": "normal",
         "parentFolderId": m.folder_id,
-        "isRead": false,
+        "conversationId": new_id("AAQkAG"),
+        "isRead": m.is_read,
         "isDraft": false,
         "sender": from,
         "from": from,
-        "toRecipients": to,
+        "toRecipients": list("To"),
+        "ccRecipients": list("Cc"),
+        "bccRecipients": [],
+        "replyTo": [],
     })
 }
 
-#[derive(Deserialize)]
-pub struct UserPath {
-    user: String,
-}
-
-pub async fn user(
-    State(sim): State<Shared>,
-    Path(p): Path<UserPath>,
-    headers: HeaderMap,
-) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let mut w = sim.world.lock().unwrap();
-    match c.user(&w, &p.user) {
-        Ok(u) => {
-            w.count("user", Some(&u.id));
-            Json(user_json(&sim.base_url, &u)).into_response()
-        }
-        Err(r) => r,
-    }
-}
-
-pub async fn me(s: State<Shared>, headers: HeaderMap) -> Response {
-    user(s, Path(UserPath { user: "me".into() }), headers).await
+pub async fn user(State(sim): State<Shared>, Extension(ctx): Extension<Ctx>) -> Response {
+    let u = user_of(&ctx);
+    sim.world.lock().unwrap().count("user", Some(&u.id));
+    Json(user_json(&sim.base_url, u)).into_response()
 }
 
 #[derive(Deserialize)]
 pub struct FolderPath {
-    user: String,
     folder: String,
 }
 
 pub async fn folder(
     State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
     Path(p): Path<FolderPath>,
-    headers: HeaderMap,
 ) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let u = user_of(&ctx);
     let mut w = sim.world.lock().unwrap();
-    let u = match c.user(&w, &p.user) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     w.count("folder", Some(&u.id));
     match w.folder_of(&u.id, &p.folder) {
         Some(f) => {
@@ -233,109 +173,300 @@ pub async fn folder(
             .into();
             Json(v).into_response()
         }
-        None => graph_error(
-            StatusCode::NOT_FOUND,
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.",
-        ),
+        None => item_not_found(),
     }
+}
+
+fn folder_children(sim: &Shared, w: &World, user: &User, parent: &str) -> Response {
+    let value: Vec<Value> = w
+        .folders
+        .values()
+        .filter(|f| f.parent_id.as_deref() == Some(parent))
+        .map(|f| folder_json(w, f))
+        .collect();
+    Json(json!({"@odata.context": format!("{}/v1.0/$metadata#users('{}')/mailFolders('{parent}')/childFolders", sim.base_url, user.id), "value": value})).into_response()
 }
 
 pub async fn child_folders(
     State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
     Path(p): Path<FolderPath>,
-    headers: HeaderMap,
 ) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let u = user_of(&ctx);
     let mut w = sim.world.lock().unwrap();
-    let u = match c.user(&w, &p.user) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     w.count("childFolders", Some(&u.id));
-    let Some(parent) = w.folder_of(&u.id, &p.folder).map(|f| f.id.clone()) else {
-        return graph_error(
-            StatusCode::NOT_FOUND,
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.",
-        );
-    };
-    let value: Vec<Value> = w
-        .folders
-        .values()
-        .filter(|f| f.parent_id.as_deref() == Some(&parent))
-        .map(|f| folder_json(&w, f))
-        .collect();
-    Json(json!({"@odata.context": format!("{}/v1.0/$metadata#users('{}')/mailFolders('{}')/childFolders", sim.base_url, u.id, parent), "value": value})).into_response()
+    match w.folder_of(&u.id, &p.folder).map(|f| f.id.clone()) {
+        Some(parent) => folder_children(&sim, &w, u, &parent),
+        None => item_not_found(),
+    }
+}
+
+/// `mailFolders`: the folders under the root.
+pub async fn folders(State(sim): State<Shared>, Extension(ctx): Extension<Ctx>) -> Response {
+    let u = user_of(&ctx);
+    let mut w = sim.world.lock().unwrap();
+    w.count("folders", Some(&u.id));
+    let root = w.folder_of(&u.id, "msgfolderroot").map(|f| f.id.clone());
+    folder_children(&sim, &w, u, &root.unwrap_or_default())
 }
 
 #[derive(Deserialize)]
 pub struct MessagePath {
-    user: String,
     id: String,
 }
 
 pub async fn message_value(
     State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
     Path(p): Path<MessagePath>,
-    headers: HeaderMap,
 ) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let u = user_of(&ctx);
     let mut w = sim.world.lock().unwrap();
-    let u = match c.user(&w, &p.user) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     w.count("mime", Some(&u.id));
-    match w.messages.get(&p.id).filter(|m| m.user_id == u.id) {
+    match w.message_of(&u.id, &p.id) {
         Some(m) => ([(header::CONTENT_TYPE, "text/plain")], m.mime.clone()).into_response(),
-        None => graph_error(
-            StatusCode::NOT_FOUND,
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.",
-        ),
+        None => item_not_found(),
     }
 }
 
 pub async fn message(
     State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
     Path(p): Path<MessagePath>,
-    headers: HeaderMap,
 ) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let u = user_of(&ctx);
     let mut w = sim.world.lock().unwrap();
-    let u = match c.user(&w, &p.user) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     w.count("message", Some(&u.id));
-    match w.messages.get(&p.id).filter(|m| m.user_id == u.id) {
-        Some(m) => Json(message_json(m)).into_response(),
-        None => graph_error(
-            StatusCode::NOT_FOUND,
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.",
-        ),
+    match w.message_of(&u.id, &p.id) {
+        Some(m) => {
+            let mut v = message_json(m, ctx.immutable);
+            v["@odata.context"] = format!(
+                "{}/v1.0/$metadata#users('{}')/messages/$entity",
+                sim.base_url, u.id
+            )
+            .into();
+            Json(v).into_response()
+        }
+        None => item_not_found(),
     }
 }
 
-/// What a delta link carries: the folder, the changes already seen, and (within a round) where
-/// the round ends and how far it got.
+/// PATCH a message: `categories` and `isRead`.
+pub async fn patch_message(
+    State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
+    Path(p): Path<MessagePath>,
+    body: Bytes,
+) -> Response {
+    let u = user_of(&ctx);
+    let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
+        return bad_request("Unable to read JSON request payload.");
+    };
+    let mut w = sim.world.lock().unwrap();
+    w.count("patch", Some(&u.id));
+    let Some(id) = w.message_of(&u.id, &p.id).map(|m| m.id.clone()) else {
+        return item_not_found();
+    };
+    let m = w.messages.get_mut(&id).expect("found above");
+    if let Some(c) = patch.get("categories").and_then(Value::as_array) {
+        m.categories = c
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+    }
+    if let Some(r) = patch.get("isRead").and_then(Value::as_bool) {
+        m.is_read = r;
+    }
+    w.touch_message(&id);
+    Json(message_json(&w.messages[&id], ctx.immutable)).into_response()
+}
+
+pub async fn move_message(
+    State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
+    Path(p): Path<MessagePath>,
+    body: Bytes,
+) -> Response {
+    let u = user_of(&ctx);
+    let Some(dest) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("destinationId")?.as_str().map(str::to_string))
+    else {
+        return bad_request("destinationId must be set.");
+    };
+    let moved = {
+        let mut w = sim.world.lock().unwrap();
+        w.count("move", Some(&u.id));
+        let Some(id) = w.message_of(&u.id, &p.id).map(|m| m.id.clone()) else {
+            return item_not_found();
+        };
+        let Some(to) = w.folder_of(&u.id, &dest).map(|f| f.id.clone()) else {
+            return not_found("The specified folder could not be found in the store.");
+        };
+        w.move_message(&id, &to);
+        (id, to)
+    };
+    crate::notify::message_created(&sim, &u.id, &moved.1, &moved.0);
+    let w = sim.world.lock().unwrap();
+    (
+        StatusCode::CREATED,
+        Json(message_json(&w.messages[&moved.0], ctx.immutable)),
+    )
+        .into_response()
+}
+
+pub async fn delete_message(
+    State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
+    Path(p): Path<MessagePath>,
+) -> Response {
+    let u = user_of(&ctx);
+    let mut w = sim.world.lock().unwrap();
+    w.count("delete", Some(&u.id));
+    let Some(id) = w.message_of(&u.id, &p.id).map(|m| m.id.clone()) else {
+        return item_not_found();
+    };
+    w.delete_message(&id);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `receivedDateTime {ge|gt|le|lt} {instant}` clauses joined by `and`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReceivedFilter(Vec<(String, DateTime<Utc>)>);
+
+impl ReceivedFilter {
+    fn parse(f: &str) -> Option<Self> {
+        let mut out = Vec::new();
+        for clause in f.split(" and ") {
+            let mut parts = clause.split_whitespace();
+            let (Some(prop), Some(op), Some(value), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return None;
+            };
+            if !prop.eq_ignore_ascii_case("receivedDateTime")
+                || !matches!(op, "ge" | "gt" | "le" | "lt")
+            {
+                return None;
+            }
+            out.push((op.to_string(), value.trim_matches('\'').parse().ok()?));
+        }
+        Some(Self(out))
+    }
+
+    fn admits(&self, t: DateTime<Utc>) -> bool {
+        self.0.iter().all(|(op, v)| match op.as_str() {
+            "ge" => t >= *v,
+            "gt" => t > *v,
+            "le" => t <= *v,
+            _ => t < *v,
+        })
+    }
+}
+
+fn filter_of(q: &HashMap<String, String>) -> Result<ReceivedFilter, Response> {
+    match q.get("$filter") {
+        None => Ok(ReceivedFilter::default()),
+        Some(f) => ReceivedFilter::parse(f).ok_or_else(|| {
+            bad_request("Invalid filter clause: only receivedDateTime comparisons are supported.")
+        }),
+    }
+}
+
+fn list_messages(
+    sim: &Shared,
+    ctx: &Ctx,
+    folder: Option<&str>,
+    q: &HashMap<String, String>,
+) -> Response {
+    let u = user_of(ctx);
+    let filter = match filter_of(q) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let mut w = sim.world.lock().unwrap();
+    w.count("messages", Some(&u.id));
+    let folder_id = match folder {
+        Some(f) => match w.folder_of(&u.id, f) {
+            Some(f) => Some(f.id.clone()),
+            None => return item_not_found(),
+        },
+        None => None,
+    };
+    let top = q
+        .get("$top")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(DEFAULT_PAGE)
+        .clamp(1, 1000);
+    let skip: usize = q.get("$skip").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let mut all: Vec<&Message> = w
+        .messages
+        .values()
+        .filter(|m| m.user_id == u.id)
+        .filter(|m| folder_id.as_ref().is_none_or(|f| *f == m.folder_id))
+        .filter(|m| filter.admits(m.received_at))
+        .collect();
+    all.sort_by(|a, b| b.received_at.cmp(&a.received_at).then(a.id.cmp(&b.id)));
+    let value: Vec<Value> = all
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|m| message_json(m, ctx.immutable))
+        .collect();
+    let base = match &folder_id {
+        Some(f) => format!(
+            "{}/v1.0/users/{}/mailFolders/{f}/messages",
+            sim.base_url, u.id
+        ),
+        None => format!("{}/v1.0/users/{}/messages", sim.base_url, u.id),
+    };
+    let mut body = json!({"@odata.context": format!("{}/v1.0/$metadata#users('{}')/messages", sim.base_url, u.id), "value": value});
+    if skip + top < all.len() {
+        let mut next = vec![
+            ("$top", top.to_string()),
+            ("$skip", (skip + top).to_string()),
+        ];
+        if let Some(f) = q.get("$filter") {
+            next.push(("$filter", f.clone()));
+        }
+        body["@odata.nextLink"] = format!(
+            "{base}?{}",
+            serde_urlencoded::to_string(next).unwrap_or_default()
+        )
+        .into();
+    }
+    Json(body).into_response()
+}
+
+pub async fn folder_messages(
+    State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
+    Path(p): Path<FolderPath>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_messages(&sim, &ctx, Some(&p.folder), &q)
+}
+
+pub async fn messages(
+    State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    list_messages(&sim, &ctx, None, &q)
+}
+
+/// What a delta link carries: the change log, the changes already seen, (within a round) where
+/// the round ends and how far it got, the sync epoch and issue time (for expiry), and the filter.
 #[derive(Serialize, Deserialize)]
 struct DeltaState {
-    f: String,
+    log: String,
     from: u64,
     to: u64,
     off: usize,
+    epoch: u64,
+    iat: i64,
+    #[serde(default)]
+    filter: ReceivedFilter,
 }
 
 fn encode_state(s: &DeltaState) -> String {
@@ -346,99 +477,187 @@ fn decode_state(t: &str) -> Option<DeltaState> {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(t).ok()?).ok()
 }
 
+fn sync_state_not_found(s: &DeltaState) -> Response {
+    graph_error(
+        StatusCode::GONE,
+        "SyncStateNotFound",
+        &format!(
+            "The sync state generation is not found; generation={};[highest={}].",
+            s.epoch,
+            s.epoch + 1
+        ),
+    )
+}
+
+/// One delta round (or page) over a change log.
+struct DeltaRound<'a> {
+    log: String,
+    link: String,
+    q: &'a HashMap<String, String>,
+    filter: ReceivedFilter,
+}
+
+impl DeltaRound<'_> {
+    fn run(
+        self,
+        w: &World,
+        ctx: &Ctx,
+        here: impl Fn(&str) -> bool,
+        item: impl Fn(&str, &ReceivedFilter) -> Option<Value>,
+    ) -> Result<Value, Response> {
+        let u = user_of(ctx);
+        let now = Utc::now().timestamp();
+        let state = if let Some(t) = self.q.get("$skiptoken") {
+            decode_state(t)
+        } else if let Some(t) = self.q.get("$deltatoken") {
+            decode_state(t).map(|s| DeltaState {
+                to: w.seq,
+                off: 0,
+                ..s
+            })
+        } else {
+            Some(DeltaState {
+                log: self.log.clone(),
+                from: 0,
+                to: w.seq,
+                off: 0,
+                epoch: u.sync_epoch,
+                iat: now,
+                filter: self.filter,
+            })
+        };
+        let Some(state) = state.filter(|s| s.log == self.log) else {
+            return Err(bad_request(
+                "The delta token is malformed or names another collection.",
+            ));
+        };
+        let max_age = w.limits.delta_token_seconds;
+        let too_old = max_age > 0 && now - state.iat > i64::try_from(max_age).unwrap_or(i64::MAX);
+        if state.epoch != u.sync_epoch || too_old {
+            return Err(sync_state_not_found(&state));
+        }
+        let page_size = ctx.page_size.unwrap_or(DEFAULT_PAGE).clamp(1, 1000);
+        let items = w.delta_items(&state.log, state.from, state.to, here);
+        let page: Vec<Value> = items
+            .iter()
+            .skip(state.off)
+            .take(page_size)
+            .filter_map(|(id, present)| match present {
+                true => item(id, &state.filter),
+                false => Some(json!({"id": removed_id(w, &state.log, id, ctx.immutable), "@removed": {"reason": "deleted"}})),
+            })
+            .collect();
+        let mut body = json!({"value": page});
+        if state.off + page_size < items.len() {
+            let next = DeltaState {
+                off: state.off + page_size,
+                iat: now,
+                ..state
+            };
+            body["@odata.nextLink"] =
+                format!("{}?$skiptoken={}", self.link, encode_state(&next)).into();
+        } else {
+            let done = DeltaState {
+                from: state.to,
+                off: 0,
+                iat: now,
+                ..state
+            };
+            body["@odata.deltaLink"] =
+                format!("{}?$deltatoken={}", self.link, encode_state(&done)).into();
+        }
+        Ok(body)
+    }
+}
+
+/// The id a removed item had for the client: its immutable id, or the REST id it had in the
+/// collection before it left.
+fn removed_id(w: &World, log: &str, id: &str, immutable: bool) -> String {
+    if immutable {
+        return id.to_string();
+    }
+    w.changes
+        .get(log)
+        .and_then(|c| c.iter().rev().find(|c| c.item_id == id && !c.present))
+        .map_or_else(|| id.to_string(), |c| c.rest_id.clone())
+}
+
 pub async fn delta(
     State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
     Path(p): Path<FolderPath>,
-    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
+    let u = user_of(&ctx);
+    let filter = match filter_of(&q) {
+        Ok(f) => f,
         Err(r) => return r,
     };
     let mut w = sim.world.lock().unwrap();
-    let u = match c.user(&w, &p.user) {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
     w.count("delta", Some(&u.id));
     let Some(folder) = w.folder_of(&u.id, &p.folder).map(|f| f.id.clone()) else {
-        return graph_error(
-            StatusCode::NOT_FOUND,
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.",
-        );
+        return item_not_found();
     };
-    let state = if let Some(t) = q.get("$skiptoken") {
-        decode_state(t)
-    } else if let Some(t) = q.get("$deltatoken") {
-        decode_state(t).map(|s| DeltaState {
-            f: s.f,
-            from: s.from,
-            to: w.seq,
-            off: 0,
-        })
-    } else {
-        Some(DeltaState {
-            f: folder.clone(),
-            from: 0,
-            to: w.seq,
-            off: 0,
-        })
+    let round = DeltaRound {
+        log: folder.clone(),
+        link: format!(
+            "{}/v1.0/users/{}/mailFolders/{folder}/messages/delta",
+            sim.base_url, u.id
+        ),
+        q: &q,
+        filter,
     };
-    let Some(state) = state.filter(|s| s.f == folder) else {
-        return graph_error(
-            StatusCode::GONE,
-            "SyncStateNotFound",
-            "The sync state generation is not found.",
-        );
-    };
-    let page_size = headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(','))
-        .find_map(|p| {
-            p.trim()
-                .strip_prefix("odata.maxpagesize=")?
-                .parse::<usize>()
-                .ok()
-        })
-        .unwrap_or(10)
-        .clamp(1, 1000);
-    let items = w.delta_items(&folder, state.from, state.to);
-    let page: Vec<Value> = items
-        .iter()
-        .skip(state.off)
-        .take(page_size)
-        .map(|(id, present)| match (present, w.messages.get(id)) {
-            (true, Some(m)) => message_json(m),
-            _ => json!({"@odata.type": "#microsoft.graph.message", "id": id, "@removed": {"reason": "deleted"}}),
-        })
-        .collect();
-    let link = format!(
-        "{}/v1.0/users/{}/mailFolders/{}/messages/delta",
-        sim.base_url, u.id, folder
+    let result = round.run(
+        &w,
+        &ctx,
+        |id| w.messages.get(id).is_some_and(|m| m.folder_id == folder),
+        |id, filter| {
+            let m = w
+                .messages
+                .get(id)
+                .filter(|m| filter.admits(m.received_at))?;
+            Some(message_json(m, ctx.immutable))
+        },
     );
-    let mut body = json!({"@odata.context": format!("{}/v1.0/$metadata#Collection(message)", sim.base_url), "value": page});
-    if state.off + page_size < items.len() {
-        let next = DeltaState {
-            f: folder,
-            from: state.from,
-            to: state.to,
-            off: state.off + page_size,
-        };
-        body["@odata.nextLink"] = format!("{link}?$skiptoken={}", encode_state(&next)).into();
-    } else {
-        let done = DeltaState {
-            f: folder,
-            from: state.to,
-            to: state.to,
-            off: 0,
-        };
-        body["@odata.deltaLink"] = format!("{link}?$deltatoken={}", encode_state(&done)).into();
+    match result {
+        Ok(mut body) => {
+            body["@odata.context"] =
+                format!("{}/v1.0/$metadata#Collection(message)", sim.base_url).into();
+            Json(body).into_response()
+        }
+        Err(r) => r,
     }
-    Json(body).into_response()
+}
+
+/// `mailFolders/delta`: every folder of the mailbox, flat, then changes.
+pub async fn folders_delta(
+    State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let u = user_of(&ctx);
+    let mut w = sim.world.lock().unwrap();
+    w.count("foldersDelta", Some(&u.id));
+    let round = DeltaRound {
+        log: format!("folders:{}", u.id),
+        link: format!("{}/v1.0/users/{}/mailFolders/delta", sim.base_url, u.id),
+        q: &q,
+        filter: ReceivedFilter::default(),
+    };
+    let result = round.run(
+        &w,
+        &ctx,
+        |id| w.folders.contains_key(id),
+        |id, _| w.folders.get(id).map(|f| folder_json(&w, f)),
+    );
+    match result {
+        Ok(mut body) => {
+            body["@odata.context"] =
+                format!("{}/v1.0/$metadata#Collection(mailFolder)", sim.base_url).into();
+            Json(body).into_response()
+        }
+        Err(r) => r,
+    }
 }
 
 #[derive(Deserialize)]
@@ -512,21 +731,35 @@ async fn validate_endpoint(client: &reqwest::Client, url: &str) -> bool {
     resp.status() == StatusCode::OK && ok_type && resp.text().await.is_ok_and(|b| b == token)
 }
 
+fn check_expiration(exp: DateTime<Utc>) -> Result<(), Response> {
+    let now = Utc::now();
+    if exp > now + Duration::minutes(MAX_SUBSCRIPTION_MINUTES) + Duration::seconds(60) {
+        return Err(graph_error(StatusCode::BAD_REQUEST, "ExtensionError", &format!("Operation: Create; Exception: [Status Code: BadRequest; Reason: Subscription expiration can only be {MAX_SUBSCRIPTION_MINUTES} minutes in the future.]")));
+    }
+    if exp <= now {
+        return Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "Subscription expiration must be in the future.",
+        ));
+    }
+    Ok(())
+}
+
+fn subscription_json(sim: &Shared, s: &Subscription) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    v["@odata.context"] = format!("{}/v1.0/$metadata#subscriptions/$entity", sim.base_url).into();
+    v
+}
+
 pub async fn create_subscription(
     State(sim): State<Shared>,
-    headers: HeaderMap,
+    Extension(ctx): Extension<Ctx>,
     body: Bytes,
 ) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let c = &ctx.claims;
     let Ok(req) = serde_json::from_slice::<NewSubscription>(&body) else {
-        return graph_error(
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "Unable to read JSON request payload.",
-        );
+        return bad_request("Unable to read JSON request payload.");
     };
     let (Some(change_type), Some(notification_url), Some(resource), Some(expiration)) = (
         req.change_type,
@@ -536,26 +769,26 @@ pub async fn create_subscription(
     ) else {
         return graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", "Required fields changeType, notificationUrl, resource and expirationDateTime must be set.");
     };
-    let now = Utc::now();
-    if expiration > now + Duration::minutes(MAX_SUBSCRIPTION_MINUTES) {
-        return graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", &format!("Subscription expiration can only be {MAX_SUBSCRIPTION_MINUTES} minutes in the future."));
+    if let Err(r) = check_expiration(expiration) {
+        return r;
     }
-    if expiration <= now {
+    if !notification_url.starts_with("https://") && !sim.allow_http_notifications {
         return graph_error(
             StatusCode::BAD_REQUEST,
             "InvalidRequest",
-            "Subscription expiration must be in the future.",
+            "The notification URL must use https.",
         );
     }
-    if req.client_state.as_ref().is_some_and(|s| s.len() > 255) {
+    if req.client_state.as_ref().is_some_and(|s| s.len() > 128) {
         return graph_error(
             StatusCode::BAD_REQUEST,
             "InvalidRequest",
-            "clientState must not be longer than 255 characters.",
+            "clientState must not be longer than 128 characters.",
         );
     }
     let (user, folder) = {
         let mut w = sim.world.lock().unwrap();
+        w.expire_subscriptions();
         let Some((who, folder)) = parse_resource(&resource) else {
             return graph_error(
                 StatusCode::BAD_REQUEST,
@@ -563,40 +796,44 @@ pub async fn create_subscription(
                 "The resource is not supported for subscriptions.",
             );
         };
-        let u = match c.user(&w, &who) {
-            Ok(u) => u,
-            Err(r) => return r,
+        let user = if who == "me" {
+            w.users.get(&c.oid).filter(|_| !c.is_app()).cloned()
+        } else {
+            w.user_by(&who).cloned()
         };
-        if c.grant.user_id.is_some()
-            && c.grant.scope.split(' ').any(|s| s.ends_with(".Shared"))
-            && c.grant.user_id.as_deref() != Some(&u.id)
-        {
+        let Some(u) = user else {
+            return graph_error(
+                StatusCode::NOT_FOUND,
+                "ErrorInvalidUser",
+                &format!("The requested user '{who}' is invalid."),
+            );
+        };
+        // Delegated permissions reach only the signed-in user's own mailbox for subscriptions:
+        // the `.Shared` permissions do not support them (Graph's documented limitation).
+        if !c.is_app() && u.id != c.oid {
             return graph_error(StatusCode::FORBIDDEN, "ExtensionError", "Operation: Create; Exception: [Status Code: Forbidden; Reason: Access is denied. Check credentials and try again.]");
+        }
+        if let Err(r) = mailbox_access(&w, c, &u, false) {
+            return r;
         }
         let folder = match folder {
             Some(f) => match w.folder_of(&u.id, &f) {
                 Some(f) => Some(f.id.clone()),
-                None => {
-                    return graph_error(
-                        StatusCode::NOT_FOUND,
-                        "ErrorItemNotFound",
-                        "The specified folder was not found in the store.",
-                    )
-                }
+                None => return not_found("The specified folder could not be found in the store."),
             },
             None => None,
         };
         w.count("subscriptions", Some(&u.id));
-        if w.subscriptions
+        let existing = w
+            .subscriptions
             .values()
             .filter(|s| s.user_id == u.id)
-            .count()
-            >= 1000
-        {
+            .count();
+        if existing >= MAX_SUBSCRIPTIONS_PER_MAILBOX {
             return graph_error(
                 StatusCode::FORBIDDEN,
                 "ExtensionError",
-                "The number of subscriptions for this mailbox has reached its limit of 1000.",
+                "Operation: Create; Exception: [Status Code: Forbidden; Reason: The number of subscriptions for this mailbox has reached its limit of 1000.]",
             );
         }
         (u, folder)
@@ -605,23 +842,19 @@ pub async fn create_subscription(
     endpoints.extend(req.lifecycle_notification_url.clone());
     for url in &endpoints {
         if !validate_endpoint(&sim.http, url).await {
-            return graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.");
+            return graph_error(StatusCode::BAD_REQUEST, "ValidationError", "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.");
         }
     }
     let sub = Subscription {
         id: guid(),
         resource,
-        application_id: c.grant.client_id.clone(),
+        application_id: c.appid.clone(),
         change_type,
         client_state: req.client_state,
         notification_url,
         lifecycle_notification_url: req.lifecycle_notification_url,
         expiration_date_time: expiration,
-        creator_id: c
-            .grant
-            .user_id
-            .clone()
-            .unwrap_or_else(|| c.grant.client_id.clone()),
+        creator_id: c.oid.clone(),
         latest_supported_tls_version: req
             .latest_supported_tls_version
             .unwrap_or_else(|| "v1_2".into()),
@@ -629,15 +862,15 @@ pub async fn create_subscription(
         user_id: user.id.clone(),
         tenant_id: user.tenant_id.clone(),
         folder_id: folder,
+        immutable_ids: ctx.immutable,
+        needs_reauth: false,
     };
     sim.world
         .lock()
         .unwrap()
         .subscriptions
         .insert(sub.id.clone(), sub.clone());
-    let mut v = serde_json::to_value(&sub).unwrap_or_default();
-    v["@odata.context"] = format!("{}/v1.0/$metadata#subscriptions/$entity", sim.base_url).into();
-    (StatusCode::CREATED, Json(v)).into_response()
+    (StatusCode::CREATED, Json(subscription_json(&sim, &sub))).into_response()
 }
 
 #[derive(Deserialize)]
@@ -645,11 +878,16 @@ pub struct SubPath {
     id: String,
 }
 
-fn own_subscription(c: &Caller, w: &World, id: &str) -> Result<Subscription, Response> {
+/// A live subscription of the calling app.
+fn own_subscription<'w>(
+    c: &Ctx,
+    w: &'w mut World,
+    id: &str,
+) -> Result<&'w mut Subscription, Response> {
+    w.expire_subscriptions();
     w.subscriptions
-        .get(id)
-        .filter(|s| s.application_id == c.grant.client_id)
-        .cloned()
+        .get_mut(id)
+        .filter(|s| s.application_id == c.claims.appid)
         .ok_or_else(|| {
             graph_error(
                 StatusCode::NOT_FOUND,
@@ -659,38 +897,39 @@ fn own_subscription(c: &Caller, w: &World, id: &str) -> Result<Subscription, Res
         })
 }
 
+pub async fn list_subscriptions(
+    State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
+) -> Response {
+    let mut w = sim.world.lock().unwrap();
+    w.expire_subscriptions();
+    let value: Vec<Value> = w
+        .subscriptions
+        .values()
+        .filter(|s| s.application_id == ctx.claims.appid)
+        .map(|s| serde_json::to_value(s).unwrap_or_default())
+        .collect();
+    Json(json!({"@odata.context": format!("{}/v1.0/$metadata#subscriptions", sim.base_url), "value": value})).into_response()
+}
+
 pub async fn get_subscription(
     State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
     Path(p): Path<SubPath>,
-    headers: HeaderMap,
 ) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let w = sim.world.lock().unwrap();
-    match own_subscription(&c, &w, &p.id) {
-        Ok(s) => Json(s).into_response(),
+    let mut w = sim.world.lock().unwrap();
+    match own_subscription(&ctx, &mut w, &p.id) {
+        Ok(s) => Json(subscription_json(&sim, s)).into_response(),
         Err(r) => r,
     }
 }
 
 pub async fn patch_subscription(
     State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
     Path(p): Path<SubPath>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let mut w = sim.world.lock().unwrap();
-    let sub = match own_subscription(&c, &w, &p.id) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    w.count("subscriptions", Some(&sub.user_id));
     let Some(exp) = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
         v.get("expirationDateTime")
             .and_then(|e| e.as_str())
@@ -702,25 +941,46 @@ pub async fn patch_subscription(
             "expirationDateTime must be set.",
         );
     };
-    if exp > Utc::now() + Duration::minutes(MAX_SUBSCRIPTION_MINUTES) {
-        return graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", &format!("Subscription expiration can only be {MAX_SUBSCRIPTION_MINUTES} minutes in the future."));
+    if let Err(r) = check_expiration(exp) {
+        return r;
     }
-    let s = w.subscriptions.get_mut(&p.id).expect("checked above");
+    let mut w = sim.world.lock().unwrap();
+    let s = match own_subscription(&ctx, &mut w, &p.id) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
     s.expiration_date_time = exp;
-    Json(s.clone()).into_response()
+    // Renewing reauthorizes too.
+    s.needs_reauth = false;
+    let user = s.user_id.clone();
+    let v = subscription_json(&sim, s);
+    w.count("subscriptions", Some(&user));
+    Json(v).into_response()
+}
+
+/// `POST /subscriptions/{id}/reauthorize`.
+pub async fn reauthorize_subscription(
+    State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
+    Path(p): Path<SubPath>,
+) -> Response {
+    let mut w = sim.world.lock().unwrap();
+    match own_subscription(&ctx, &mut w, &p.id) {
+        Ok(s) => {
+            s.needs_reauth = false;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(r) => r,
+    }
 }
 
 pub async fn delete_subscription(
     State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
     Path(p): Path<SubPath>,
-    headers: HeaderMap,
 ) -> Response {
-    let c = match caller(&sim, &headers) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let mut w = sim.world.lock().unwrap();
-    if let Err(r) = own_subscription(&c, &w, &p.id) {
+    if let Err(r) = own_subscription(&ctx, &mut w, &p.id) {
         return r;
     }
     w.subscriptions.remove(&p.id);
@@ -729,7 +989,7 @@ pub async fn delete_subscription(
 
 #[cfg(test)]
 mod tests {
-    use super::parse_resource;
+    use super::*;
 
     #[test]
     fn resources() {
@@ -750,5 +1010,13 @@ mod tests {
             Some(("u1".into(), None))
         );
         assert_eq!(parse_resource("users/u1/events"), None);
+    }
+
+    #[test]
+    fn filters() {
+        let f = ReceivedFilter::parse("receivedDateTime ge 2024-01-01T00:00:00Z").unwrap();
+        assert!(f.admits("2024-01-02T00:00:00Z".parse().unwrap()));
+        assert!(!f.admits("2023-12-31T00:00:00Z".parse().unwrap()));
+        assert!(ReceivedFilter::parse("subject eq 'x'").is_none());
     }
 }

@@ -1,13 +1,20 @@
-//! Change notifications and lifecycle events, POSTed to subscribers as Graph does.
+//! Change notifications and lifecycle events, POSTed to subscribers as Graph does: batched in
+//! `value`, retried when the endpoint fails or takes longer than 3 s; with injectable drops,
+//! duplicates, delays and reordering.
 
 use crate::graph::time;
 use crate::world::*;
 use crate::Shared;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-fn change_notification(sub: &Subscription, message_id: &str, change_key: &str) -> Value {
-    let resource = format!("Users/{}/Messages/{message_id}", sub.user_id);
+/// Graph gives up on a notification POST after this long and counts it as failed.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn change_notification(sub: &Subscription, m: &Message) -> Value {
+    let id = m.id_for(sub.immutable_ids);
+    let resource = format!("Users/{}/Messages/{id}", sub.user_id);
     json!({
         "subscriptionId": sub.id,
         "subscriptionExpirationDateTime": time(sub.expiration_date_time),
@@ -16,8 +23,8 @@ fn change_notification(sub: &Subscription, message_id: &str, change_key: &str) -
         "resourceData": {
             "@odata.type": "#Microsoft.Graph.Message",
             "@odata.id": resource,
-            "@odata.etag": format!("W/\"{change_key}\""),
-            "id": message_id,
+            "@odata.etag": format!("W/\"{}\"", m.change_key),
+            "id": id,
         },
         "clientState": sub.client_state,
         "tenantId": sub.tenant_id,
@@ -26,39 +33,69 @@ fn change_notification(sub: &Subscription, message_id: &str, change_key: &str) -
 
 /// Notifies every subscription that covers a new message in a folder.
 pub fn message_created(sim: &Shared, user_id: &str, folder_id: &str, message_id: &str) {
-    let (subs, change_key) = {
+    let (subs, message) = {
         let w = sim.world.lock().unwrap();
-        let key = w
-            .messages
-            .get(message_id)
-            .map(|m| m.change_key.clone())
-            .unwrap_or_default();
-        (w.subscriptions_for(user_id, folder_id), key)
+        (
+            w.subscriptions_for(user_id, folder_id),
+            w.messages.get(message_id).cloned(),
+        )
     };
+    let Some(message) = message else { return };
     let faults = sim.faults.lock().unwrap().clone();
     for sub in subs {
-        if faults.drop_notifications {
+        if faults.drop_notifications || sub.needs_reauth {
             sim.world
                 .lock()
                 .unwrap()
                 .count("notifications_dropped", Some(user_id));
             continue;
         }
-        let body = json!({"value": [change_notification(&sub, message_id, &change_key)]});
+        let item = change_notification(&sub, &message);
+        if faults.hold_notifications {
+            sim.held
+                .lock()
+                .unwrap()
+                .push((sub.notification_url.clone(), item));
+            continue;
+        }
         let copies = if faults.duplicate_notifications { 2 } else { 1 };
         for _ in 0..copies {
-            post(sim.clone(), sub.notification_url.clone(), body.clone());
+            post(
+                sim.clone(),
+                sub.notification_url.clone(),
+                json!({"value": [item.clone()]}),
+            );
         }
     }
 }
 
-/// Sends a lifecycle event (`missed`, `subscriptionRemoved`, `reauthorizationRequired`).
+/// Sends the held notifications, one batch per endpoint, newest first (reordered).
+pub fn flush(sim: &Shared) -> usize {
+    let held = std::mem::take(&mut *sim.held.lock().unwrap());
+    let n = held.len();
+    let mut batches: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for (url, item) in held.into_iter().rev() {
+        batches.entry(url).or_default().push(item);
+    }
+    for (url, items) in batches {
+        post(sim.clone(), url, json!({ "value": items }));
+    }
+    n
+}
+
+/// Sends a lifecycle event (`missed`, `subscriptionRemoved`, `reauthorizationRequired`, or any
+/// other name). `subscriptionRemoved` deletes the subscription; `reauthorizationRequired` holds
+/// back its notifications until it is reauthorized or renewed.
 pub fn lifecycle(sim: &Shared, subscription_id: &str, event: &str) -> bool {
     let sub = {
         let mut w = sim.world.lock().unwrap();
-        let Some(sub) = w.subscriptions.get(subscription_id).cloned() else {
+        let Some(sub) = w.subscriptions.get_mut(subscription_id) else {
             return false;
         };
+        if event == "reauthorizationRequired" {
+            sub.needs_reauth = true;
+        }
+        let sub = sub.clone();
         if event == "subscriptionRemoved" {
             w.subscriptions.remove(subscription_id);
         }
@@ -82,13 +119,19 @@ pub fn lifecycle(sim: &Shared, subscription_id: &str, event: &str) -> bool {
 /// (Graph for up to 4 hours; the simulator a few times, quickly).
 fn post(sim: Shared, url: String, body: Value) {
     tokio::spawn(async move {
-        let retries = sim.faults.lock().unwrap().notification_retries;
+        let (retries, delay) = {
+            let f = sim.faults.lock().unwrap();
+            (f.notification_retries, f.notification_delay_ms)
+        };
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         for attempt in 0..=retries {
             let sent = sim
                 .http
                 .post(&url)
                 .json(&body)
-                .timeout(Duration::from_secs(3))
+                .timeout(DELIVERY_TIMEOUT)
                 .send()
                 .await;
             let ok = matches!(&sent, Ok(r) if r.status().is_success());

@@ -1,8 +1,11 @@
-//! The simulated tenant(s): directory, app registrations, mailboxes, grants, subscriptions.
+//! The simulated tenants: directory, app registrations, consents, mailboxes, folders, messages,
+//! grants, subscriptions, and the change log that delta reads.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub const WELL_KNOWN: &[(&str, &str)] = &[
     ("msgfolderroot", "Top of Information Store"),
@@ -14,10 +17,16 @@ pub const WELL_KNOWN: &[(&str, &str)] = &[
     ("junkemail", "Junk Email"),
 ];
 
+/// Delegated scopes a registration asks for when nothing more specific is requested.
+pub const DEFAULT_DELEGATED: &[&str] = &["User.Read", "Mail.Read", "Mail.ReadWrite"];
+
 #[derive(Debug, Clone)]
 pub struct Tenant {
     pub id: String,
     pub domain: String,
+    /// Admin consent per app registration: when it was granted. Application permissions work
+    /// only once `propagation` has passed since then.
+    pub admin_consents: HashMap<String, DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +42,45 @@ pub struct App {
     pub display_name: String,
     pub secrets: Vec<ClientSecret>,
     pub redirect_uris: Vec<String>,
+    /// Usable by other tenants once they consent.
+    pub multi_tenant: bool,
+    /// Application permissions (app roles on Graph) the registration requests.
+    pub app_roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MailboxKind {
+    /// A licensed user with an Exchange Online mailbox.
+    #[default]
+    User,
+    /// A shared mailbox: no sign-in, reached by its delegates or with application permissions.
+    Shared,
+    /// A user without an Exchange Online licence: Graph answers `MailboxNotEnabledForRESTAPI`.
+    Unlicensed,
+}
+
+/// What the user's browser does at the consent prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentAnswer {
+    #[default]
+    Accept,
+    Decline,
+}
+
+/// What stands between the user and a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SignIn {
+    #[default]
+    Ok,
+    /// AADSTS50076: multi-factor authentication is required.
+    MfaRequired,
+    /// AADSTS53003: blocked by Conditional Access.
+    Blocked,
+    /// AADSTS50057: the account is disabled.
+    Disabled,
 }
 
 #[derive(Debug, Clone)]
@@ -41,10 +89,17 @@ pub struct User {
     pub tenant_id: String,
     pub upn: String,
     pub display_name: String,
-    /// Whether the user accepts the consent prompt (the sim's stand-in for clicking "Accept").
-    pub consents: bool,
+    pub kind: MailboxKind,
+    /// For a shared mailbox: the users who have full access to it.
+    pub delegates: Vec<String>,
+    pub consent: ConsentAnswer,
+    pub sign_in: SignIn,
+    /// Delegated scopes this user has granted, per app registration.
+    pub grants: HashMap<String, BTreeSet<String>>,
     /// Refresh tokens issued before this instant no longer work (admin "revoke sessions").
     pub revoked_before: Option<DateTime<Utc>>,
+    /// Delta tokens of an older epoch are expired (`syncStateNotFound`).
+    pub sync_epoch: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -58,20 +113,45 @@ pub struct Folder {
 
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// The immutable id.
     pub id: String,
     pub user_id: String,
     pub folder_id: String,
     pub mime: bytes::Bytes,
     pub received_at: DateTime<Utc>,
     pub change_key: String,
+    /// How often it was moved: the (mutable) REST id changes with each move.
+    pub moves: u32,
+    pub categories: Vec<String>,
+    pub is_read: bool,
 }
 
-/// One change in a folder, for delta.
+impl Message {
+    /// The id Graph shows without `Prefer: IdType="ImmutableId"`: it changes when the message moves.
+    pub fn rest_id(&self) -> String {
+        format!(
+            "AAMkAGrest{}",
+            URL_SAFE_NO_PAD.encode(format!("{}|{}", self.id, self.moves))
+        )
+    }
+
+    pub fn id_for(&self, immutable: bool) -> String {
+        if immutable {
+            self.id.clone()
+        } else {
+            self.rest_id()
+        }
+    }
+}
+
+/// One change to an item in a change log (a folder's messages, or a user's folders), for delta.
 #[derive(Debug, Clone)]
 pub struct Change {
     pub seq: u64,
-    pub message_id: String,
+    pub item_id: String,
     pub present: bool,
+    /// The item's REST id at the time of the change (ids that are not immutable change on move).
+    pub rest_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -79,8 +159,9 @@ pub struct AuthCode {
     pub client_id: String,
     pub redirect_uri: String,
     pub challenge: Option<String>,
-    pub scope: String,
+    pub scopes: BTreeSet<String>,
     pub user_id: String,
+    pub nonce: Option<String>,
     pub expires_at: DateTime<Utc>,
     pub redeemed: bool,
 }
@@ -89,18 +170,8 @@ pub struct AuthCode {
 pub struct RefreshGrant {
     pub client_id: String,
     pub user_id: String,
-    pub scope: String,
+    pub scopes: BTreeSet<String>,
     pub issued_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone)]
-pub struct AccessGrant {
-    pub client_id: String,
-    pub tenant_id: String,
-    /// None for app-only tokens.
-    pub user_id: Option<String>,
-    pub scope: String,
-    pub expires_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +196,45 @@ pub struct Subscription {
     /// None: every message of the mailbox.
     #[serde(skip)]
     pub folder_id: Option<String>,
+    /// Created with `Prefer: IdType="ImmutableId"`.
+    #[serde(skip)]
+    pub immutable_ids: bool,
+    /// A `reauthorizationRequired` was sent and not yet answered: notifications are not delivered.
+    #[serde(skip)]
+    pub needs_reauth: bool,
+}
+
+/// Graph's per app and mailbox limits (Outlook service).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    pub concurrent: u32,
+    pub per_window: u32,
+    pub window_seconds: u32,
+    /// Delay between admin consent and application permissions taking effect.
+    pub propagation_seconds: u32,
+    /// Delta tokens older than this answer 410 (0: never).
+    pub delta_token_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            concurrent: 4,
+            per_window: 10_000,
+            window_seconds: 600,
+            propagation_seconds: 0,
+            delta_token_seconds: 0,
+        }
+    }
+}
+
+/// Requests of one app on one mailbox.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub in_flight: u32,
+    pub window_start: Option<DateTime<Utc>>,
+    pub in_window: u32,
 }
 
 #[derive(Debug, Default)]
@@ -134,28 +244,37 @@ pub struct World {
     pub users: BTreeMap<String, User>,
     pub folders: BTreeMap<String, Folder>,
     pub messages: BTreeMap<String, Message>,
+    /// Change logs by folder id (messages) and by `folders:{user id}` (folders).
     pub changes: HashMap<String, Vec<Change>>,
     pub seq: u64,
     pub codes: HashMap<String, AuthCode>,
     pub refresh_tokens: HashMap<String, RefreshGrant>,
-    pub access_tokens: HashMap<String, AccessGrant>,
     pub subscriptions: BTreeMap<String, Subscription>,
+    pub limits: Limits,
+    pub usage: HashMap<(String, String), Usage>,
     /// Requests served, by `{endpoint}` and `{endpoint}:{user id}`.
     pub counters: BTreeMap<String, u64>,
 }
 
 pub fn new_id(prefix: &str) -> String {
-    use base64::Engine;
     let raw: [u8; 24] = rand::random();
-    format!(
-        "{prefix}{}",
-        base64::engine::general_purpose::URL_SAFE.encode(raw)
-    )
+    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(raw))
 }
 
 pub fn guid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// A scope without its resource prefix: `https://graph.microsoft.com/Mail.Read` → `Mail.Read`.
+pub fn short_scope(s: &str) -> &str {
+    if s.starts_with("https://") || s.starts_with("api://") {
+        s.rsplit_once('/').map_or(s, |(_, n)| n)
+    } else {
+        s
+    }
+}
+
+pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
 impl World {
     pub fn count(&mut self, endpoint: &str, user: Option<&str>) {
@@ -172,12 +291,32 @@ impl World {
             Tenant {
                 id: id.clone(),
                 domain: domain.into(),
+                admin_consents: HashMap::new(),
             },
         );
         id
     }
 
+    /// A tenant by id or by domain.
+    pub fn tenant_by(&self, id_or_domain: &str) -> Option<&Tenant> {
+        self.tenants.get(id_or_domain).or_else(|| {
+            self.tenants
+                .values()
+                .find(|t| t.domain.eq_ignore_ascii_case(id_or_domain))
+        })
+    }
+
     pub fn add_user(&mut self, tenant_id: &str, upn: &str, display_name: &str) -> String {
+        self.add_mailbox(tenant_id, upn, display_name, MailboxKind::User)
+    }
+
+    pub fn add_mailbox(
+        &mut self,
+        tenant_id: &str,
+        upn: &str,
+        display_name: &str,
+        kind: MailboxKind,
+    ) -> String {
         let id = guid();
         self.users.insert(
             id.clone(),
@@ -186,38 +325,29 @@ impl World {
                 tenant_id: tenant_id.into(),
                 upn: upn.into(),
                 display_name: display_name.into(),
-                consents: true,
+                kind,
+                delegates: Vec::new(),
+                consent: ConsentAnswer::Accept,
+                sign_in: SignIn::Ok,
+                grants: HashMap::new(),
                 revoked_before: None,
+                sync_epoch: 0,
             },
         );
-        let root = new_id("AAMkAGfolder");
-        self.folders.insert(
-            root.clone(),
-            Folder {
-                id: root.clone(),
-                user_id: id.clone(),
-                display_name: WELL_KNOWN[0].1.into(),
-                parent_id: None,
-                well_known: Some(WELL_KNOWN[0].0),
-            },
-        );
+        let root = self.insert_folder(&id, None, WELL_KNOWN[0].1, Some(WELL_KNOWN[0].0));
         for (wk, name) in &WELL_KNOWN[1..] {
-            let fid = new_id("AAMkAGfolder");
-            self.folders.insert(
-                fid.clone(),
-                Folder {
-                    id: fid,
-                    user_id: id.clone(),
-                    display_name: (*name).into(),
-                    parent_id: Some(root.clone()),
-                    well_known: Some(wk),
-                },
-            );
+            self.insert_folder(&id, Some(&root), name, Some(wk));
         }
         id
     }
 
-    pub fn add_folder(&mut self, user_id: &str, parent_id: &str, name: &str) -> String {
+    fn insert_folder(
+        &mut self,
+        user_id: &str,
+        parent_id: Option<&str>,
+        name: &str,
+        well_known: Option<&'static str>,
+    ) -> String {
         let fid = new_id("AAMkAGfolder");
         self.folders.insert(
             fid.clone(),
@@ -225,11 +355,16 @@ impl World {
                 id: fid.clone(),
                 user_id: user_id.into(),
                 display_name: name.into(),
-                parent_id: Some(parent_id.into()),
-                well_known: None,
+                parent_id: parent_id.map(Into::into),
+                well_known,
             },
         );
+        self.log(&format!("folders:{user_id}"), &fid, true);
         fid
+    }
+
+    pub fn add_folder(&mut self, user_id: &str, parent_id: &str, name: &str) -> String {
+        self.insert_folder(user_id, Some(parent_id), name, None)
     }
 
     pub fn add_app(
@@ -251,6 +386,8 @@ impl World {
                     expires_at: Utc::now() + Duration::days(365),
                 }],
                 redirect_uris,
+                multi_tenant: true,
+                app_roles: vec!["Mail.Read".into(), "Mail.ReadWrite".into()],
             },
         );
     }
@@ -265,10 +402,34 @@ impl World {
 
     /// A folder of a user by id or well-known name.
     pub fn folder_of(&self, user_id: &str, id_or_name: &str) -> Option<&Folder> {
+        if let Some(f) = self.folders.get(id_or_name) {
+            return (f.user_id == user_id).then_some(f);
+        }
         let lower = id_or_name.to_ascii_lowercase();
-        self.folders.values().find(|f| {
-            f.user_id == user_id && (f.id == id_or_name || f.well_known.is_some_and(|w| w == lower))
-        })
+        self.folders
+            .values()
+            .find(|f| f.user_id == user_id && f.well_known.is_some_and(|w| w == lower))
+    }
+
+    /// A message of a user by immutable id or by its current REST id. An outdated REST id (the
+    /// message moved since) finds nothing, as on Graph.
+    pub fn message_of(&self, user_id: &str, id: &str) -> Option<&Message> {
+        let m = match self.messages.get(id) {
+            Some(m) => m,
+            None => {
+                let raw = URL_SAFE_NO_PAD
+                    .decode(id.strip_prefix("AAMkAGrest")?)
+                    .ok()?;
+                let raw = String::from_utf8(raw).ok()?;
+                let (imm, moves) = raw.rsplit_once('|')?;
+                let m = self.messages.get(imm)?;
+                if moves.parse::<u32>().ok()? != m.moves {
+                    return None;
+                }
+                m
+            }
+        };
+        (m.user_id == user_id).then_some(m)
     }
 
     pub fn child_count(&self, folder_id: &str) -> usize {
@@ -278,20 +439,22 @@ impl World {
             .count()
     }
 
-    fn log(&mut self, folder_id: &str, message_id: &str, present: bool) {
+    fn log(&mut self, log: &str, item_id: &str, present: bool) {
+        let rest_id = self
+            .messages
+            .get(item_id)
+            .map_or_else(|| item_id.to_string(), Message::rest_id);
         self.seq += 1;
         let seq = self.seq;
-        self.changes
-            .entry(folder_id.into())
-            .or_default()
-            .push(Change {
-                seq,
-                message_id: message_id.into(),
-                present,
-            });
+        self.changes.entry(log.into()).or_default().push(Change {
+            seq,
+            item_id: item_id.into(),
+            present,
+            rest_id,
+        });
     }
 
-    /// Puts a message into a folder, as delivery does; returns its (immutable) id.
+    /// Puts a message into a folder, as delivery does; returns its immutable id.
     pub fn deliver(&mut self, user_id: &str, folder_id: &str, mime: bytes::Bytes) -> String {
         let id = new_id("AAMkAGmsg");
         self.messages.insert(
@@ -303,6 +466,9 @@ impl World {
                 mime,
                 received_at: Utc::now(),
                 change_key: new_id("CQAAAB"),
+                moves: 0,
+                categories: Vec::new(),
+                is_read: false,
             },
         );
         self.log(folder_id, &id, true);
@@ -310,48 +476,55 @@ impl World {
     }
 
     pub fn move_message(&mut self, message_id: &str, to_folder: &str) -> Option<()> {
-        let m = self.messages.get_mut(message_id)?;
-        let from = std::mem::replace(&mut m.folder_id, to_folder.into());
-        m.change_key = new_id("CQAAAB");
+        let from = self.messages.get(message_id)?.folder_id.clone();
         self.log(&from, message_id, false);
+        let m = self.messages.get_mut(message_id)?;
+        m.folder_id = to_folder.into();
+        m.change_key = new_id("CQAAAB");
+        m.moves += 1;
         self.log(to_folder, message_id, true);
         Some(())
     }
 
-    pub fn delete_message(&mut self, message_id: &str) -> Option<()> {
-        let m = self.messages.remove(message_id)?;
-        self.log(&m.folder_id, message_id, false);
+    /// Records an update (categories, read state): delta reports the message again.
+    pub fn touch_message(&mut self, message_id: &str) -> Option<()> {
+        let m = self.messages.get_mut(message_id)?;
+        m.change_key = new_id("CQAAAB");
+        let folder = m.folder_id.clone();
+        self.log(&folder, message_id, true);
         Some(())
     }
 
-    /// The messages present in a folder after the changes in (`from`, `to`], and those removed.
-    pub fn delta_items(&self, folder_id: &str, from: u64, to: u64) -> Vec<(String, bool)> {
+    pub fn delete_message(&mut self, message_id: &str) -> Option<()> {
+        let folder = self.messages.get(message_id)?.folder_id.clone();
+        self.log(&folder, message_id, false);
+        self.messages.remove(message_id);
+        Some(())
+    }
+
+    /// The items of a change log changed in (`from`, `to`]: (id, still present), in change order.
+    /// `here` tells whether an item is in the log's collection now.
+    pub fn delta_items(
+        &self,
+        log: &str,
+        from: u64,
+        to: u64,
+        here: impl Fn(&str) -> bool,
+    ) -> Vec<(String, bool)> {
         let mut last: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
-        for c in self
-            .changes
-            .get(folder_id)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
+        for c in self.changes.get(log).map(Vec::as_slice).unwrap_or_default() {
             if c.seq > from && c.seq <= to {
-                last.insert(&c.message_id, (c.seq, c.present));
+                last.insert(&c.item_id, (c.seq, c.present));
             }
         }
         let mut items: Vec<(u64, String, bool)> = last
             .into_iter()
-            .filter(|(id, (_, present))| {
-                let here = self
-                    .messages
-                    .get(*id)
-                    .is_some_and(|m| m.folder_id == folder_id);
-                if *present {
-                    here
-                } else {
-                    // A removal is reported only to a client that had seen the folder before.
-                    from > 0 && !here
-                }
+            .filter_map(|(id, (seq, present))| {
+                let now = here(id);
+                // A removal is reported only to a client that had seen the collection before.
+                let keep = if present { now } else { from > 0 && !now };
+                keep.then(|| (seq, id.to_string(), now))
             })
-            .map(|(id, (seq, present))| (seq, id.to_string(), present))
             .collect();
         items.sort();
         items.into_iter().map(|(_, id, p)| (id, p)).collect()
@@ -366,5 +539,12 @@ impl World {
             .filter(|s| s.folder_id.as_deref().is_none_or(|f| f == folder_id))
             .cloned()
             .collect()
+    }
+
+    /// Drops subscriptions past their expiry, as Graph does.
+    pub fn expire_subscriptions(&mut self) {
+        let now = Utc::now();
+        self.subscriptions
+            .retain(|_, s| s.expiration_date_time > now);
     }
 }
