@@ -19,8 +19,6 @@ use std::collections::HashMap;
 
 /// Longest subscription lifetime for Outlook messages (basic notifications), in minutes.
 pub const MAX_SUBSCRIPTION_MINUTES: i64 = 10_080;
-/// Subscriptions per mailbox.
-pub const MAX_SUBSCRIPTIONS_PER_MAILBOX: usize = 1000;
 /// Page size of lists and delta when the client sets none.
 const DEFAULT_PAGE: usize = 10;
 
@@ -829,11 +827,12 @@ pub async fn create_subscription(
             .values()
             .filter(|s| s.user_id == u.id)
             .count();
-        if existing >= MAX_SUBSCRIPTIONS_PER_MAILBOX {
+        let limit = w.limits.subscriptions_per_mailbox;
+        if existing >= limit {
             return graph_error(
                 StatusCode::FORBIDDEN,
                 "ExtensionError",
-                "Operation: Create; Exception: [Status Code: Forbidden; Reason: The number of subscriptions for this mailbox has reached its limit of 1000.]",
+                &format!("Operation: Create; Exception: [Status Code: Forbidden; Reason: The number of subscriptions for this mailbox has reached its limit of {limit}.]"),
             );
         }
         (u, folder)

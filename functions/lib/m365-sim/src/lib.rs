@@ -447,7 +447,7 @@ impl Sim {
     /// Revokes every refresh token of a user issued so far (admin "revoke sessions").
     pub fn revoke(&self, user: &str) -> bool {
         self.set_user(user, |u| {
-            u.revoked_before = Some(chrono::Utc::now() + chrono::Duration::milliseconds(1));
+            u.revoked_before = Some(chrono::Utc::now());
         })
     }
 

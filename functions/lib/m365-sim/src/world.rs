@@ -215,6 +215,8 @@ pub struct Limits {
     pub propagation_seconds: u32,
     /// Delta tokens older than this answer 410 (0: never).
     pub delta_token_seconds: u64,
+    /// Subscriptions per mailbox (Graph: 1,000).
+    pub subscriptions_per_mailbox: usize,
 }
 
 impl Default for Limits {
@@ -225,6 +227,7 @@ impl Default for Limits {
             window_seconds: 600,
             propagation_seconds: 0,
             delta_token_seconds: 0,
+            subscriptions_per_mailbox: 1000,
         }
     }
 }
