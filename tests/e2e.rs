@@ -5,7 +5,7 @@ use mailbridge_core::memory::ShiftedClock;
 use mailbridge_core::model::{ConnectionState, ImportState, Job, JobSource};
 use mailbridge_core::services::import::StoredMetadata;
 use mailbridge_local::sample_messages;
-use mailbridge_tests::{runner, runner_with_clock, settle, wait_imported};
+use mailbridge_tests::{runner, runner_with, runner_with_clock, settle, wait_imported};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,12 +27,16 @@ async fn connect_notify_import_exactly_once() {
     assert_eq!(mailbox.connection, ConnectionState::Connected);
     assert_eq!(mailbox.folders.len(), 1);
     assert_eq!(mailbox.folders[0].display_name, "Inbox");
+    assert_eq!(
+        mailbox.tenant_id, r.demo.tenant_id,
+        "from the ID token's tid"
+    );
 
     // The refresh token is sealed at rest: no token text in the database file.
     let db_bytes = std::fs::read(r.data_dir.join("state.db")).unwrap();
     let db_text = String::from_utf8_lossy(&db_bytes);
     assert!(
-        !db_text.contains("sim-rt.") && !db_text.contains("sim-at."),
+        !db_text.contains("1.AAAA") && !db_text.contains("eyJhbGci"),
         "a token is stored in plaintext"
     );
 
@@ -336,4 +340,29 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_against_the_simulator_over_https_trusting_its_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner_with(
+        dir.path(),
+        Arc::new(mailbridge_core::ports::SystemClock),
+        true,
+    )
+    .await;
+    assert!(r.sim.base_url().starts_with("https://"));
+    let (status, page) = r.connect_demo_mailbox().await.unwrap();
+    assert_eq!(status, 200, "{page}");
+    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.clone();
+    let (_, mime) = &sample_messages()[0];
+    let id = r
+        .sim
+        .deliver(&r.demo.user_upn, "inbox", mime.clone())
+        .unwrap();
+    let states = wait_imported(&r, &mailbox.id, &[id]).await;
+    assert!(
+        matches!(states[0], Some(ImportState::Imported { .. })),
+        "{states:?}"
+    );
 }

@@ -13,12 +13,18 @@ pub async fn runner(dir: &std::path::Path) -> Runner {
 
 /// A runner whose clock the test controls.
 pub async fn runner_with_clock(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Runner {
+    runner_with(dir, clock, false).await
+}
+
+/// A runner whose clock the test controls, with the simulator on HTTPS or not.
+pub async fn runner_with(dir: &std::path::Path, clock: Arc<dyn Clock>, sim_tls: bool) -> Runner {
     Runner::start(Options {
         data_dir: dir.join("data"),
         listen: "127.0.0.1:0".into(),
         sim_listen: "127.0.0.1:0".into(),
         maintenance_every: Duration::from_secs(3600),
         clock,
+        sim_tls,
     })
     .await
     .expect("the local runner starts")

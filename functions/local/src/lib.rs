@@ -1,14 +1,14 @@
 //! The local runner: every mailbridge function in one process, on embedded storage (SQLite, files,
 //! an encrypted secrets file), against the in-process Microsoft 365 simulator.
 
-use m365_sim::{Demo, Sim};
+use m365_sim::{Demo, Options as SimOptions, Sim};
 use mailbridge_app::{http::all_routes, lambda::run_one, lambda::should_retry, App, Ports};
 use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
 use mailbridge_core::ports::{Clock, Cond, JobSource, SystemClock};
 use mailbridge_core::services::Settings;
 use mailbridge_core::{crypto::SealingKey, Secret};
 use mailbridge_embedded::{FileBlobStore, FileSecrets, SqliteDb};
-use mailbridge_graph::{http_client, EntraIdentity, GraphClient};
+use mailbridge_graph::{http_client_trusting, EntraIdentity, GraphClient};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +27,8 @@ pub struct Options {
     pub maintenance_every: Duration,
     /// mailbridge's clock (tests shift it).
     pub clock: Arc<dyn Clock>,
+    /// Serve the simulator over HTTPS with a generated CA, which mailbridge is told to trust.
+    pub sim_tls: bool,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             sim_listen: "127.0.0.1:8400".into(),
             maintenance_every: Duration::from_secs(300),
             clock: Arc::new(SystemClock),
+            sim_tls: false,
         }
     }
 }
@@ -67,7 +70,12 @@ impl Runner {
         let base_url = format!("http://{addr}");
         let settings = Settings::new(&base_url);
 
-        let sim = Sim::start(&opts.sim_listen).await?;
+        let sim = Sim::start_with(SimOptions {
+            addr: opts.sim_listen.clone(),
+            tls: opts.sim_tls,
+            ..SimOptions::default()
+        })
+        .await?;
         let demo = sim.seed_demo(&settings.redirect_uri());
 
         let secrets = Arc::new(FileSecrets::open(opts.data_dir.join("secrets"))?);
@@ -78,7 +86,7 @@ impl Runner {
         let admin_token = Secret::new(mailbridge_core::crypto::random_token(24));
 
         let db = Arc::new(SqliteDb::open(opts.data_dir.join("state.db"))?);
-        let http = http_client()?;
+        let http = http_client_trusting(sim.ca_pem())?;
         let ports = Ports {
             store: db.clone(),
             blobs: Arc::new(FileBlobStore::new(opts.data_dir.join("store"))),
@@ -139,9 +147,12 @@ impl Runner {
     /// `/connect` → the simulator's authorize endpoint (which signs Adele in and consents) →
     /// `/oauth/callback`. Returns the callback page's status and text.
     pub async fn connect_demo_mailbox(&self) -> Result<(u16, String), reqwest::Error> {
-        let browser = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let mut browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+        if let Some(pem) = self.sim.ca_pem() {
+            browser =
+                browser.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
+        }
+        let browser = browser.build()?;
         let mut url = format!("{}/connect", self.base_url);
         for _ in 0..5 {
             let resp = browser.get(&url).send().await?;

@@ -25,8 +25,9 @@ async fn main() -> Res {
             "--sim-listen" => {
                 opts.sim_listen = args.next().ok_or("--sim-listen needs an address")?
             }
+            "--sim-tls" => opts.sim_tls = true,
             "-h" | "--help" => {
-                println!("usage: mailbridge-local [serve|demo] [--data DIR] [--listen ADDR] [--sim-listen ADDR]");
+                println!("usage: mailbridge-local [serve|demo] [--data DIR] [--listen ADDR] [--sim-listen ADDR] [--sim-tls]");
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other}; see --help").into()),

@@ -366,6 +366,9 @@ pub struct TokenSet {
     pub expires_at: DateTime<Utc>,
     #[serde(default)]
     pub refresh_token: Option<Secret>,
+    /// The tenant the signed-in user belongs to (the ID token's `tid`), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
 }
 
 /// The identity of the signed-in user, as Graph's `/me` returns it.

@@ -6,7 +6,7 @@ use mailbridge_core::model::{ServerProfile, TokenSet};
 use mailbridge_core::ports::{AuthorizeRequest, Identity};
 use mailbridge_core::{Error, Result, Secret};
 use oauth2::basic::{
-    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse,
+    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
 };
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet,
@@ -35,9 +35,34 @@ impl std::fmt::Display for EntraError {
 
 impl oauth2::ErrorResponse for EntraError {}
 
+/// The `id_token` of a token response, which `oauth2`'s basic response drops.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdTokenField {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl oauth2::ExtraTokenFields for IdTokenField {}
+
+type EntraTokenResponse = oauth2::StandardTokenResponse<IdTokenField, BasicTokenType>;
+
+/// The tenant (`tid`) an ID token names. Its signature is not checked: it came straight from the
+/// token endpoint over TLS, which OpenID Connect accepts as proof of origin.
+fn id_token_tenant(id_token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = id_token.split('.').nth(1)?;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?,
+    )
+    .ok()?;
+    claims.get("tid")?.as_str().map(str::to_string)
+}
+
 type EntraClient = oauth2::Client<
     EntraError,
-    BasicTokenResponse,
+    EntraTokenResponse,
     BasicTokenIntrospectionResponse,
     StandardRevocableToken,
     BasicRevocationErrorResponse,
@@ -109,7 +134,7 @@ impl EntraIdentity {
         Ok(c)
     }
 
-    fn tokens(resp: BasicTokenResponse) -> TokenSet {
+    fn tokens(resp: EntraTokenResponse) -> TokenSet {
         let lifetime = resp
             .expires_in()
             .unwrap_or(std::time::Duration::from_secs(3600));
@@ -120,6 +145,11 @@ impl EntraIdentity {
             refresh_token: resp
                 .refresh_token()
                 .map(|r| Secret::new(r.secret().clone())),
+            tenant_id: resp
+                .extra_fields()
+                .id_token
+                .as_deref()
+                .and_then(id_token_tenant),
         }
     }
 }

@@ -10,13 +10,35 @@ pub use errors::{classify_aad, parse_retry_after};
 pub use graph::GraphClient;
 pub use identity::EntraIdentity;
 
+/// Names a PEM file of extra CA certificates to trust (a TLS-intercepting proxy, or the
+/// simulator's generated CA).
+pub const EXTRA_CA_ENV: &str = "MAILBRIDGE_EXTRA_CA_FILE";
+
 /// The HTTP client both use: no redirects (a token or code never follows a redirect), bounded
-/// connect time, TLS from rustls.
-pub fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// connect time, TLS from rustls with the platform's roots, plus the CA file that
+/// `MAILBRIDGE_EXTRA_CA_FILE` names, if any.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    let extra = match std::env::var_os(EXTRA_CA_ENV) {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("{EXTRA_CA_ENV} ({}): {e}", path.to_string_lossy()))?,
+        ),
+        None => None,
+    };
+    http_client_trusting(extra.as_deref())
+}
+
+/// [`http_client`] that also trusts the CA certificates of `extra_ca_pem`.
+pub fn http_client_trusting(extra_ca_pem: Option<&str>) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(300))
-        .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
+    if let Some(pem) = extra_ca_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|e| format!("extra CA certificates: {e}"))?;
+        b = b.tls_certs_merge(certs);
+    }
+    b.build().map_err(|e| format!("HTTP client: {e}"))
 }

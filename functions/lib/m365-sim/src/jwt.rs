@@ -1,5 +1,6 @@
 //! RS256 JSON Web Tokens: the simulator's signing key, its JWKS, signing and verification.
 
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{self, KeyPair as _, UnparsedPublicKey};
@@ -9,20 +10,43 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-/// The key that signs every token the simulator issues (one per run, like a daily rotation).
+/// The key that signs every token the simulator issues (one per run, like a daily rotation),
+/// with a self-signed certificate for it, as Entra publishes (`x5c`, `x5t`).
 pub struct SigningKey {
     pair: KeyPair,
     kid: String,
+    cert_der: Vec<u8>,
     rng: SystemRandom,
 }
 
 impl SigningKey {
     pub fn generate() -> Self {
         let pair = KeyPair::generate(KeySize::Rsa2048).expect("RSA key generation");
-        let kid = crate::world::new_id("").chars().take(27).collect();
+        let pkcs8 = pair.as_der().expect("PKCS#8 encoding");
+        let cert_key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(
+            &rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_ref()),
+            &rcgen::PKCS_RSA_SHA256,
+        )
+        .expect("certificate key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "accounts.accesscontrol.windows.net",
+        );
+        let cert_der = params
+            .self_signed(&cert_key)
+            .expect("self-signed certificate")
+            .der()
+            .to_vec();
+        // Entra's key id is the certificate's SHA-1 thumbprint.
+        let kid = URL_SAFE_NO_PAD.encode(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert_der)
+                .as_ref(),
+        );
         Self {
             pair,
             kid,
+            cert_der,
             rng: SystemRandom::new(),
         }
     }
@@ -30,13 +54,11 @@ impl SigningKey {
     /// The JWKS document, shaped as Entra's `discovery/v2.0/keys`.
     pub fn jwks(&self, issuer: &str) -> Value {
         let c = PublicKeyComponents::<Vec<u8>>::from(self.pair.public_key());
-        let der = self.pair.public_key().as_ref();
         json!({"keys": [{
             "kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
             "n": URL_SAFE_NO_PAD.encode(trim_zeros(&c.n)),
             "e": URL_SAFE_NO_PAD.encode(trim_zeros(&c.e)),
-            // Not a real certificate: the key's DER, for clients that only read `n` and `e`.
-            "x5c": [STANDARD.encode(der)],
+            "x5c": [STANDARD.encode(&self.cert_der)],
             "issuer": issuer,
         }]})
     }

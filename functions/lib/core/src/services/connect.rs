@@ -169,7 +169,11 @@ impl Connect {
         let id = mailbox_id(&profile.id, &me.id);
         self.tokens.store(&id, &tokens, Cond::Any).await?;
         let now = self.clock.now();
-        let tenant = profile.tenant.clone();
+        // The user's own tenant, from the ID token; a profile may name `organizations` instead.
+        let tenant = tokens
+            .tenant_id
+            .clone()
+            .unwrap_or_else(|| profile.tenant.clone());
         let mut mailbox = self
             .repos
             .mailboxes
