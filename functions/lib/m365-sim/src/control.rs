@@ -75,6 +75,11 @@ fn done(ok: bool, what: &str) -> Response {
     }
 }
 
+fn tenant_id(s: &Shared, tenant: &str) -> Option<String> {
+    let w = s.world.lock().unwrap();
+    w.tenant_by(tenant).map(|t| t.id.clone())
+}
+
 fn created(v: Value) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
@@ -197,13 +202,7 @@ async fn add_app(
     Path(tenant): Path<String>,
     Json(spec): Json<AppSpec>,
 ) -> Response {
-    let Some(tid) = s
-        .world
-        .lock()
-        .unwrap()
-        .tenant_by(&tenant)
-        .map(|t| t.id.clone())
-    else {
+    let Some(tid) = tenant_id(&s, &tenant) else {
         return missing("tenant");
     };
     let (client_id, secret) = sim(s).add_app(&tid, spec);
@@ -224,13 +223,7 @@ async fn add_user(
     Path(tenant): Path<String>,
     Json(u): Json<NewUser>,
 ) -> Response {
-    let Some(tid) = s
-        .world
-        .lock()
-        .unwrap()
-        .tenant_by(&tenant)
-        .map(|t| t.id.clone())
-    else {
+    let Some(tid) = tenant_id(&s, &tenant) else {
         return missing("tenant");
     };
     let name = u.display_name.unwrap_or_else(|| u.upn.clone());

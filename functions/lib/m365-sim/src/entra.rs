@@ -110,6 +110,27 @@ fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
     Redirect::to(&format!("{redirect_uri}{sep}{q}")).into_response()
 }
 
+/// The app registration a browser request names and its redirect URI, checked exactly; else the
+/// error page Entra shows (it cannot redirect to a URI it does not trust).
+fn registered(
+    w: &World,
+    q: &HashMap<String, String>,
+    tenant: &str,
+) -> Result<(App, String), Response> {
+    let client_id = q.get("client_id").map_or("", String::as_str);
+    let Some(app) = w.apps.get(client_id).cloned() else {
+        return Err(error_page(
+            700016,
+            &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
+        ));
+    };
+    let redirect = q.get("redirect_uri").map_or("", String::as_str);
+    if !app.redirect_uris.iter().any(|r| r == redirect) {
+        return Err(error_page(50011, &format!("The redirect URI '{redirect}' specified in the request does not match the redirect URIs configured for the application '{client_id}'.")));
+    }
+    Ok((app, redirect.to_string()))
+}
+
 /// The tenant a path names: an id, a domain, or one of the aliases (None for an alias).
 fn path_tenant(w: &World, tenant: &str) -> Result<Option<Tenant>, ()> {
     if ALIASES.contains(&tenant) {
@@ -218,20 +239,11 @@ pub async fn authorize(
 ) -> Response {
     let mut w = sim.world.lock().unwrap();
     w.count("authorize", None);
-    let client_id = q.get("client_id").cloned().unwrap_or_default();
-    let Some(app) = w.apps.get(&client_id).cloned() else {
-        return error_page(
-            700016,
-            &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."),
-        );
+    let (app, redirect_uri) = match registered(&w, &q, &tenant) {
+        Ok(r) => r,
+        Err(page) => return page,
     };
-    let Some(redirect_uri) = q
-        .get("redirect_uri")
-        .filter(|r| app.redirect_uris.contains(r))
-        .cloned()
-    else {
-        return error_page(50011, &format!("The redirect URI '{}' specified in the request does not match the redirect URIs configured for the application '{client_id}'.", q.get("redirect_uri").map_or("", String::as_str)));
-    };
+    let client_id = app.client_id.clone();
     let state = q.get("state").cloned().unwrap_or_default();
     let fail = |error: &str, code: u32, msg: &str| {
         let desc = format!(
@@ -392,17 +404,11 @@ pub async fn admin_consent(
 ) -> Response {
     let mut w = sim.world.lock().unwrap();
     w.count("adminconsent", None);
-    let client_id = q.get("client_id").cloned().unwrap_or_default();
-    let Some(app) = w.apps.get(&client_id).cloned() else {
-        return error_page(700016, &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'."));
+    let (app, redirect_uri) = match registered(&w, &q, &tenant) {
+        Ok(r) => r,
+        Err(page) => return page,
     };
-    let Some(redirect_uri) = q
-        .get("redirect_uri")
-        .filter(|r| app.redirect_uris.contains(r))
-        .cloned()
-    else {
-        return error_page(50011, "The redirect URI specified in the request does not match the redirect URIs configured for the application.");
-    };
+    let client_id = app.client_id.clone();
     let state = q.get("state").cloned().unwrap_or_default();
     // The admin who signs in: the login_hint's user or the browser's; their tenant is the target.
     let who = q

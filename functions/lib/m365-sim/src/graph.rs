@@ -54,6 +54,12 @@ fn user_of(ctx: &Ctx) -> &User {
     ctx.user.as_ref().expect("routes with a user segment")
 }
 
+/// One entity as Graph answers it, with its `@odata.context`.
+fn entity(sim: &Shared, mut v: Value, set: &str) -> Response {
+    v["@odata.context"] = format!("{}/v1.0/$metadata#{set}/$entity", sim.base_url).into();
+    Json(v).into_response()
+}
+
 fn user_json(base: &str, u: &User) -> Value {
     json!({
         "@odata.context": format!("{base}/v1.0/$metadata#users/$entity"),
@@ -162,15 +168,11 @@ pub async fn folder(
     let mut w = sim.world.lock().unwrap();
     w.count("folder", Some(&u.id));
     match w.folder_of(&u.id, &p.folder) {
-        Some(f) => {
-            let mut v = folder_json(&w, f);
-            v["@odata.context"] = format!(
-                "{}/v1.0/$metadata#users('{}')/mailFolders/$entity",
-                sim.base_url, u.id
-            )
-            .into();
-            Json(v).into_response()
-        }
+        Some(f) => entity(
+            &sim,
+            folder_json(&w, f),
+            &format!("users('{}')/mailFolders", u.id),
+        ),
         None => item_not_found(),
     }
 }
@@ -236,15 +238,11 @@ pub async fn message(
     let mut w = sim.world.lock().unwrap();
     w.count("message", Some(&u.id));
     match w.message_of(&u.id, &p.id) {
-        Some(m) => {
-            let mut v = message_json(m, ctx.immutable);
-            v["@odata.context"] = format!(
-                "{}/v1.0/$metadata#users('{}')/messages/$entity",
-                sim.base_url, u.id
-            )
-            .into();
-            Json(v).into_response()
-        }
+        Some(m) => entity(
+            &sim,
+            message_json(m, ctx.immutable),
+            &format!("users('{}')/messages", u.id),
+        ),
         None => item_not_found(),
     }
 }
