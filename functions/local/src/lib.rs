@@ -2,13 +2,15 @@
 //! an encrypted secrets file), against the in-process Microsoft 365 simulator.
 
 use m365_sim::{Demo, Options as SimOptions, Sim};
-use mailbridge_app::{http::all_routes, lambda::run_one, lambda::should_retry, App, Ports};
+use mailbridge_app::lambda::{run_batch, Outcome};
+use mailbridge_app::{http::all_routes, App, Ports};
 use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
 use mailbridge_core::ports::{Clock, Cond, JobSource, SystemClock};
 use mailbridge_core::services::Settings;
 use mailbridge_core::{crypto::SealingKey, Secret};
 use mailbridge_embedded::{FileBlobStore, FileSecrets, SqliteDb};
 use mailbridge_graph::{http_client_trusting, EntraIdentity, GraphClient};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -189,28 +191,37 @@ async fn work_queue(app: App, db: Arc<SqliteDb>) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        let mut tasks = tokio::task::JoinSet::new();
-        for d in batch {
-            let (app, db) = (app.clone(), db.clone());
-            tasks.spawn(async move {
-                let outcome = run_one(&app.worker, &d.job_body).await;
-                let settled = match outcome {
-                    Err(e) if should_retry(&e) && d.receive_count < MAX_RECEIVES => {
-                        let backoff = e.retry_after().unwrap_or(Duration::from_secs(1 << d.receive_count.min(6)));
-                        db.retry_later(&d.receipt, backoff).await
-                    }
-                    Err(e) if should_retry(&e) => {
-                        tracing::error!(error = %e, body = %d.job_body, "job dead-lettered after {MAX_RECEIVES} attempts");
-                        db.ack(&d.receipt).await
-                    }
-                    _ => db.ack(&d.receipt).await,
-                };
-                if let Err(e) = settled {
-                    tracing::error!(error = %e, "could not settle a job");
+        let jobs = batch
+            .iter()
+            .map(|d| (d.receipt.clone(), d.job_body.clone(), d.receive_count))
+            .collect();
+        let outcomes = match run_batch(app.worker.clone(), jobs).await {
+            Ok(o) => o,
+            Err(e) => {
+                // The jobs come back after their visibility timeout.
+                tracing::error!(error = %e, "a batch failed");
+                continue;
+            }
+        };
+        let receives: HashMap<&str, u32> = batch
+            .iter()
+            .map(|d| (d.receipt.as_str(), d.receive_count))
+            .collect();
+        for (receipt, outcome) in outcomes {
+            let settled = match outcome {
+                Outcome::RetryAfter(delay) if receives[receipt.as_str()] < MAX_RECEIVES => {
+                    db.retry_later(&receipt, delay).await
                 }
-            });
+                Outcome::RetryAfter(_) => {
+                    tracing::error!("job dead-lettered after {MAX_RECEIVES} attempts");
+                    db.ack(&receipt).await
+                }
+                Outcome::Done => db.ack(&receipt).await,
+            };
+            if let Err(e) = settled {
+                tracing::error!(error = %e, "could not settle a job");
+            }
         }
-        while tasks.join_next().await.is_some() {}
     }
 }
 

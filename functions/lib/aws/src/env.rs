@@ -59,3 +59,12 @@ pub async fn app_from_env() -> Result<App, BoxError> {
     };
     Ok(App::new(ports, settings, admin_token))
 }
+
+/// The job queue as the import function settles it (visibility changes for Retry-After).
+pub async fn job_source_from_env() -> Result<Arc<SqsQueue>, BoxError> {
+    let config = aws_config::load_from_env().await;
+    Ok(Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&config),
+        var("QUEUE_URL")?,
+    )))
+}

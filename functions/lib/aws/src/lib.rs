@@ -9,7 +9,7 @@ mod secrets;
 mod sqs;
 
 pub use dynamo::DynamoStateStore;
-pub use env::{app_from_env, init_logging};
+pub use env::{app_from_env, init_logging, job_source_from_env};
 pub use s3::S3BlobStore;
 pub use secrets::SecretsManagerStore;
 pub use sqs::SqsQueue;

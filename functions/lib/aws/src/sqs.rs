@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use mailbridge_core::model::Job;
-use mailbridge_core::ports::JobQueue;
+use mailbridge_core::ports::{Delivery, JobQueue, JobSource};
 use mailbridge_core::{Error, Result};
+use std::time::Duration;
 
 pub struct SqsQueue {
     client: Client,
@@ -55,6 +56,66 @@ impl JobQueue for SqsQueue {
                 )));
             }
         }
+        Ok(())
+    }
+}
+
+/// On AWS the Lambda trigger receives and deletes; the import function uses this side to make a
+/// failed job visible again after its Retry-After, and it serves any poller of the queue.
+#[async_trait]
+impl JobSource for SqsQueue {
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
+            .visibility_timeout(i32::try_from(visibility.as_secs()).unwrap_or(i32::MAX))
+            .message_system_attribute_names(
+                aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+            )
+            .send()
+            .await
+            .map_err(|e| sdk("SQS ReceiveMessage", e))?;
+        Ok(out
+            .messages()
+            .iter()
+            .filter_map(|m| {
+                Some(Delivery {
+                    receipt: m.receipt_handle()?.to_string(),
+                    job_body: m.body().unwrap_or_default().to_string(),
+                    receive_count: m
+                        .attributes()
+                        .and_then(|a| {
+                            a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                        })
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1),
+                })
+            })
+            .collect())
+    }
+
+    async fn ack(&self, receipt: &str) -> Result<()> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| sdk("SQS DeleteMessage", e))?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt)
+            .visibility_timeout(i32::try_from(delay.as_secs().min(43_200)).unwrap_or(43_200))
+            .send()
+            .await
+            .map_err(|e| sdk("SQS ChangeMessageVisibility", e))?;
         Ok(())
     }
 }

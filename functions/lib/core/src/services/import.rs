@@ -63,6 +63,43 @@ impl Importer {
         let Some(version) = self.claim(mailbox_id, message_id).await? else {
             return Ok(Outcome::Duplicate);
         };
+        let result = self.import_claimed(mailbox_id, message_id, version).await;
+        if result.is_err() {
+            self.release(mailbox_id, message_id, version).await;
+        }
+        result
+    }
+
+    /// Gives the claim back after a failure, so that the retry (after Graph's Retry-After, say)
+    /// need not wait for the lease to run out. A crash cannot do this: its lease runs out instead.
+    async fn release(&self, mailbox_id: &str, message_id: &str, version: u64) {
+        let Ok(Some(current)) = self.repos.imports.get(Some(mailbox_id), message_id).await else {
+            return;
+        };
+        if let ImportState::InProgress { attempts, .. } = current.value {
+            let released = ImportState::InProgress {
+                lease_until: self.clock.now(),
+                attempts,
+            };
+            let _ = self
+                .repos
+                .imports
+                .put(
+                    Some(mailbox_id),
+                    message_id,
+                    &released,
+                    Cond::Version(version),
+                )
+                .await;
+        }
+    }
+
+    async fn import_claimed(
+        &self,
+        mailbox_id: &str,
+        message_id: &str,
+        version: u64,
+    ) -> Result<Outcome> {
         let mailbox = self.repos.mailbox(mailbox_id).await?;
         if !mailbox.is_active() {
             return Err(Error::retry(format!("mailbox {mailbox_id} is not active")));
@@ -172,11 +209,16 @@ impl Importer {
                     attempts,
                 } if *lease_until <= now => (Cond::Version(v.version), *attempts),
                 ImportState::InProgress { lease_until, .. } => {
-                    // The holder usually finishes within seconds; look again soon, not at lease end.
-                    let wait = (*lease_until - now)
-                        .to_std()
-                        .unwrap_or_default()
-                        .min(std::time::Duration::from_secs(3));
+                    // A holder usually finishes within seconds: look again soon. One that has held
+                    // it longer most likely crashed: wait for its lease to run out, rather than
+                    // spend the job's receives.
+                    let remaining = (*lease_until - now).to_std().unwrap_or_default();
+                    let held_for = now - (*lease_until - self.settings.import_lease);
+                    let wait = if held_for < chrono::Duration::seconds(10) {
+                        remaining.min(std::time::Duration::from_secs(3))
+                    } else {
+                        remaining
+                    };
                     return Err(Error::Retry {
                         after: Some(wait),
                         reason: "another worker is importing this message".into(),
