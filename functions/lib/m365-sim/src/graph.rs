@@ -83,15 +83,18 @@ fn folder_json(w: &World, f: &Folder) -> Value {
     })
 }
 
-/// A header of a MIME message, unfolded, for the message's JSON.
-fn header_of(mime: &[u8], name: &str) -> Option<String> {
+/// The header block of a MIME message, unfolded (at most its first 64 KB are read).
+fn head_of(mime: &[u8]) -> String {
     let text = String::from_utf8_lossy(&mime[..mime.len().min(64 * 1024)]);
-    let head = text
-        .split("\r\n\r\n")
+    text.split("\r\n\r\n")
         .next()
         .unwrap_or_default()
         .replace("\r\n ", " ")
-        .replace("\r\n\t", " ");
+        .replace("\r\n\t", " ")
+}
+
+/// One header of an unfolded header block.
+fn header_of(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.trim()
@@ -112,7 +115,8 @@ fn recipient(v: &str) -> Value {
 }
 
 pub fn message_json(m: &Message, immutable: bool) -> Value {
-    let h = |n| header_of(&m.mime, n);
+    let head = head_of(&m.mime);
+    let h = |n| header_of(&head, n);
     let from = h("From").map(|f| recipient(&f));
     let list = |n| -> Vec<Value> {
         h(n).map(|t| t.split(',').map(recipient).collect())
@@ -131,7 +135,7 @@ pub fn message_json(m: &Message, immutable: bool) -> Value {
         "categories": m.categories,
         "receivedDateTime": time(m.received_at),
         "sentDateTime": time(sent),
-        "hasAttachments": String::from_utf8_lossy(&m.mime).contains("Content-Disposition: attachment"),
+        "hasAttachments": m.has_attachments,
         "internetMessageId": h("Message-ID"),
         "subject": h("Subject"),
         "importance": "normal",

@@ -124,6 +124,8 @@ pub struct Message {
     pub moves: u32,
     pub categories: Vec<String>,
     pub is_read: bool,
+    /// Found once at delivery, not on every read of the message's JSON.
+    pub has_attachments: bool,
 }
 
 impl Message {
@@ -258,6 +260,9 @@ pub struct World {
     /// Requests served, by `{endpoint}` and `{endpoint}:{user id}`.
     pub counters: BTreeMap<String, u64>,
 }
+
+/// What marks a MIME part as an attachment.
+const ATTACHMENT: &[u8] = b"Content-Disposition: attachment";
 
 pub fn new_id(prefix: &str) -> String {
     let raw: [u8; 24] = rand::random();
@@ -460,6 +465,9 @@ impl World {
     /// Puts a message into a folder, as delivery does; returns its immutable id.
     pub fn deliver(&mut self, user_id: &str, folder_id: &str, mime: bytes::Bytes) -> String {
         let id = new_id("AAMkAGmsg");
+        let has_attachments = mime
+            .windows(ATTACHMENT.len())
+            .any(|w| w.eq_ignore_ascii_case(ATTACHMENT));
         self.messages.insert(
             id.clone(),
             Message {
@@ -472,6 +480,7 @@ impl World {
                 moves: 0,
                 categories: Vec::new(),
                 is_read: false,
+                has_attachments,
             },
         );
         self.log(folder_id, &id, true);

@@ -60,38 +60,35 @@ pub fn object_keys(mailbox_id: &str, message_id: &str) -> (String, String) {
 
 impl Importer {
     pub async fn import(&self, mailbox_id: &str, message_id: &str) -> Result<Outcome> {
-        let Some(version) = self.claim(mailbox_id, message_id).await? else {
+        let Some((version, attempts)) = self.claim(mailbox_id, message_id).await? else {
             return Ok(Outcome::Duplicate);
         };
         let result = self.import_claimed(mailbox_id, message_id, version).await;
         if result.is_err() {
-            self.release(mailbox_id, message_id, version).await;
+            self.release(mailbox_id, message_id, version, attempts)
+                .await;
         }
         result
     }
 
     /// Gives the claim back after a failure, so that the retry (after Graph's Retry-After, say)
     /// need not wait for the lease to run out. A crash cannot do this: its lease runs out instead.
-    async fn release(&self, mailbox_id: &str, message_id: &str, version: u64) {
-        let Ok(Some(current)) = self.repos.imports.get(Some(mailbox_id), message_id).await else {
-            return;
+    async fn release(&self, mailbox_id: &str, message_id: &str, version: u64, attempts: u32) {
+        let released = ImportState::InProgress {
+            lease_until: self.clock.now(),
+            attempts,
         };
-        if let ImportState::InProgress { attempts, .. } = current.value {
-            let released = ImportState::InProgress {
-                lease_until: self.clock.now(),
-                attempts,
-            };
-            let _ = self
-                .repos
-                .imports
-                .put(
-                    Some(mailbox_id),
-                    message_id,
-                    &released,
-                    Cond::Version(version),
-                )
-                .await;
-        }
+        // A conflict means someone else holds or finished it since: nothing to give back.
+        let _ = self
+            .repos
+            .imports
+            .put(
+                Some(mailbox_id),
+                message_id,
+                &released,
+                Cond::Version(version),
+            )
+            .await;
     }
 
     async fn import_claimed(
@@ -197,8 +194,9 @@ impl Importer {
         })
     }
 
-    /// Takes the message in the ledger. `None`: already done. Err(Retry): another worker holds it.
-    async fn claim(&self, mailbox_id: &str, message_id: &str) -> Result<Option<u64>> {
+    /// Takes the message in the ledger: its record's version and this attempt's number. `None`:
+    /// already done. Err(Retry): another worker holds it.
+    async fn claim(&self, mailbox_id: &str, message_id: &str) -> Result<Option<(u64, u32)>> {
         let now = self.clock.now();
         let current = self.repos.imports.get(Some(mailbox_id), message_id).await?;
         let (cond, attempts) = match &current {
@@ -227,9 +225,10 @@ impl Importer {
                 _ => return Ok(None),
             },
         };
+        let attempts = attempts + 1;
         let claim = ImportState::InProgress {
             lease_until: now + self.settings.import_lease,
-            attempts: attempts + 1,
+            attempts,
         };
         match self
             .repos
@@ -237,7 +236,7 @@ impl Importer {
             .put(Some(mailbox_id), message_id, &claim, cond)
             .await
         {
-            Ok(v) => Ok(Some(v)),
+            Ok(v) => Ok(Some((v, attempts))),
             Err(Error::Conflict(_)) => {
                 match self.repos.imports.get(Some(mailbox_id), message_id).await? {
                     Some(v) if v.value.is_final() => Ok(None),
