@@ -5,7 +5,9 @@ use mailbridge_core::memory::ShiftedClock;
 use mailbridge_core::model::{ConnectionState, ImportState, Job, JobSource};
 use mailbridge_core::services::import::StoredMetadata;
 use mailbridge_local::sample_messages;
-use mailbridge_tests::{runner, runner_with, runner_with_clock, settle, wait_imported};
+use mailbridge_tests::{
+    runner, runner_opts, runner_with, runner_with_clock, settle, wait_imported,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,6 +145,61 @@ async fn connect_notify_import_exactly_once() {
     let health = r.app.admin.mailbox(&mailbox.id).await.unwrap().health;
     assert_eq!(health.imported, 3);
     assert!(health.alerts.is_empty());
+
+    // One import event per message, naming the stored objects.
+    let events = r.events.read().unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    for (id, state) in ids.iter().zip(&states) {
+        let Some(ImportState::Imported { eml_key, .. }) = state else {
+            unreachable!()
+        };
+        let e = events.iter().find(|e| &e.message_id == id).unwrap();
+        assert_eq!(&e.eml_key, eml_key);
+        assert_eq!(e.eml_location, r.app.blobs.locate(eml_key));
+        assert!(std::path::Path::new(&e.metadata_location).exists());
+    }
+}
+
+/// The consuming application's hook gets each event; when it fails, the import is retried and the
+/// event comes again with the same id, so nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_hook_gets_each_import_at_least_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let got = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let (c, g) = (calls.clone(), got.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |axum::Json(v): axum::Json<serde_json::Value>| async move {
+                // The first call fails, as a consumer that is down would.
+                if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                g.lock().unwrap().push(v);
+                axum::http::StatusCode::NO_CONTENT
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner_opts(dir.path(), |o| o.event_hook = Some(hook)).await;
+    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
+    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+    let (_, mime) = sample_messages().remove(0);
+    let id = r.sim.deliver(&r.demo.user_upn, "inbox", mime).unwrap();
+    let states = wait_imported(&r, &mailbox, std::slice::from_ref(&id)).await;
+    assert!(matches!(states[0], Some(ImportState::Imported { .. })));
+    let got = got.lock().unwrap().clone();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["messageId"], id.as_str());
+    assert_eq!(got[0]["mailboxAddress"], "adele@contoso.example");
+    assert_eq!(r.events.read().unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

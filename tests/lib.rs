@@ -18,16 +18,24 @@ pub async fn runner_with_clock(dir: &std::path::Path, clock: Arc<dyn Clock>) -> 
 
 /// A runner whose clock the test controls, with the simulator on HTTPS or not.
 pub async fn runner_with(dir: &std::path::Path, clock: Arc<dyn Clock>, sim_tls: bool) -> Runner {
-    Runner::start(Options {
+    runner_opts(dir, |o| {
+        o.clock = clock;
+        o.sim_tls = sim_tls;
+    })
+    .await
+}
+
+/// A runner on free ports with its own data directory, and options of the test's.
+pub async fn runner_opts(dir: &std::path::Path, f: impl FnOnce(&mut Options)) -> Runner {
+    let mut opts = Options {
         data_dir: dir.join("data"),
         listen: "127.0.0.1:0".into(),
         sim_listen: "127.0.0.1:0".into(),
         maintenance_every: Duration::from_secs(3600),
-        clock,
-        sim_tls,
-    })
-    .await
-    .expect("the local runner starts")
+        ..Options::default()
+    };
+    f(&mut opts);
+    Runner::start(opts).await.expect("the local runner starts")
 }
 
 /// Waits until every message id is imported (or the deadline passes) and returns their states.

@@ -44,3 +44,23 @@ fn webhook_cannot_write_state_and_answers_within_graphs_three_seconds() {
     assert!(!webhook.contains("secretsmanager"));
     assert!(webhook.contains("Timeout: 3"));
 }
+
+/// Every variable the functions' wiring requires is set by the template.
+#[test]
+fn every_required_environment_variable_is_set() {
+    let env_rs = include_str!("../functions/lib/aws/src/env.rs");
+    let required: Vec<&str> = env_rs
+        .split("var(\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(required.contains(&"EVENT_BUS_NAME"), "{required:?}");
+    for name in required {
+        assert!(
+            TEMPLATE.contains(&format!("        {name}: ")),
+            "template.yaml does not set {name}"
+        );
+    }
+    assert!(TEMPLATE.contains("MAX_MESSAGE_MB: !Ref MaxMessageMb"));
+    assert!(TEMPLATE.contains("EventBridgePutEventsPolicy: { EventBusName: !Ref EventBusName }"));
+}

@@ -1,6 +1,9 @@
 //! The local runner: every mailbridge function in one process, on embedded storage (SQLite, files,
 //! an encrypted secrets file), against the in-process Microsoft 365 simulator.
 
+mod events;
+
+pub use events::LocalEvents;
 use m365_sim::{Demo, Options as SimOptions, Sim};
 use mailbridge_app::lambda::{run_batch, Outcome};
 use mailbridge_app::{http::all_routes, App, Ports};
@@ -31,6 +34,10 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// Serve the simulator over HTTPS with a generated CA, which mailbridge is told to trust.
     pub sim_tls: bool,
+    /// Messages larger than this many MB (at most 150) are refused with an alert.
+    pub max_message_mb: u64,
+    /// Where import events are POSTed (JSON), besides `events.jsonl` in the data directory.
+    pub event_hook: Option<String>,
 }
 
 impl Default for Options {
@@ -42,6 +49,8 @@ impl Default for Options {
             maintenance_every: Duration::from_secs(300),
             clock: Arc::new(SystemClock),
             sim_tls: false,
+            max_message_mb: mailbridge_core::services::MAX_MESSAGE_MB,
+            event_hook: None,
         }
     }
 }
@@ -52,6 +61,7 @@ pub struct Runner {
     pub sim: Sim,
     pub demo: Demo,
     pub db: Arc<SqliteDb>,
+    pub events: Arc<LocalEvents>,
     pub addr: SocketAddr,
     pub base_url: String,
     pub data_dir: PathBuf,
@@ -70,7 +80,7 @@ impl Runner {
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
-        let settings = Settings::new(&base_url);
+        let settings = Settings::new(&base_url).with_max_message_mb(opts.max_message_mb)?;
 
         let sim = Sim::start_with(SimOptions {
             addr: opts.sim_listen.clone(),
@@ -89,6 +99,10 @@ impl Runner {
 
         let db = Arc::new(SqliteDb::open(opts.data_dir.join("state.db"))?);
         let http = http_client_trusting(sim.ca_pem())?;
+        let events = Arc::new(LocalEvents::open(
+            &opts.data_dir.join("events.jsonl"),
+            opts.event_hook.clone().map(|url| (http.clone(), url)),
+        )?);
         let ports = Ports {
             store: db.clone(),
             blobs: Arc::new(FileBlobStore::new(opts.data_dir.join("store"))),
@@ -96,6 +110,7 @@ impl Runner {
             secrets,
             identity: Arc::new(EntraIdentity::new(http.clone())),
             graph: Arc::new(GraphClient::new(http)),
+            events: events.clone(),
             clock: opts.clock.clone(),
         };
         let app = App::new(ports, settings, Some(admin_token.clone()));
@@ -138,6 +153,7 @@ impl Runner {
             sim,
             demo,
             db,
+            events,
             addr,
             base_url,
             data_dir: opts.data_dir,

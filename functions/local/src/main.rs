@@ -26,8 +26,17 @@ async fn main() -> Res {
                 opts.sim_listen = args.next().ok_or("--sim-listen needs an address")?
             }
             "--sim-tls" => opts.sim_tls = true,
+            "--event-hook" => {
+                opts.event_hook = Some(args.next().ok_or("--event-hook needs a URL")?)
+            }
+            "--max-message-mb" => {
+                opts.max_message_mb = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--max-message-mb needs a number of MB (1 to 150)")?
+            }
             "-h" | "--help" => {
-                println!("usage: mailbridge-local [serve|demo] [--data DIR] [--listen ADDR] [--sim-listen ADDR] [--sim-tls]");
+                println!("usage: mailbridge-local [serve|demo] [--data DIR] [--listen ADDR] [--sim-listen ADDR] [--sim-tls] [--max-message-mb N] [--event-hook URL]");
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other}; see --help").into()),

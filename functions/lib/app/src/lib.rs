@@ -29,6 +29,7 @@ pub struct Ports {
     pub secrets: Arc<dyn SecretStore>,
     pub identity: Arc<dyn Identity>,
     pub graph: Arc<dyn MailGraph>,
+    pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -77,6 +78,7 @@ impl App {
             graph: p.graph.clone(),
             tokens: tokens.clone(),
             blobs: p.blobs.clone(),
+            events: p.events.clone(),
             clock: p.clock.clone(),
             settings: settings.clone(),
         });

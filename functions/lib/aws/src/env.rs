@@ -1,6 +1,6 @@
 //! A function's wiring from its environment, done once per container.
 
-use crate::{DynamoStateStore, S3BlobStore, SecretsManagerStore, SqsQueue};
+use crate::{DynamoStateStore, EventBridgeEvents, S3BlobStore, SecretsManagerStore, SqsQueue};
 use mailbridge_app::{App, Ports};
 use mailbridge_core::ports::{SecretStore, SystemClock};
 use mailbridge_core::services::Settings;
@@ -26,10 +26,16 @@ pub fn init_logging() {
 }
 
 /// Builds the services over the AWS adapters. Environment: `PUBLIC_BASE_URL`, `TABLE_NAME`,
-/// `BUCKET_NAME`, `QUEUE_URL`, `TOKEN_KEY_SECRET`, and `ADMIN_TOKEN_SECRET` (admin function only).
+/// `BUCKET_NAME`, `QUEUE_URL`, `TOKEN_KEY_SECRET`, `EVENT_BUS_NAME`, `MAX_MESSAGE_MB` (optional, default 150), and `ADMIN_TOKEN_SECRET` (admin function only).
 pub async fn app_from_env() -> Result<App, BoxError> {
     let config = aws_config::load_from_env().await;
     let mut settings = Settings::new(var("PUBLIC_BASE_URL")?);
+    if let Ok(mb) = std::env::var("MAX_MESSAGE_MB") {
+        let mb = mb
+            .parse()
+            .map_err(|_| format!("MAX_MESSAGE_MB is {mb:?}, not a number of MB"))?;
+        settings = settings.with_max_message_mb(mb)?;
+    }
     settings.token_key_name = var("TOKEN_KEY_SECRET")?;
     let secrets = Arc::new(SecretsManagerStore::new(
         aws_sdk_secretsmanager::Client::new(&config),
@@ -55,6 +61,10 @@ pub async fn app_from_env() -> Result<App, BoxError> {
         secrets,
         identity: Arc::new(EntraIdentity::new(http.clone())),
         graph: Arc::new(GraphClient::new(http)),
+        events: Arc::new(EventBridgeEvents::new(
+            aws_sdk_eventbridge::Client::new(&config),
+            var("EVENT_BUS_NAME")?,
+        )),
         clock: Arc::new(SystemClock),
     };
     Ok(App::new(ports, settings, admin_token))

@@ -1,15 +1,17 @@
 //! AWS adapters for mailbridge: DynamoDB (state, conditional writes), S3 (messages), SQS (jobs),
-//! Secrets Manager (client secrets, the token key), and the wiring of a function from its
+//! Secrets Manager (client secrets, the token key), EventBridge (import events), and the wiring of a function from its
 //! environment. `AWS_ENDPOINT_URL` points the SDK at an emulator for tests.
 
 mod dynamo;
 mod env;
+mod events;
 mod s3;
 mod secrets;
 mod sqs;
 
 pub use dynamo::DynamoStateStore;
 pub use env::{app_from_env, init_logging, job_source_from_env};
+pub use events::EventBridgeEvents;
 pub use s3::S3BlobStore;
 pub use secrets::SecretsManagerStore;
 pub use sqs::SqsQueue;

@@ -1,13 +1,13 @@
 //! In-memory adapters: for unit tests and benchmarks. Nothing here survives the process.
 
-use crate::model::Job;
+use crate::model::{Job, MessageImported};
 use crate::ports::*;
 use crate::{Error, Result, Secret};
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 pub struct InMemoryStateStore {
@@ -55,14 +55,41 @@ impl StateStore for InMemoryStateStore {
 
 #[derive(Default)]
 pub struct InMemoryBlobStore {
-    objects: Mutex<HashMap<String, Bytes>>,
+    objects: Arc<Mutex<HashMap<String, Bytes>>>,
+}
+
+struct InMemoryWriter {
+    objects: Arc<Mutex<HashMap<String, Bytes>>>,
+    key: String,
+    body: BytesMut,
+}
+
+#[async_trait]
+impl BlobWriter for InMemoryWriter {
+    async fn write(&mut self, piece: Bytes) -> Result<()> {
+        self.body.extend_from_slice(&piece);
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(self.key, self.body.freeze());
+        Ok(())
+    }
+
+    async fn abort(self: Box<Self>) {}
 }
 
 #[async_trait]
 impl BlobStore for InMemoryBlobStore {
-    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<()> {
-        self.objects.lock().unwrap().insert(key.to_string(), body);
-        Ok(())
+    async fn create(&self, key: &str, _content_type: &str) -> Result<Box<dyn BlobWriter>> {
+        Ok(Box::new(InMemoryWriter {
+            objects: self.objects.clone(),
+            key: key.into(),
+            body: BytesMut::new(),
+        }))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -165,5 +192,25 @@ impl ShiftedClock {
 impl Clock for ShiftedClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now() + *self.offset.lock().unwrap()
+    }
+}
+
+/// Keeps the events published, for tests to inspect.
+#[derive(Default)]
+pub struct InMemoryEvents {
+    events: Mutex<Vec<MessageImported>>,
+}
+
+impl InMemoryEvents {
+    pub fn events(&self) -> Vec<MessageImported> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+#[async_trait]
+impl EventSink for InMemoryEvents {
+    async fn publish(&self, event: &MessageImported) -> Result<()> {
+        self.events.lock().unwrap().push(event.clone());
+        Ok(())
     }
 }

@@ -432,3 +432,24 @@ pub struct DeltaPage {
     pub next_link: Option<String>,
     pub delta_link: Option<String>,
 }
+
+/// The event published after each import: which message, and where its objects are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageImported {
+    /// The same for every replay of this message's import: consumers drop what they have seen.
+    pub event_id: String,
+    pub mailbox_id: MailboxId,
+    pub mailbox_address: String,
+    /// Graph's immutable id of the message.
+    pub message_id: String,
+    pub internet_message_id: Option<String>,
+    pub eml_key: String,
+    pub metadata_key: String,
+    /// Where the objects are (`s3://bucket/key`, a file path).
+    pub eml_location: String,
+    pub metadata_location: String,
+    pub size: u64,
+    pub sha256: String,
+    pub imported_at: DateTime<Utc>,
+}

@@ -75,12 +75,64 @@ pub trait StateStore: Send + Sync {
 /// Where imported messages go (S3 on AWS, a directory locally).
 #[async_trait]
 pub trait BlobStore: Send + Sync {
-    /// Stores the object under `key`, replacing what is there (keys are deterministic, so a replay
-    /// writes the same bytes). A reader never sees a partial object.
-    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<()>;
+    /// Starts the object under `key`, written piece by piece; it replaces what is there (keys are
+    /// deterministic, so a replay writes the same bytes) only when committed. A reader never sees
+    /// a partial object.
+    async fn create(&self, key: &str, content_type: &str) -> Result<Box<dyn BlobWriter>>;
+    /// Stores a small object in one piece.
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<()> {
+        let mut w = self.create(key, content_type).await?;
+        match w.write(body).await {
+            Ok(()) => w.commit().await,
+            Err(e) => {
+                w.abort().await;
+                Err(e)
+            }
+        }
+    }
     async fn get(&self, key: &str) -> Result<Option<Bytes>>;
     /// Where a person finds the object (an `s3://` URI, a file path).
     fn locate(&self, key: &str) -> String;
+}
+
+/// An object being written. Dropped without `commit`, it never appears (a crash leaves at most an
+/// unfinished upload, which the store expires).
+#[async_trait]
+pub trait BlobWriter: Send {
+    async fn write(&mut self, piece: Bytes) -> Result<()>;
+    /// Makes the whole object visible under its key.
+    async fn commit(self: Box<Self>) -> Result<()>;
+    /// Gives up and removes what was written.
+    async fn abort(self: Box<Self>);
+}
+
+/// A body that arrives in pieces, so that it never needs to be whole in memory.
+#[async_trait]
+pub trait ByteSource: Send {
+    /// The next piece; `None` at the end.
+    async fn next_piece(&mut self) -> Result<Option<Bytes>>;
+}
+
+/// A body already in memory, as one piece.
+#[async_trait]
+impl ByteSource for Option<Bytes> {
+    async fn next_piece(&mut self) -> Result<Option<Bytes>> {
+        Ok(self.take())
+    }
+}
+
+/// A message's raw MIME as Graph sends it.
+pub struct MimeDownload {
+    /// The length Graph announced (`Content-Length`), if it did.
+    pub length: Option<u64>,
+    pub body: Box<dyn ByteSource>,
+}
+
+/// Tells the consuming application what was imported (EventBridge on AWS; a log file and an
+/// optional HTTP hook locally). Delivery is at least once: the event's id is the same on a replay.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn publish(&self, event: &MessageImported) -> Result<()>;
 }
 
 /// The import queue (SQS on AWS, a durable SQLite queue locally).
@@ -203,11 +255,11 @@ pub trait MailGraph: Send + Sync {
         folder_id: &str,
         link: Option<&str>,
     ) -> Result<DeltaPage>;
-    /// The raw MIME of a message (`GET .../messages/{id}/$value`), byte-exact.
+    /// The raw MIME of a message (`GET .../messages/{id}/$value`), byte-exact, as it streams in.
     async fn message_mime(
         &self,
         ctx: GraphCtx<'_>,
         user_id: &str,
         message_id: &str,
-    ) -> Result<Bytes>;
+    ) -> Result<MimeDownload>;
 }

@@ -1,13 +1,14 @@
-//! Messages as files (written whole, then renamed into place) and secrets in an encrypted file.
+//! Messages as files (streamed to a temporary file, then renamed into place) and secrets in an encrypted file.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use mailbridge_core::crypto::{Sealed, SealingKey};
-use mailbridge_core::ports::{BlobStore, SecretStore};
+use mailbridge_core::ports::{BlobStore, BlobWriter, SecretStore};
 use mailbridge_core::{Error, Result, Secret};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use tokio::io::AsyncWriteExt;
 
 pub struct FileBlobStore {
     root: PathBuf,
@@ -31,7 +32,7 @@ impl FileBlobStore {
 
 #[async_trait]
 impl BlobStore for FileBlobStore {
-    async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<()> {
+    async fn create(&self, key: &str, _content_type: &str) -> Result<Box<dyn BlobWriter>> {
         let path = self.path(key)?;
         let dir = path.parent().expect("keys have a parent").to_path_buf();
         tokio::fs::create_dir_all(&dir)
@@ -41,10 +42,10 @@ impl BlobStore for FileBlobStore {
             ".{}.part",
             mailbridge_core::crypto::random_token(8)
         ));
-        tokio::fs::write(&tmp, &body)
+        let file = tokio::fs::File::create(&tmp)
             .await
             .map_err(Error::storage)?;
-        tokio::fs::rename(&tmp, &path).await.map_err(Error::storage)
+        Ok(Box::new(FileWriter { file, tmp, path }))
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
@@ -57,6 +58,32 @@ impl BlobStore for FileBlobStore {
 
     fn locate(&self, key: &str) -> String {
         self.root.join(key).display().to_string()
+    }
+}
+
+/// A file written beside its final name and renamed over it when committed.
+struct FileWriter {
+    file: tokio::fs::File,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+#[async_trait]
+impl BlobWriter for FileWriter {
+    async fn write(&mut self, piece: Bytes) -> Result<()> {
+        self.file.write_all(&piece).await.map_err(Error::storage)
+    }
+
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        self.file.flush().await.map_err(Error::storage)?;
+        self.file.sync_data().await.map_err(Error::storage)?;
+        tokio::fs::rename(&self.tmp, &self.path)
+            .await
+            .map_err(Error::storage)
+    }
+
+    async fn abort(self: Box<Self>) {
+        let _ = tokio::fs::remove_file(&self.tmp).await;
     }
 }
 

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use mailbridge_core::model::*;
-use mailbridge_core::ports::{GraphCtx, MailGraph};
+use mailbridge_core::ports::{ByteSource, GraphCtx, MailGraph, MimeDownload};
 use mailbridge_core::{Error, Result};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -347,7 +347,7 @@ impl MailGraph for GraphClient {
         ctx: GraphCtx<'_>,
         user_id: &str,
         message_id: &str,
-    ) -> Result<Bytes> {
+    ) -> Result<MimeDownload> {
         let url = format!(
             "{}/messages/{}/$value",
             Self::user_url(ctx, user_id),
@@ -359,7 +359,21 @@ impl MailGraph for GraphClient {
                     .header("Prefer", IMMUTABLE_IDS),
             )
             .await?;
-        resp.bytes()
+        Ok(MimeDownload {
+            length: resp.content_length(),
+            body: Box::new(Download(resp)),
+        })
+    }
+}
+
+/// A `$value` response read piece by piece.
+struct Download(reqwest::Response);
+
+#[async_trait]
+impl ByteSource for Download {
+    async fn next_piece(&mut self) -> Result<Option<Bytes>> {
+        self.0
+            .chunk()
             .await
             .map_err(|e| Error::retry(format!("MIME download cut short: {e}")))
     }

@@ -2,9 +2,9 @@
 //! with its metadata, recorded once.
 
 use crate::crypto::sha256_hex;
-use crate::mime::{parse_metadata, MessageMetadata};
+use crate::mime::{MessageMetadata, MimeScanner};
 use crate::model::*;
-use crate::ports::{BlobStore, Clock, Cond, GraphCtx, MailGraph};
+use crate::ports::{BlobStore, Clock, Cond, EventSink, GraphCtx, MailGraph, MimeDownload};
 use crate::repo::Repos;
 use crate::services::tokens::Tokens;
 use crate::services::Settings;
@@ -18,6 +18,7 @@ pub struct Importer {
     pub graph: Arc<dyn MailGraph>,
     pub tokens: Arc<Tokens>,
     pub blobs: Arc<dyn BlobStore>,
+    pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
 }
@@ -116,8 +117,8 @@ impl Importer {
             )
             .await;
         let now = self.clock.now();
-        let mime = match fetched {
-            Ok(m) => m,
+        let download = match fetched {
+            Ok(d) => d,
             Err(Error::NotFound(_)) => {
                 self.finish(
                     mailbox_id,
@@ -130,31 +131,27 @@ impl Importer {
             }
             Err(e) => return Err(e),
         };
-        if mime.len() as u64 > self.settings.max_message_bytes {
-            let reason = format!(
-                "message is {} bytes, over the {} byte limit",
-                mime.len(),
-                self.settings.max_message_bytes
-            );
-            self.finish(
-                mailbox_id,
-                message_id,
-                version,
-                ImportState::Refused {
-                    reason: reason.clone(),
-                    at: now,
-                },
-            )
-            .await?;
-            self.repos
-                .touch_health(mailbox_id, |h| {
-                    h.raise(AlertKind::MessageTooLarge, reason.clone(), now)
-                })
-                .await?;
-            return Ok(Outcome::Refused(reason));
-        }
         let (eml_key, metadata_key) = object_keys(mailbox_id, message_id);
-        let message = parse_metadata(&mime);
+        // The .eml first, then its metadata, the event, and the record: a crash in between leaves
+        // the record in progress, and the retry writes the same objects again.
+        let message = match self.store_mime(&eml_key, download).await? {
+            Ok(message) => message,
+            Err(reason) => return self.refuse(mailbox_id, message_id, version, reason).await,
+        };
+        let event = MessageImported {
+            event_id: sha256_hex(format!("{mailbox_id}\n{message_id}").as_bytes()),
+            mailbox_id: mailbox_id.into(),
+            mailbox_address: mailbox.address.clone(),
+            message_id: message_id.into(),
+            internet_message_id: message.internet_message_id.clone(),
+            eml_location: self.blobs.locate(&eml_key),
+            metadata_location: self.blobs.locate(&metadata_key),
+            eml_key: eml_key.clone(),
+            metadata_key: metadata_key.clone(),
+            size: message.size,
+            sha256: message.sha256.clone(),
+            imported_at: now,
+        };
         let (sha256, size) = (message.sha256.clone(), message.size);
         let doc = StoredMetadata {
             mailbox_id: mailbox_id.into(),
@@ -165,12 +162,12 @@ impl Importer {
             message,
         };
         let json = serde_json::to_vec_pretty(&doc).map_err(Error::storage)?;
-        // The .eml first, then its metadata, then the record: a crash in between leaves the record
-        // in progress, and the retry writes the same objects again.
-        self.blobs.put(&eml_key, mime, "message/rfc822").await?;
         self.blobs
             .put(&metadata_key, json.into(), "application/json")
             .await?;
+        // Before the record: if publishing fails, the retry stores and publishes again (at least
+        // once, same event id); after the record, a failure would lose the event for good.
+        self.events.publish(&event).await?;
         let state = ImportState::Imported {
             eml_key: eml_key.clone(),
             metadata_key: metadata_key.clone(),
@@ -192,6 +189,72 @@ impl Importer {
             eml_key,
             metadata_key,
         })
+    }
+
+    /// Streams the MIME to `key` as it arrives, parsing its metadata on the way: memory stays flat
+    /// whatever the message's size. `Ok(Err(reason))`: over the size limit, nothing stored.
+    async fn store_mime(
+        &self,
+        key: &str,
+        mut download: MimeDownload,
+    ) -> Result<std::result::Result<MessageMetadata, String>> {
+        let limit = self.settings.max_message_bytes;
+        let too_large = |size: u64| format!("message is {size} bytes, over the {limit} byte limit");
+        if let Some(length) = download.length.filter(|&l| l > limit) {
+            return Ok(Err(too_large(length)));
+        }
+        let mut writer = self.blobs.create(key, "message/rfc822").await?;
+        let mut scanner = MimeScanner::default();
+        let mut size = 0u64;
+        loop {
+            let piece = match download.body.next_piece().await {
+                Ok(Some(piece)) => piece,
+                Ok(None) => break,
+                Err(e) => {
+                    writer.abort().await;
+                    return Err(e);
+                }
+            };
+            size += piece.len() as u64;
+            if size > limit {
+                writer.abort().await;
+                return Ok(Err(too_large(size)));
+            }
+            scanner.feed(&piece);
+            if let Err(e) = writer.write(piece).await {
+                writer.abort().await;
+                return Err(e);
+            }
+        }
+        writer.commit().await?;
+        Ok(Ok(scanner.finish()))
+    }
+
+    /// Records a message refused for good (too large) and alerts, once.
+    async fn refuse(
+        &self,
+        mailbox_id: &str,
+        message_id: &str,
+        version: u64,
+        reason: String,
+    ) -> Result<Outcome> {
+        let now = self.clock.now();
+        self.finish(
+            mailbox_id,
+            message_id,
+            version,
+            ImportState::Refused {
+                reason: reason.clone(),
+                at: now,
+            },
+        )
+        .await?;
+        self.repos
+            .touch_health(mailbox_id, |h| {
+                h.raise(AlertKind::MessageTooLarge, reason.clone(), now)
+            })
+            .await?;
+        Ok(Outcome::Refused(reason))
     }
 
     /// Takes the message in the ledger: its record's version and this attempt's number. `None`:

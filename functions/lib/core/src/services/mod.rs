@@ -10,7 +10,11 @@ pub mod tokens;
 pub mod webhook;
 pub mod worker;
 
+use crate::{Error, Result};
 use chrono::Duration;
+
+/// The largest message mailbridge takes, in MB: what Graph lets a mailbox hold.
+pub const MAX_MESSAGE_MB: u64 = 150;
 
 /// Settings shared by the services, read once from the environment at start-up.
 #[derive(Debug, Clone)]
@@ -47,8 +51,19 @@ impl Settings {
             renew_margin: Duration::hours(36),
             token_margin: Duration::minutes(5),
             secret_warning: Duration::days(30),
-            max_message_bytes: 150 * 1024 * 1024,
+            max_message_bytes: MAX_MESSAGE_MB * 1024 * 1024,
         }
+    }
+
+    /// Sets the size limit of an imported message, in MB (1 to 150).
+    pub fn with_max_message_mb(mut self, mb: u64) -> Result<Self> {
+        if !(1..=MAX_MESSAGE_MB).contains(&mb) {
+            return Err(Error::Invalid(format!(
+                "the message size limit is {mb} MB; it must be between 1 and {MAX_MESSAGE_MB}"
+            )));
+        }
+        self.max_message_bytes = mb * 1024 * 1024;
+        Ok(self)
     }
 
     pub fn redirect_uri(&self) -> String {
