@@ -423,3 +423,45 @@ async fn works_against_the_simulator_over_https_trusting_its_ca() {
         "{states:?}"
     );
 }
+
+/// With a category in the profile, each imported message is marked in Outlook, people's own
+/// categories kept; the connection asks for Mail.ReadWrite for that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_messages_are_marked_with_the_profiles_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path()).await;
+    let mut profile = r.app.admin.profiles().await.unwrap().remove(0);
+    profile.outlook_category = Some("Filed by mailbridge".into());
+    r.app.admin.put_profile(profile).await.unwrap();
+    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
+    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+    let (_, mime) = sample_messages().remove(0);
+    let id = r.sim.deliver(&r.demo.user_upn, "inbox", mime).unwrap();
+    let internal = r
+        .sim
+        .world()
+        .message_of(&r.demo.user_id, &id)
+        .unwrap()
+        .id
+        .clone();
+    r.sim
+        .world()
+        .messages
+        .get_mut(&internal)
+        .unwrap()
+        .categories = vec!["Red category".into()];
+    let states = wait_imported(&r, &mailbox, std::slice::from_ref(&id)).await;
+    assert!(matches!(states[0], Some(ImportState::Imported { .. })));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let categories = r.sim.world().messages[&internal].categories.clone();
+        if categories.len() == 2 {
+            assert_eq!(categories, ["Red category", "Filed by mailbridge"]);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{categories:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health = r.app.admin.mailbox(&mailbox).await.unwrap().health;
+    assert!(health.alerts.is_empty(), "{:?}", health.alerts);
+}

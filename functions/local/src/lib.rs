@@ -135,6 +135,7 @@ impl Runner {
                     is_default: true,
                     approval_required: false,
                     backfill_days: 0,
+                    outlook_category: None,
                 },
                 Cond::Any,
             )

@@ -108,6 +108,10 @@ pub struct ServerProfile {
     /// Import mail received up to this many days before the connection (0: only new mail).
     #[serde(default)]
     pub backfill_days: u32,
+    /// Marks each imported message in Outlook with this category, so that people see what is
+    /// filed. Needs Mail.ReadWrite instead of Mail.Read.
+    #[serde(default)]
+    pub outlook_category: Option<String>,
 }
 
 impl ServerProfile {
@@ -120,7 +124,11 @@ impl ServerProfile {
             "profile".into(),
             "email".into(),
             format!("{r}/User.Read"),
-            format!("{r}/Mail.Read"),
+            if self.outlook_category.is_some() {
+                format!("{r}/Mail.ReadWrite")
+            } else {
+                format!("{r}/Mail.Read")
+            },
         ]
     }
 
@@ -228,6 +236,7 @@ pub enum AlertKind {
     Throttled,
     MessageTooLarge,
     ImportFailing,
+    CategoryNotSet,
 }
 
 /// An alert that says what to do.

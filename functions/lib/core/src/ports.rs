@@ -255,6 +255,14 @@ pub trait MailGraph: Send + Sync {
         folder_id: &str,
         link: Option<&str>,
     ) -> Result<DeltaPage>;
+    /// Adds `category` to a message's Outlook categories (kept if already there).
+    async fn add_category(
+        &self,
+        ctx: GraphCtx<'_>,
+        user_id: &str,
+        message_id: &str,
+        category: &str,
+    ) -> Result<()>;
     /// The raw MIME of a message (`GET .../messages/{id}/$value`), byte-exact, as it streams in.
     async fn message_mime(
         &self,

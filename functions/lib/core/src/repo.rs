@@ -28,6 +28,9 @@ impl Record for MailboxHealth {
 impl Record for SubscriptionRecord {
     const KIND: &'static str = "subscription";
 }
+impl Record for SubscriptionRef {
+    const KIND: &'static str = "subref";
+}
 impl Record for DeltaCursor {
     const KIND: &'static str = "cursor";
 }
@@ -185,6 +188,13 @@ impl<T: Record> Repo<T> {
     }
 }
 
+/// A mailbox's index of its subscriptions, beside the records kept by id for the webhook: a
+/// mailbox's subscriptions are found without reading every other mailbox's.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct SubscriptionRef {
+    pub folder_id: String,
+}
+
 /// Every repository the services use, over one store.
 #[derive(Clone)]
 pub struct Repos {
@@ -192,6 +202,7 @@ pub struct Repos {
     pub mailboxes: Repo<Mailbox>,
     pub health: Repo<MailboxHealth>,
     pub subscriptions: Repo<SubscriptionRecord>,
+    pub subscription_refs: Repo<SubscriptionRef>,
     pub cursors: Repo<DeltaCursor>,
     pub imports: Repo<ImportState>,
     pub auth_states: Repo<PendingAuth>,
@@ -205,11 +216,45 @@ impl Repos {
             mailboxes: Repo::new(store.clone()),
             health: Repo::new(store.clone()),
             subscriptions: Repo::new(store.clone()),
+            subscription_refs: Repo::new(store.clone()),
             cursors: Repo::new(store.clone()),
             imports: Repo::new(store.clone()),
             auth_states: Repo::new(store.clone()),
             tokens: Repo::new(store),
         }
+    }
+
+    /// Stores a subscription, its mailbox's index entry first: an entry whose record is missing
+    /// is skipped, a record without an entry would be lost to its mailbox.
+    pub async fn save_subscription(&self, s: &SubscriptionRecord) -> Result<()> {
+        let entry = SubscriptionRef {
+            folder_id: s.folder_id.clone(),
+        };
+        self.subscription_refs
+            .put(Some(&s.mailbox_id), &s.id, &entry, Cond::Any)
+            .await?;
+        self.subscriptions.put(None, &s.id, s, Cond::Any).await?;
+        Ok(())
+    }
+
+    /// A mailbox's subscriptions, through its index.
+    pub async fn mailbox_subscriptions(&self, mailbox_id: &str) -> Result<Vec<SubscriptionRecord>> {
+        let mut out = Vec::new();
+        for (id, _) in self.subscription_refs.list(Some(mailbox_id)).await? {
+            if let Some(v) = self.subscriptions.get(None, &id).await? {
+                out.push(v.value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets a subscription: the record, then its index entry.
+    pub async fn forget_subscription(&self, s: &SubscriptionRecord) -> Result<()> {
+        self.subscriptions.take(None, &s.id).await?;
+        self.subscription_refs
+            .take(Some(&s.mailbox_id), &s.id)
+            .await?;
+        Ok(())
     }
 
     pub async fn mailbox(&self, id: &str) -> Result<Mailbox> {

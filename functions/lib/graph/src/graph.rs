@@ -342,6 +342,48 @@ impl MailGraph for GraphClient {
         })
     }
 
+    async fn add_category(
+        &self,
+        ctx: GraphCtx<'_>,
+        user_id: &str,
+        message_id: &str,
+        category: &str,
+    ) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Categories {
+            #[serde(default)]
+            categories: Vec<String>,
+        }
+        let url = format!(
+            "{}/messages/{}",
+            Self::user_url(ctx, user_id),
+            seg(message_id)
+        );
+        // PATCH replaces the list: read it first, so that people's own categories stay.
+        let current: Categories = self
+            .json(
+                self.request(ctx, Method::GET, &format!("{url}?$select=categories"))?
+                    .header("Prefer", IMMUTABLE_IDS),
+            )
+            .await?;
+        if current
+            .categories
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(category))
+        {
+            return Ok(());
+        }
+        let mut categories = current.categories;
+        categories.push(category.to_string());
+        self.send(
+            self.request(ctx, Method::PATCH, &url)?
+                .header("Prefer", IMMUTABLE_IDS)
+                .json(&json!({ "categories": categories })),
+        )
+        .await?;
+        Ok(())
+    }
+
     async fn message_mime(
         &self,
         ctx: GraphCtx<'_>,

@@ -146,13 +146,12 @@ impl Admin {
         }
         let m = self.edit(id, |m| m.folders = folders.clone()).await?;
         // Subscriptions of folders no longer chosen go.
-        for (sid, sub) in self.repos.subscriptions.list(None).await? {
-            if sub.value.mailbox_id == id && !m.folders.iter().any(|f| f.id == sub.value.folder_id)
-            {
-                if let Err(e) = self.graph.delete_subscription(ctx, &sid).await {
-                    tracing::warn!(subscription = %sid, error = %e, "could not delete a subscription");
+        for sub in self.repos.mailbox_subscriptions(id).await? {
+            if !m.folders.iter().any(|f| f.id == sub.folder_id) {
+                if let Err(e) = self.graph.delete_subscription(ctx, &sub.id).await {
+                    tracing::warn!(subscription = %sub.id, error = %e, "could not delete a subscription");
                 }
-                self.repos.subscriptions.take(None, &sid).await?;
+                self.repos.forget_subscription(&sub).await?;
             }
         }
         Ok(m)

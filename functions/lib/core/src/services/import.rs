@@ -176,12 +176,41 @@ impl Importer {
             at: now,
         };
         self.finish(mailbox_id, message_id, version, state).await?;
+        // The category is a courtesy to people reading the mailbox: after the record, and its
+        // failure an alert, never a reason to import again.
+        let category_failure = match &profile.outlook_category {
+            Some(category) => self
+                .graph
+                .add_category(
+                    GraphCtx {
+                        graph_base: &graph_base,
+                        token: &token,
+                    },
+                    &mailbox.user_id,
+                    message_id,
+                    category,
+                )
+                .await
+                .err()
+                .map(|e| {
+                    tracing::warn!(mailbox = %mailbox_id, error = %e, "Outlook category not set");
+                    format!(
+                        "The Outlook category {category:?} could not be set ({e}). If access was \
+                         denied, reconnect the mailbox so that mailbridge gets Mail.ReadWrite."
+                    )
+                }),
+            None => None,
+        };
         self.repos
             .touch_health(mailbox_id, |h| {
                 h.incoming = IncomingStatus::Success;
                 h.last_sync = Some(now);
                 h.last_error = None;
                 h.imported += 1;
+                match &category_failure {
+                    Some(why) => h.raise(AlertKind::CategoryNotSet, why.clone(), now),
+                    None => h.clear(AlertKind::CategoryNotSet),
+                }
             })
             .await?;
         tracing::info!(mailbox = %mailbox_id, key = %eml_key, "message imported");

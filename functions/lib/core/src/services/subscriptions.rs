@@ -2,7 +2,7 @@
 
 use crate::crypto::{random_token, sha256_hex};
 use crate::model::*;
-use crate::ports::{Clock, Cond, GraphCtx, MailGraph};
+use crate::ports::{Clock, GraphCtx, MailGraph};
 use crate::repo::Repos;
 use crate::services::sweep::Sweeper;
 use crate::services::tokens::Tokens;
@@ -40,11 +40,10 @@ impl Subscriptions {
     ) -> Result<Vec<SubscriptionRecord>> {
         Ok(self
             .repos
-            .subscriptions
-            .values(None)
+            .mailbox_subscriptions(mailbox_id)
             .await?
             .into_iter()
-            .filter(|s| s.mailbox_id == mailbox_id && s.folder_id == folder_id)
+            .filter(|s| s.folder_id == folder_id)
             .collect())
     }
 
@@ -59,7 +58,7 @@ impl Subscriptions {
                 Ok(renewed) => return Ok(renewed),
                 Err(Error::NotFound(_)) => {
                     // Graph no longer has it: forget it; a new one is created below.
-                    self.repos.subscriptions.take(None, &sub.id).await?;
+                    self.repos.forget_subscription(&sub).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -100,10 +99,7 @@ impl Subscriptions {
             client_state_sha256: sha256_hex(client_state.expose().as_bytes()),
             expires_at: created.expires_at,
         };
-        self.repos
-            .subscriptions
-            .put(None, &record.id, &record, Cond::Any)
-            .await?;
+        self.repos.save_subscription(&record).await?;
         tracing::info!(mailbox = %mailbox.id, subscription = %record.id, expires = %record.expires_at, "subscription created");
         Ok(record)
     }

@@ -107,7 +107,7 @@ impl Worker {
                     Err(Error::NotFound(_))
                 );
             if gone {
-                self.repos.subscriptions.take(None, &sub.id).await?;
+                self.repos.forget_subscription(&sub).await?;
             }
         }
         self.subscriptions.ensure(&mailbox, folder_id).await?;
