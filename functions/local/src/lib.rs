@@ -147,7 +147,11 @@ impl Runner {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         });
-        tokio::spawn(work_queue(app.clone(), db.clone()));
+        // Like concurrent Lambda invocations: several batches in flight, each job admitted by
+        // the worker's per-mailbox pace.
+        for _ in 0..POLLERS {
+            tokio::spawn(work_queue(app.clone(), db.clone()));
+        }
         tokio::spawn(maintain(app.clone(), opts.maintenance_every));
         Ok(Runner {
             app,
@@ -190,6 +194,9 @@ impl Runner {
         Ok((508, "too many redirects".into()))
     }
 }
+
+/// Queue pollers, each with a batch of up to 10 jobs in flight.
+const POLLERS: usize = 8;
 
 /// The local stand-in for Lambda's SQS trigger: receive, run, acknowledge or make visible again.
 async fn work_queue(app: App, db: Arc<SqliteDb>) {

@@ -3,7 +3,6 @@
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use mailbridge_core::model::Job;
 use mailbridge_core::ports::JobSource;
 use mailbridge_core::services::maintenance::{Maintenance, Report};
 use mailbridge_core::services::worker::{Done, Worker};
@@ -11,10 +10,6 @@ use mailbridge_core::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
-
-/// Concurrent Graph work per mailbox: Graph allows 4 concurrent requests per app and mailbox.
-pub const PER_MAILBOX_CONCURRENCY: usize = 4;
 
 /// Whether a failed job should come back (true) or be acknowledged and recorded (false).
 pub fn should_retry(e: &Error) -> bool {
@@ -33,17 +28,6 @@ pub async fn run_one(worker: &Worker, body: &str) -> Result<Done, Error> {
         Err(e) => tracing::error!(error = %e, "job failed for good; acknowledged"),
     }
     result
-}
-
-fn mailbox_of(body: &str) -> String {
-    match serde_json::from_str::<Job>(body) {
-        Ok(
-            Job::Import { mailbox_id, .. }
-            | Job::Sweep { mailbox_id, .. }
-            | Job::Resubscribe { mailbox_id, .. },
-        ) => mailbox_id,
-        Err(_) => String::new(),
-    }
 }
 
 /// Longest delay SQS accepts for a visibility change (12 hours).
@@ -67,23 +51,20 @@ pub enum Outcome {
     RetryAfter(Duration),
 }
 
-/// Runs a batch of jobs, each on its own, at most [`PER_MAILBOX_CONCURRENCY`] at a time per
-/// mailbox across the batch. `jobs` are (receipt, body, receive count); the answer gives each
-/// receipt's outcome. A job never sleeps for its Retry-After: it is handed back with it.
+/// Runs a batch of jobs, each on its own and all at once; the worker's [`Pace`] holds each
+/// mailbox to 4 at a time and under Graph's rate. `jobs` are (receipt, body, receive count); the
+/// answer gives each receipt's outcome. A job never sleeps for its Retry-After: it is handed back
+/// with it.
+///
+/// [`Pace`]: mailbridge_core::services::pace::Pace
 pub async fn run_batch(
     worker: Arc<Worker>,
     jobs: Vec<(String, String, u32)>,
 ) -> Result<Vec<(String, Outcome)>, String> {
-    let mut gates: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let mut tasks = tokio::task::JoinSet::new();
     for (receipt, body, receives) in jobs {
-        let gate = gates
-            .entry(mailbox_of(&body))
-            .or_insert_with(|| Arc::new(Semaphore::new(PER_MAILBOX_CONCURRENCY)))
-            .clone();
         let worker = worker.clone();
         tasks.spawn(async move {
-            let _permit = gate.acquire_owned().await;
             let outcome = match run_one(&worker, &body).await {
                 Err(e) if should_retry(&e) => Outcome::RetryAfter(retry_delay(&e, receives)),
                 _ => Outcome::Done,

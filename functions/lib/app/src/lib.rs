@@ -11,6 +11,7 @@ use mailbridge_core::services::admin::Admin;
 use mailbridge_core::services::connect::Connect;
 use mailbridge_core::services::import::Importer;
 use mailbridge_core::services::maintenance::Maintenance;
+use mailbridge_core::services::pace::Pace;
 use mailbridge_core::services::subscriptions::Subscriptions;
 use mailbridge_core::services::sweep::Sweeper;
 use mailbridge_core::services::tokens::Tokens;
@@ -102,6 +103,7 @@ impl App {
                 importer,
                 sweeper,
                 subscriptions: subscriptions.clone(),
+                pace: Arc::new(Pace::default()),
             }),
             maintenance: Arc::new(Maintenance {
                 repos: repos.clone(),

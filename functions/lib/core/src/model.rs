@@ -359,6 +359,17 @@ pub enum Job {
     },
 }
 
+impl Job {
+    /// The mailbox the job works on.
+    pub fn mailbox_id(&self) -> &str {
+        match self {
+            Job::Import { mailbox_id, .. }
+            | Job::Sweep { mailbox_id, .. }
+            | Job::Resubscribe { mailbox_id, .. } => mailbox_id,
+        }
+    }
+}
+
 /// A sign-in in progress, kept server-side under the hash of its `state` until the callback.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingAuth {

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod connect;
 pub mod import;
 pub mod maintenance;
+pub mod pace;
 pub mod subscriptions;
 pub mod sweep;
 pub mod tokens;

@@ -3,6 +3,7 @@
 use crate::model::*;
 use crate::repo::Repos;
 use crate::services::import::{Importer, Outcome};
+use crate::services::pace::Pace;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::sweep::Sweeper;
 use crate::{Error, Result};
@@ -13,6 +14,8 @@ pub struct Worker {
     pub importer: Arc<Importer>,
     pub sweeper: Arc<Sweeper>,
     pub subscriptions: Arc<Subscriptions>,
+    /// Per-mailbox admission under Graph's limits, shared by every job this process runs.
+    pub pace: Arc<Pace>,
 }
 
 /// What a job came to, for the log and the tests.
@@ -32,6 +35,7 @@ impl Worker {
     }
 
     pub async fn run(&self, job: &Job) -> Result<Done> {
+        let _slot = self.pace.enter(job.mailbox_id()).await;
         let result = match job {
             Job::Import {
                 mailbox_id,
@@ -54,11 +58,7 @@ impl Worker {
             } => self.resubscribe(mailbox_id, folder_id, reason).await,
         };
         if let Err(e) = &result {
-            let mailbox_id = match job {
-                Job::Import { mailbox_id, .. }
-                | Job::Sweep { mailbox_id, .. }
-                | Job::Resubscribe { mailbox_id, .. } => mailbox_id,
-            };
+            let mailbox_id = job.mailbox_id();
             if !matches!(e, Error::Conflict(_) | Error::Retry { .. }) {
                 let message = e.to_string();
                 let _ = self
