@@ -6,13 +6,25 @@ use mailbridge_core::model::Job;
 use mailbridge_core::ports::*;
 use mailbridge_core::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct SqliteDb {
     conn: Mutex<Connection>,
+    /// Tells the checkpointer thread to stop.
+    stop: Arc<AtomicBool>,
 }
+
+impl Drop for SqliteDb {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How often the WAL is copied back into the database, off the request path.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 fn db(e: rusqlite::Error) -> Error {
     Error::storage(format!("sqlite: {e}"))
@@ -28,6 +40,7 @@ impl SqliteDb {
         let conn = Connection::open(path).map_err(db)?;
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;
+             PRAGMA wal_autocheckpoint=0;
              CREATE TABLE IF NOT EXISTS state (
                partition TEXT NOT NULL, sort TEXT NOT NULL, body TEXT NOT NULL,
                version INTEGER NOT NULL, expires_at INTEGER, PRIMARY KEY (partition, sort));
@@ -37,8 +50,30 @@ impl SqliteDb {
              CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at);",
         )
         .map_err(db)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        // A commit that triggers SQLite's own checkpoint waits for its fsync, with every other
+        // caller queued behind it: a webhook answer would take tens of milliseconds. A thread of
+        // its own, on its own connection, checkpoints instead.
+        if let Some(file) = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from) {
+            let checkpointer = Connection::open(file).map_err(db)?;
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("sqlite-checkpoint".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(CHECKPOINT_EVERY);
+                        if let Err(e) =
+                            checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
+                            tracing::warn!(error = %e, "SQLite checkpoint failed");
+                        }
+                    }
+                })
+                .map_err(Error::storage)?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
+            stop,
         })
     }
 
