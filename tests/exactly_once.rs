@@ -2,7 +2,7 @@
 //! `missed` event, a removed subscription, an expired delta token, a move into the chosen folder,
 //! a message deleted before import, and throttling with Retry-After.
 
-use mailbridge_core::model::ImportState;
+use mailbridge_core::model::{AlertKind, ImportState};
 use mailbridge_local::{sample_messages, Runner};
 use mailbridge_tests::{runner, settle, wait_imported};
 use std::time::Duration;
@@ -159,12 +159,22 @@ async fn throttling_is_waited_out_by_retry_after_and_nothing_is_lost() {
         l.window_seconds = 2;
     });
     r.sim.world().usage.clear();
+    r.sim.reset_counters();
     let ids = deliver_all(&r, 8);
     let states = wait_imported(&r, &mailbox, &ids).await;
     assert!(all_imported(&states), "{states:?}");
     settle(&r).await;
     assert!(r.sim.counter("throttled") > 0, "the limit was reached");
     assert_eq!(r.sim.counter("mime"), 8, "each message fetched once");
+    // The backlog over, the throttling alert is gone and the mailbox was swept for anything a
+    // notification missed meanwhile.
+    assert!(r.sim.counter("delta") > 0, "a sweep after the throttling");
+    let health = r.app.admin.mailbox(&mailbox).await.unwrap().health;
+    assert!(
+        !health.alerts.iter().any(|a| a.kind == AlertKind::Throttled),
+        "{:?}",
+        health.alerts
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,6 +80,7 @@ impl App {
             tokens: tokens.clone(),
             blobs: p.blobs.clone(),
             events: p.events.clone(),
+            queue: p.queue.clone(),
             clock: p.clock.clone(),
             settings: settings.clone(),
         });

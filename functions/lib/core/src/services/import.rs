@@ -4,7 +4,9 @@
 use crate::crypto::sha256_hex;
 use crate::mime::{MessageMetadata, MimeScanner};
 use crate::model::*;
-use crate::ports::{BlobStore, Clock, Cond, EventSink, GraphCtx, MailGraph, MimeDownload};
+use crate::ports::{
+    BlobStore, Clock, Cond, EventSink, GraphCtx, JobQueue, MailGraph, MimeDownload,
+};
 use crate::repo::Repos;
 use crate::services::tokens::Tokens;
 use crate::services::Settings;
@@ -19,6 +21,8 @@ pub struct Importer {
     pub tokens: Arc<Tokens>,
     pub blobs: Arc<dyn BlobStore>,
     pub events: Arc<dyn EventSink>,
+    /// For the sweep that follows a throttling backlog.
+    pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
 }
@@ -201,8 +205,11 @@ impl Importer {
                 }),
             None => None,
         };
+        let mut after_throttling = false;
         self.repos
             .touch_health(mailbox_id, |h| {
+                after_throttling = h.alerts.iter().any(|a| a.kind == AlertKind::Throttled);
+                h.clear(AlertKind::Throttled);
                 h.incoming = IncomingStatus::Success;
                 h.last_sync = Some(now);
                 h.last_error = None;
@@ -213,6 +220,16 @@ impl Importer {
                 }
             })
             .await?;
+        if after_throttling {
+            // Notifications may have been lost while Graph throttled: the delta finds them.
+            self.queue
+                .send(&[Job::Sweep {
+                    mailbox_id: mailbox_id.into(),
+                    folder_id: None,
+                    reason: "after throttling".into(),
+                }])
+                .await?;
+        }
         tracing::info!(mailbox = %mailbox_id, key = %eml_key, "message imported");
         Ok(Outcome::Imported {
             eml_key,

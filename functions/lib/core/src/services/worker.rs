@@ -66,6 +66,18 @@ impl Worker {
                     .touch_health(mailbox_id, |h| {
                         h.incoming = IncomingStatus::Failure;
                         h.last_error = Some(message.clone());
+                        if let Error::Throttled { after } = e {
+                            // Cleared by the next import, which also sweeps for the backlog.
+                            h.raise(
+                                AlertKind::Throttled,
+                                format!(
+                                    "Microsoft Graph is throttling this mailbox; imports resume \
+                                     after {} s.",
+                                    after.as_secs()
+                                ),
+                                chrono::Utc::now(),
+                            );
+                        }
                     })
                     .await;
             }
@@ -92,6 +104,10 @@ impl Worker {
             queued += report.queued;
             tracing::info!(mailbox = %mailbox.id, folder, reason, queued = report.queued, pages = report.pages, "folder swept");
         }
+        // A sweep that got through means Graph no longer throttles the mailbox.
+        self.repos
+            .touch_health(mailbox_id, |h| h.clear(AlertKind::Throttled))
+            .await?;
         Ok(Done::Swept { queued })
     }
 
