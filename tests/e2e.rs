@@ -465,3 +465,43 @@ async fn imported_messages_are_marked_with_the_profiles_category() {
     let health = r.app.admin.mailbox(&mailbox).await.unwrap().health;
     assert!(health.alerts.is_empty(), "{:?}", health.alerts);
 }
+
+/// Routing keys in the notification URL's query string are accepted and ignored: the
+/// subscription id decides whose mailbox a notification is for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_string_routing_keys_are_never_trusted_over_the_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path()).await;
+    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
+    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+    r.sim.set_faults(|f| f.drop_notifications = true);
+    let (_, mime) = sample_messages().remove(0);
+    let id = r.sim.deliver(&r.demo.user_upn, "inbox", mime).unwrap();
+    let (sub_id, client_state) = {
+        let w = r.sim.world();
+        let s = w.subscriptions.values().next().unwrap();
+        (s.id.clone(), s.client_state.clone().unwrap())
+    };
+    let body = serde_json::json!({"value": [{
+        "subscriptionId": sub_id,
+        "changeType": "created",
+        "clientState": client_state,
+        "resource": format!("Users/{}/Messages/{id}", r.demo.user_id),
+        "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "id": id},
+        "tenantId": r.demo.tenant_id,
+    }]});
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/notifications?mailbox=someone-else&tenant=contoso",
+            r.base_url
+        ))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let states = wait_imported(&r, &mailbox, std::slice::from_ref(&id)).await;
+    assert!(matches!(states[0], Some(ImportState::Imported { .. })));
+    let mailboxes = r.app.admin.mailboxes().await.unwrap();
+    assert_eq!(mailboxes.len(), 1, "no mailbox named by the query string");
+}
