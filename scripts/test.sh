@@ -1,22 +1,42 @@
 #!/usr/bin/env bash
 # Runs every check of mailbridge: formatting, lints, the SAM template, and all tests.
-# Installs what it needs (SAM CLI and cfn-lint from PyPI into .venv) on first use.
+# Installs what it needs (SAM CLI, cfn-lint and moto from PyPI into .venv) on first use, and
+# starts a moto server (an AWS emulator) for the AWS adapter tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ]; then
-  echo "== installing aws-sam-cli and cfn-lint into .venv"
+if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ] || [ ! -x .venv/bin/moto_server ]; then
+  echo "== installing aws-sam-cli, cfn-lint and moto into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check aws-sam-cli cfn-lint
+  .venv/bin/pip install --quiet --disable-pip-version-check aws-sam-cli cfn-lint "moto[server]"
 fi
 export SAM_CLI_TELEMETRY=0
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== template: sam validate --lint, cfn-lint"
 .venv/bin/sam validate --lint --region us-east-1 -t template.yaml
 .venv/bin/cfn-lint template.yaml
 echo "== cargo test"
 cargo test --workspace
+
+echo "== AWS adapters against moto"
+port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+moto=$!
+trap 'kill $moto 2>/dev/null || true' EXIT
+.venv/bin/python - "$port" <<'PY'
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.1)
+else:
+    sys.exit("moto did not start; see target/moto.log")
+PY
+AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+  AWS_REGION=us-east-1 cargo test -p mailbridge-tests --features moto --test aws

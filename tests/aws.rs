@@ -1,0 +1,331 @@
+//! The AWS adapters against moto (an AWS emulator): DynamoDB conditional writes, S3 objects
+//! written whole or in multipart pieces, SQS as the job queue and source, EventBridge events,
+//! Secrets Manager. Needs `AWS_ENDPOINT_URL` (and dummy credentials) pointing at a moto server;
+//! `scripts/test.sh` starts one and runs these with `--features moto`.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use bytes::Bytes;
+use mailbridge_aws::{
+    DynamoStateStore, EventBridgeEvents, S3BlobStore, SecretsManagerStore, SqsQueue,
+};
+use mailbridge_core::crypto::random_token;
+use mailbridge_core::model::{Job, JobSource as Source, MessageImported};
+use mailbridge_core::ports::*;
+use mailbridge_core::Error;
+use std::time::Duration;
+
+async fn config() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL must point at a moto server: run scripts/test.sh"
+    );
+    aws_config::load_from_env().await
+}
+
+fn name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        random_token(6).to_lowercase().replace(['_', '-'], "x")
+    )
+}
+
+#[tokio::test]
+async fn dynamodb_conditional_writes() {
+    let config = config().await;
+    let client = aws_sdk_dynamodb::Client::new(&config);
+    let table = name("state");
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |n: &str, t| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .send()
+        .await
+        .unwrap();
+    let store = DynamoStateStore::new(client, &table);
+    let k = Key::new("import#m1", "msg-1");
+    assert_eq!(
+        store.put(&k, "1".into(), Cond::Absent, None).await.unwrap(),
+        1
+    );
+    assert!(matches!(
+        store.put(&k, "x".into(), Cond::Absent, None).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.put(&k, "x".into(), Cond::Version(7), None).await,
+        Err(Error::Conflict(_))
+    ));
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(
+        store
+            .put(&k, "2".into(), Cond::Version(1), Some(expires))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(store.get(&k).await.unwrap().unwrap().body, "2");
+    store
+        .put(&Key::new("import#m1", "msg-2"), "3".into(), Cond::Any, None)
+        .await
+        .unwrap();
+    store
+        .put(&Key::new("import#m2", "msg-1"), "4".into(), Cond::Any, None)
+        .await
+        .unwrap();
+    let listed: Vec<String> = store
+        .list("import#m1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(sort, _)| sort)
+        .collect();
+    assert_eq!(listed, ["msg-1", "msg-2"]);
+    assert_eq!(store.take(&k).await.unwrap().unwrap().body, "2");
+    assert!(store.get(&k).await.unwrap().is_none());
+}
+
+async fn bucket(config: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, String) {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    );
+    let bucket = name("messages");
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    (s3, bucket)
+}
+
+#[tokio::test]
+async fn s3_objects_whole_and_in_multipart_pieces() {
+    let config = config().await;
+    let (s3, bucket) = bucket(&config).await;
+    let store = S3BlobStore::new(s3.clone(), &bucket);
+    store
+        .put(
+            "messages/m/a.json",
+            Bytes::from_static(b"{}"),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        &store.get("messages/m/a.json").await.unwrap().unwrap()[..],
+        b"{}"
+    );
+    assert!(store.get("messages/m/none").await.unwrap().is_none());
+
+    // 12 MB in 64 KB pieces: three parts of a multipart upload.
+    let body: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut w = store
+        .create("messages/m/big.eml", "message/rfc822")
+        .await
+        .unwrap();
+    for piece in body.chunks(64 * 1024) {
+        w.write(Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    assert!(
+        store.get("messages/m/big.eml").await.unwrap().is_none(),
+        "nothing visible before the commit"
+    );
+    w.commit().await.unwrap();
+    let stored = store.get("messages/m/big.eml").await.unwrap().unwrap();
+    assert!(stored[..] == body[..], "the object is not byte-identical");
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key("messages/m/big.eml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("message/rfc822"));
+
+    // An aborted writer leaves neither an object nor an upload.
+    let mut w = store
+        .create("messages/m/cut.eml", "message/rfc822")
+        .await
+        .unwrap();
+    for piece in body.chunks(1024 * 1024).take(6) {
+        w.write(Bytes::copy_from_slice(piece)).await.unwrap();
+    }
+    w.abort().await;
+    assert!(store.get("messages/m/cut.eml").await.unwrap().is_none());
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+}
+
+async fn queue(config: &aws_config::SdkConfig) -> (aws_sdk_sqs::Client, String) {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let url = sqs
+        .create_queue()
+        .queue_name(name("jobs"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    (sqs, url)
+}
+
+#[tokio::test]
+async fn sqs_sends_receives_delays_and_acknowledges_jobs() {
+    let config = config().await;
+    let (sqs, url) = queue(&config).await;
+    let q = SqsQueue::new(sqs, &url);
+    let jobs: Vec<Job> = (0..13)
+        .map(|i| Job::Import {
+            mailbox_id: "m1".into(),
+            message_id: format!("msg-{i}"),
+            source: Source::Notification,
+        })
+        .collect();
+    // More than SQS's batch of 10 in one call.
+    q.send(&jobs).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.extend(q.receive(10, Duration::from_secs(30)).await.unwrap());
+        if got.len() == 13 {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 13);
+    assert!(got.iter().all(|d| d.receive_count == 1));
+    let mut bodies: Vec<Job> = got
+        .iter()
+        .map(|d| serde_json::from_str(&d.job_body).unwrap())
+        .collect();
+    bodies.sort_by_key(|j| format!("{j:?}"));
+    let mut sent = jobs.clone();
+    sent.sort_by_key(|j| format!("{j:?}"));
+    assert_eq!(bodies, sent);
+    // One comes back at once (a zero Retry-After), the rest are acknowledged.
+    q.retry_later(&got[0].receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    for d in &got[1..] {
+        q.ack(&d.receipt).await.unwrap();
+    }
+    let again = q.receive(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].job_body, got[0].job_body);
+    assert_eq!(again[0].receive_count, 2);
+    q.ack(&again[0].receipt).await.unwrap();
+    assert!(q
+        .receive(10, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn eventbridge_carries_the_import_event_to_a_rule_target() {
+    let config = config().await;
+    let events = aws_sdk_eventbridge::Client::new(&config);
+    let bus = name("bus");
+    events.create_event_bus().name(&bus).send().await.unwrap();
+    let (sqs, url) = queue(&config).await;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    events
+        .put_rule()
+        .name("imported")
+        .event_bus_name(&bus)
+        .event_pattern(r#"{"source":["mailbridge"],"detail-type":["MessageImported"]}"#)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("imported")
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("consumer")
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let event = MessageImported {
+        event_id: "e1".into(),
+        mailbox_id: "m1".into(),
+        mailbox_address: "adele@contoso.example".into(),
+        message_id: "AAMk-1".into(),
+        internet_message_id: Some("abc@example.com".into()),
+        eml_key: "messages/m1/x.eml".into(),
+        metadata_key: "messages/m1/x.json".into(),
+        eml_location: "s3://b/messages/m1/x.eml".into(),
+        metadata_location: "s3://b/messages/m1/x.json".into(),
+        size: 42,
+        sha256: "00".repeat(32),
+        imported_at: chrono::Utc::now(),
+    };
+    EventBridgeEvents::new(events, &bus)
+        .publish(&event)
+        .await
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    let msg = &received.messages()[0];
+    let envelope: serde_json::Value = serde_json::from_str(msg.body().unwrap()).unwrap();
+    assert_eq!(envelope["source"], "mailbridge");
+    assert_eq!(envelope["detail-type"], "MessageImported");
+    let detail: MessageImported = serde_json::from_value(envelope["detail"].clone()).unwrap();
+    assert_eq!(detail, event);
+}
+
+#[tokio::test]
+async fn secrets_manager_gives_the_secret_and_says_when_there_is_none() {
+    let config = config().await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let secret = name("mailbridge/profiles/p/client-secret");
+    client
+        .create_secret()
+        .name(&secret)
+        .secret_string("s3cr3t~value")
+        .send()
+        .await
+        .unwrap();
+    let store = SecretsManagerStore::new(client);
+    assert_eq!(store.get(&secret).await.unwrap().expose(), "s3cr3t~value");
+    assert!(store.get("mailbridge/none").await.is_err());
+}
