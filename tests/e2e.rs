@@ -505,3 +505,70 @@ async fn query_string_routing_keys_are_never_trusted_over_the_subscription() {
     let mailboxes = r.app.admin.mailboxes().await.unwrap();
     assert_eq!(mailboxes.len(), 1, "no mailbox named by the query string");
 }
+
+/// A shared mailbox reached through a delegate's sign-in has no subscription (Graph refuses them
+/// with `.Shared` permissions): the scheduled sweep alone imports its mail, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_mailbox_is_followed_by_polling_alone() {
+    use m365_sim::world::MailboxKind as SimKind;
+    use mailbridge_core::model::MailboxKind;
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path()).await;
+    let sales = format!("sales@{}", r.demo.tenant_domain);
+    r.sim
+        .add_mailbox(&r.demo.tenant_id, &sales, "Sales", SimKind::Shared);
+    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
+    let adele = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+
+    // Without delegate access, adding it is refused with a clear error.
+    let refused = r.app.admin.add_shared(&adele, &sales).await.unwrap_err();
+    assert!(
+        matches!(refused, mailbridge_core::Error::AccessDenied(_)),
+        "{refused}"
+    );
+    assert!(r.sim.add_delegate(&sales, &r.demo.user_upn));
+    let before = r
+        .sim
+        .deliver(&sales, "inbox", sample_messages().remove(0).1)
+        .unwrap();
+    let shared = r.app.admin.add_shared(&adele, &sales).await.unwrap();
+    assert_eq!(shared.kind, MailboxKind::Shared);
+    assert_eq!(shared.via.as_deref(), Some(adele.as_str()));
+    // Adding it again changes nothing.
+    assert_eq!(
+        r.app.admin.add_shared(&adele, &sales).await.unwrap().id,
+        shared.id
+    );
+    assert_eq!(r.sim.subscription_ids().len(), 1, "only Adele's own Inbox");
+
+    let ids: Vec<String> = sample_messages()
+        .into_iter()
+        .map(|(_, mime)| r.sim.deliver(&sales, "inbox", mime).unwrap())
+        .collect();
+    r.app.maintenance.run().await.unwrap();
+    let states = wait_imported(&r, &shared.id, &ids).await;
+    assert!(
+        states
+            .iter()
+            .all(|s| matches!(s, Some(ImportState::Imported { .. }))),
+        "{states:?}"
+    );
+    // Mail already there when it was added is not imported ("only new mail").
+    let old = r
+        .app
+        .repos
+        .imports
+        .get(Some(&shared.id), &before)
+        .await
+        .unwrap();
+    assert!(old.is_none(), "{old:?}");
+    // Another round finds nothing new.
+    r.app.maintenance.run().await.unwrap();
+    settle(&r).await;
+    assert_eq!(r.sim.counter("mime"), 3);
+    assert_eq!(r.sim.subscription_ids().len(), 1);
+    let events = r.events.read().unwrap();
+    assert!(events
+        .iter()
+        .all(|e| e.mailbox_address == sales && e.mailbox_id == shared.id));
+}

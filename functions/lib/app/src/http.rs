@@ -46,6 +46,7 @@ pub fn admin_router(app: App) -> Router {
             get(folders).put(set_folders),
         )
         .route("/admin/mailboxes/{id}/test", post(test_mailbox))
+        .route("/admin/mailboxes/{id}/shared", post(add_shared))
         .with_state(app)
 }
 
@@ -316,6 +317,22 @@ async fn set_enabled(
 ) -> Response {
     guard!(app, headers);
     json_result(app.admin.set_enabled(&id, e.enabled).await)
+}
+
+#[derive(Deserialize)]
+struct SharedMailbox {
+    address: String,
+}
+
+/// Adds a shared mailbox that the mailbox `{id}`'s user is a delegate of.
+async fn add_shared(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(s): Json<SharedMailbox>,
+) -> Response {
+    guard!(app, headers);
+    json_result(app.admin.add_shared(&id, &s.address).await)
 }
 
 async fn folders(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>) -> Response {

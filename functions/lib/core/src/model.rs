@@ -118,17 +118,21 @@ impl ServerProfile {
     /// Delegated scopes, fully qualified with the cloud's Graph resource as national clouds require.
     pub fn delegated_scopes(&self) -> Vec<String> {
         let r = self.cloud.endpoints().resource;
+        let mail = if self.outlook_category.is_some() {
+            "Mail.ReadWrite"
+        } else {
+            "Mail.Read"
+        };
         vec![
             "offline_access".into(),
             "openid".into(),
             "profile".into(),
             "email".into(),
             format!("{r}/User.Read"),
-            if self.outlook_category.is_some() {
-                format!("{r}/Mail.ReadWrite")
-            } else {
-                format!("{r}/Mail.Read")
-            },
+            // The user's own mailbox, with change notifications.
+            format!("{r}/{mail}"),
+            // The shared mailboxes the user is a delegate of (polled: no notifications there).
+            format!("{r}/{mail}.Shared"),
         ]
     }
 

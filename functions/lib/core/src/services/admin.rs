@@ -3,6 +3,7 @@
 use crate::model::*;
 use crate::ports::{Clock, Cond, GraphCtx, MailGraph};
 use crate::repo::Repos;
+use crate::services::connect::mailbox_id;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
 use crate::{Error, Result};
@@ -155,6 +156,74 @@ impl Admin {
             }
         }
         Ok(m)
+    }
+
+    /// Adds a shared mailbox that a connected user is a delegate of. Graph refuses change
+    /// notifications on mailboxes reached through `.Shared` permissions, so it is followed by
+    /// delta sweeps alone: from now on ("only new mail"), at every maintenance round.
+    pub async fn add_shared(&self, delegate_id: &str, address: &str) -> Result<Mailbox> {
+        let address = address.trim().to_lowercase();
+        if !address.contains('@') {
+            return Err(Error::Invalid(format!(
+                "{address:?} is not a mailbox address"
+            )));
+        }
+        let delegate = self.repos.mailbox(delegate_id).await?;
+        if delegate.kind != MailboxKind::User {
+            return Err(Error::Invalid(
+                "a shared mailbox is reached through a signed-in user's own mailbox".into(),
+            ));
+        }
+        let (graph_base, token) = self.graph_for(&delegate).await?;
+        // Reading its Inbox proves the delegate's access (403 otherwise) and gives the folder.
+        let inbox = self
+            .graph
+            .folder(
+                GraphCtx {
+                    graph_base: &graph_base,
+                    token: &token,
+                },
+                &address,
+                "inbox",
+            )
+            .await?;
+        let profile = self.repos.profile(&delegate.profile_id).await?;
+        let now = self.clock.now();
+        let mailbox = Mailbox {
+            id: mailbox_id(&profile.id, &format!("shared:{address}")),
+            profile_id: profile.id.clone(),
+            kind: MailboxKind::Shared,
+            display_name: address.clone(),
+            // Graph takes the address where it takes a user id.
+            user_id: address.clone(),
+            address,
+            tenant_id: delegate.tenant_id.clone(),
+            via: Some(delegate.id.clone()),
+            approved: !profile.approval_required,
+            enabled: true,
+            connection: ConnectionState::Connected,
+            folders: vec![FolderChoice {
+                id: inbox.id,
+                display_name: inbox.display_name,
+            }],
+            created_at: now,
+            updated_at: now,
+        };
+        match self
+            .repos
+            .mailboxes
+            .put(None, &mailbox.id, &mailbox, Cond::Absent)
+            .await
+        {
+            // Added before: keep its settings and cursors.
+            Err(Error::Conflict(_)) => return self.repos.mailbox(&mailbox.id).await,
+            other => other?,
+        };
+        if mailbox.is_active() {
+            self.subscriptions.activate(&mailbox).await?;
+        }
+        tracing::info!(mailbox = %mailbox.id, via = %delegate.id, "shared mailbox added");
+        Ok(mailbox)
     }
 
     async fn graph_for(&self, mailbox: &Mailbox) -> Result<(String, crate::Secret)> {
