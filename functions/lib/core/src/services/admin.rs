@@ -174,19 +174,8 @@ impl Admin {
                 "a shared mailbox is reached through a signed-in user's own mailbox".into(),
             ));
         }
-        let (graph_base, token) = self.graph_for(&delegate).await?;
         // Reading its Inbox proves the delegate's access (403 otherwise) and gives the folder.
-        let inbox = self
-            .graph
-            .folder(
-                GraphCtx {
-                    graph_base: &graph_base,
-                    token: &token,
-                },
-                &address,
-                "inbox",
-            )
-            .await?;
+        let inbox = self.inbox(&delegate, &address).await?;
         let profile = self.repos.profile(&delegate.profile_id).await?;
         let now = self.clock.now();
         let mailbox = Mailbox {
@@ -224,6 +213,21 @@ impl Admin {
         }
         tracing::info!(mailbox = %mailbox.id, via = %delegate.id, "shared mailbox added");
         Ok(mailbox)
+    }
+
+    /// The Inbox of `user` (an id or address), read with the token of `through`.
+    async fn inbox(&self, through: &Mailbox, user: &str) -> Result<GraphFolder> {
+        let (graph_base, token) = self.graph_for(through).await?;
+        self.graph
+            .folder(
+                GraphCtx {
+                    graph_base: &graph_base,
+                    token: &token,
+                },
+                user,
+                "inbox",
+            )
+            .await
     }
 
     async fn graph_for(&self, mailbox: &Mailbox) -> Result<(String, crate::Secret)> {
@@ -279,18 +283,7 @@ impl Admin {
     /// Tests the connection: a token and a read of the Inbox. The error says what to do.
     pub async fn test(&self, id: &str) -> Result<String> {
         let mailbox = self.repos.mailbox(id).await?;
-        let (graph_base, token) = self.graph_for(&mailbox).await?;
-        let inbox = self
-            .graph
-            .folder(
-                GraphCtx {
-                    graph_base: &graph_base,
-                    token: &token,
-                },
-                &mailbox.user_id,
-                "inbox",
-            )
-            .await?;
+        let inbox = self.inbox(&mailbox, &mailbox.user_id).await?;
         Ok(format!(
             "connected to {} (Inbox: {})",
             mailbox.address, inbox.display_name
