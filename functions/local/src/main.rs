@@ -65,6 +65,10 @@ async fn main() -> Res {
         "  imported messages:        {}",
         runner.data_dir.join("store").display()
     );
+    println!(
+        "  import events:            {} (and POSTed to --event-hook URL if given)",
+        runner.data_dir.join("events.jsonl").display()
+    );
     tokio::signal::ctrl_c().await?;
     Ok(())
 }
