@@ -156,7 +156,6 @@ impl Importer {
             sha256: message.sha256.clone(),
             imported_at: now,
         };
-        let (sha256, size) = (message.sha256.clone(), message.size);
         let doc = StoredMetadata {
             mailbox_id: mailbox_id.into(),
             mailbox_address: mailbox.address.clone(),
@@ -175,34 +174,19 @@ impl Importer {
         let state = ImportState::Imported {
             eml_key: eml_key.clone(),
             metadata_key: metadata_key.clone(),
-            sha256,
-            size,
+            sha256: event.sha256.clone(),
+            size: event.size,
             at: now,
         };
         self.finish(mailbox_id, message_id, version, state).await?;
-        // The category is a courtesy to people reading the mailbox: after the record, and its
-        // failure an alert, never a reason to import again.
         let category_failure = match &profile.outlook_category {
-            Some(category) => self
-                .graph
-                .add_category(
-                    GraphCtx {
-                        graph_base: &graph_base,
-                        token: &token,
-                    },
-                    &mailbox.user_id,
-                    message_id,
-                    category,
-                )
-                .await
-                .err()
-                .map(|e| {
-                    tracing::warn!(mailbox = %mailbox_id, error = %e, "Outlook category not set");
-                    format!(
-                        "The Outlook category {category:?} could not be set ({e}). If access was \
-                         denied, reconnect the mailbox so that mailbridge gets Mail.ReadWrite."
-                    )
-                }),
+            Some(category) => {
+                let ctx = GraphCtx {
+                    graph_base: &graph_base,
+                    token: &token,
+                };
+                self.mark(ctx, &mailbox, message_id, category).await
+            }
             None => None,
         };
         let mut after_throttling = false;
@@ -235,6 +219,28 @@ impl Importer {
             eml_key,
             metadata_key,
         })
+    }
+
+    /// Marks the message with the profile's Outlook category. A courtesy to people reading the
+    /// mailbox, done after the record: its failure is an alert (the reason returned), never a
+    /// reason to import again.
+    async fn mark(
+        &self,
+        ctx: GraphCtx<'_>,
+        mailbox: &Mailbox,
+        message_id: &str,
+        category: &str,
+    ) -> Option<String> {
+        let e = self
+            .graph
+            .add_category(ctx, &mailbox.user_id, message_id, category)
+            .await
+            .err()?;
+        tracing::warn!(mailbox = %mailbox.id, error = %e, "Outlook category not set");
+        Some(format!(
+            "The Outlook category {category:?} could not be set ({e}). If access was denied, \
+             reconnect the mailbox so that mailbridge gets Mail.ReadWrite."
+        ))
     }
 
     /// Streams the MIME to `key` as it arrives, parsing its metadata on the way: memory stays flat
