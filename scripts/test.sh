@@ -24,10 +24,11 @@ cargo test --workspace
 
 echo "== AWS adapters against moto"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" > target/moto.log 2>&1 &
+moto_log=$(mktemp)
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" > "$moto_log" 2>&1 &
 moto=$!
 trap 'kill $moto 2>/dev/null || true' EXIT
-.venv/bin/python - "$port" <<'PY'
+.venv/bin/python - "$port" "$moto_log" <<'PY'
 import socket, sys, time
 for _ in range(100):
     try:
@@ -36,7 +37,7 @@ for _ in range(100):
     except OSError:
         time.sleep(0.1)
 else:
-    sys.exit("moto did not start; see target/moto.log")
+    sys.exit("moto did not start:\n" + open(sys.argv[2]).read())
 PY
 AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
   AWS_REGION=us-east-1 cargo test -p mailbridge-tests --features moto --test aws
