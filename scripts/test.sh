@@ -27,7 +27,7 @@ port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0
 moto_log=$(mktemp)
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" > "$moto_log" 2>&1 &
 moto=$!
-trap 'kill $moto 2>/dev/null || true' EXIT
+trap 'kill $moto 2>/dev/null || true; rm -f "$moto_log"' EXIT
 .venv/bin/python - "$port" "$moto_log" <<'PY'
 import socket, sys, time
 for _ in range(100):
