@@ -6,7 +6,8 @@ use mailbridge_core::model::{ConnectionState, ImportState, Job, JobSource};
 use mailbridge_core::services::import::StoredMetadata;
 use mailbridge_local::sample_messages;
 use mailbridge_tests::{
-    runner, runner_opts, runner_with, runner_with_clock, settle, wait_imported,
+    created_notification, runner, runner_opts, runner_with, runner_with_clock, settle,
+    wait_imported,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -477,19 +478,7 @@ async fn query_string_routing_keys_are_never_trusted_over_the_subscription() {
     r.sim.set_faults(|f| f.drop_notifications = true);
     let (_, mime) = sample_messages().remove(0);
     let id = r.sim.deliver(&r.demo.user_upn, "inbox", mime).unwrap();
-    let (sub_id, client_state) = {
-        let w = r.sim.world();
-        let s = w.subscriptions.values().next().unwrap();
-        (s.id.clone(), s.client_state.clone().unwrap())
-    };
-    let body = serde_json::json!({"value": [{
-        "subscriptionId": sub_id,
-        "changeType": "created",
-        "clientState": client_state,
-        "resource": format!("Users/{}/Messages/{id}", r.demo.user_id),
-        "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "id": id},
-        "tenantId": r.demo.tenant_id,
-    }]});
+    let body = created_notification(&r, &id);
     let resp = reqwest::Client::new()
         .post(format!(
             "{}/notifications?mailbox=someone-else&tenant=contoso",

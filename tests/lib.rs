@@ -71,3 +71,21 @@ pub async fn settle(r: &Runner) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A change notification for a new message in the demo user's Inbox, as Graph sends it: a batch
+/// of one, for the mailbox's (first) subscription with its clientState.
+pub fn created_notification(r: &Runner, message_id: &str) -> serde_json::Value {
+    let (sub_id, client_state) = {
+        let w = r.sim.world();
+        let s = w.subscriptions.values().next().expect("a subscription");
+        (s.id.clone(), s.client_state.clone().unwrap_or_default())
+    };
+    serde_json::json!({"value": [{
+        "subscriptionId": sub_id,
+        "changeType": "created",
+        "clientState": client_state,
+        "resource": format!("Users/{}/Messages/{message_id}", r.demo.user_id),
+        "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "id": message_id},
+        "tenantId": r.demo.tenant_id,
+    }]})
+}

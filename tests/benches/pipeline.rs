@@ -7,7 +7,7 @@
 use m365_sim::control::generate_mime;
 use m365_sim::world::MailboxKind;
 use mailbridge_local::Runner;
-use mailbridge_tests::runner_opts;
+use mailbridge_tests::{created_notification, runner_opts};
 use peak_alloc::PeakAlloc;
 use std::collections::HashMap;
 use std::path::Path;
@@ -265,23 +265,8 @@ async fn notification_to_stored(dir: &Path, report: &mut Report) {
 /// does not delay the next request), each a batch of one, as Graph may send them.
 async fn webhook_ack(dir: &Path, report: &mut Report) {
     let (r, _, _) = setup(dir, "webhook", 1).await;
-    let (sub_id, client_state) = {
-        let w = r.sim.world();
-        let s = w.subscriptions.values().next().expect("a subscription");
-        (s.id.clone(), s.client_state.clone().unwrap_or_default())
-    };
     let url = format!("{}/notifications", r.base_url);
-    let body = |i: usize| {
-        serde_json::json!({"value": [{
-            "subscriptionId": sub_id,
-            "changeType": "created",
-            "clientState": client_state,
-            "resource": format!("Users/{}/Messages/bench-{i}", r.demo.user_id),
-            "resourceData": {"@odata.type": "#Microsoft.Graph.Message", "id": format!("bench-{i}")},
-            "tenantId": r.demo.tenant_id,
-        }]})
-        .to_string()
-    };
+    let body = |i: usize| created_notification(&r, &format!("bench-{i}")).to_string();
     let (warmup, n) = (1000, 20_000);
     let bodies: Vec<String> = (0..warmup + n).map(body).collect();
     // The load comes from a thread and runtime of its own, as Graph's requests come from

@@ -30,6 +30,14 @@ fn db(e: rusqlite::Error) -> Error {
     Error::storage(format!("sqlite: {e}"))
 }
 
+/// The body and version of a `state` row, from column `at` on.
+fn stored(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Stored> {
+    Ok(Stored {
+        body: r.get(at)?,
+        version: r.get::<_, i64>(at + 1)? as u64,
+    })
+}
+
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
@@ -99,12 +107,7 @@ impl StateStore for SqliteDb {
             c.query_row(
                 "SELECT body, version FROM state WHERE partition = ?1 AND sort = ?2",
                 params![key.partition, key.sort],
-                |r| {
-                    Ok(Stored {
-                        body: r.get(0)?,
-                        version: r.get::<_, i64>(1)? as u64,
-                    })
-                },
+                |r| stored(r, 0),
             )
             .optional()
         })
@@ -143,12 +146,7 @@ impl StateStore for SqliteDb {
             c.query_row(
                 "DELETE FROM state WHERE partition = ?1 AND sort = ?2 RETURNING body, version",
                 params![key.partition, key.sort],
-                |r| {
-                    Ok(Stored {
-                        body: r.get(0)?,
-                        version: r.get::<_, i64>(1)? as u64,
-                    })
-                },
+                |r| stored(r, 0),
             )
             .optional()
         })
@@ -159,15 +157,7 @@ impl StateStore for SqliteDb {
             let mut st = c.prepare(
                 "SELECT sort, body, version FROM state WHERE partition = ?1 ORDER BY sort",
             )?;
-            let rows = st.query_map(params![partition], |r| {
-                Ok((
-                    r.get(0)?,
-                    Stored {
-                        body: r.get(1)?,
-                        version: r.get::<_, i64>(2)? as u64,
-                    },
-                ))
-            })?;
+            let rows = st.query_map(params![partition], |r| Ok((r.get(0)?, stored(r, 1)?)))?;
             rows.collect()
         })
     }
