@@ -11,7 +11,7 @@ use mailbridge_aws::{
     DynamoStateStore, EventBridgeEvents, S3BlobStore, SecretsManagerStore, SqsQueue,
 };
 use mailbridge_core::crypto::random_token;
-use mailbridge_core::model::{Job, JobSource as Source, MessageImported};
+use mailbridge_core::model::{Job, MessageImported, Origin};
 use mailbridge_core::ports::*;
 use mailbridge_core::Error;
 use std::time::Duration;
@@ -200,7 +200,7 @@ async fn sqs_sends_receives_delays_and_acknowledges_jobs() {
         .map(|i| Job::Import {
             mailbox_id: "m1".into(),
             message_id: format!("msg-{i}"),
-            source: Source::Notification,
+            origin: Origin::Notification,
         })
         .collect();
     // More than SQS's batch of 10 in one call.

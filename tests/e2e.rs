@@ -1,21 +1,19 @@
 //! The whole path, through the real handlers, against the Microsoft 365 simulator: connect with
 //! the OAuth redirect flow, receive notifications, import each message once, byte-exact.
 
-use mailbridge_core::memory::ShiftedClock;
-use mailbridge_core::model::{ConnectionState, ImportState, Job, JobSource};
+use mailbridge_core::fakes::ShiftedClock;
+use mailbridge_core::model::{ConnectionState, ImportState, Job, Origin};
+use mailbridge_core::ports::{BlobReader, BlobStore};
 use mailbridge_core::services::import::StoredMetadata;
 use mailbridge_local::sample_messages;
-use mailbridge_tests::{
-    created_notification, runner, runner_opts, runner_with, runner_with_clock, settle,
-    wait_imported,
-};
+use mailbridge_tests::{connected, created_notification, runner, settle, wait_imported};
 use std::sync::Arc;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_notify_import_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
-    let r = runner(dir.path()).await;
+    let r = runner(dir.path(), |_| {}).await;
 
     // Connect through /connect → authorize (PKCE) → /oauth/callback.
     let (status, page) = r.connect_demo_mailbox().await.unwrap();
@@ -24,7 +22,7 @@ async fn connect_notify_import_exactly_once() {
         page.contains("adele@contoso.example is connected"),
         "{page}"
     );
-    let views = r.app.admin.mailboxes().await.unwrap();
+    let views = r.services.admin.mailboxes().await.unwrap();
     assert_eq!(views.len(), 1);
     let mailbox = views[0].mailbox.clone();
     assert_eq!(mailbox.connection, ConnectionState::Connected);
@@ -72,7 +70,7 @@ async fn connect_notify_import_exactly_once() {
         else {
             panic!("{name} was not imported: {state:?}");
         };
-        let stored = r.app.blobs.get(eml_key).await.unwrap().unwrap();
+        let stored = r.services.blobs.get(eml_key).await.unwrap().unwrap();
         assert_eq!(
             &stored[..],
             &mime[..],
@@ -80,7 +78,8 @@ async fn connect_notify_import_exactly_once() {
         );
         assert_eq!(*size, mime.len() as u64);
         let meta: StoredMetadata =
-            serde_json::from_slice(&r.app.blobs.get(metadata_key).await.unwrap().unwrap()).unwrap();
+            serde_json::from_slice(&r.services.blobs.get(metadata_key).await.unwrap().unwrap())
+                .unwrap();
         assert_eq!(&meta.message.sha256, sha256);
         assert_eq!(meta.mailbox_address, "adele@contoso.example");
         match name.as_str() {
@@ -119,21 +118,21 @@ async fn connect_notify_import_exactly_once() {
     );
 
     // A replayed job and a sweep that finds the same messages change nothing.
-    r.app
+    r.services
         .worker
         .run(&Job::Import {
             mailbox_id: mailbox.id.clone(),
             message_id: ids[0].clone(),
-            source: JobSource::Sweep,
+            origin: Origin::Sweep,
         })
         .await
         .unwrap();
-    r.app
+    r.services
         .worker
         .run(&Job::Sweep {
             mailbox_id: mailbox.id.clone(),
             folder_id: None,
-            reason: "test".into(),
+            reason: mailbridge_core::model::Reason::Missed,
         })
         .await
         .unwrap();
@@ -143,7 +142,7 @@ async fn connect_notify_import_exactly_once() {
     assert_eq!(files.iter().filter(|f| f.ends_with(".eml")).count(), 3);
     assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 3);
 
-    let health = r.app.admin.mailbox(&mailbox.id).await.unwrap().health;
+    let health = r.services.admin.mailbox(&mailbox.id).await.unwrap().health;
     assert_eq!(health.imported, 3);
     assert!(health.alerts.is_empty());
 
@@ -156,7 +155,7 @@ async fn connect_notify_import_exactly_once() {
         };
         let e = events.iter().find(|e| &e.message_id == id).unwrap();
         assert_eq!(&e.eml_key, eml_key);
-        assert_eq!(e.eml_location, r.app.blobs.locate(eml_key));
+        assert_eq!(e.eml_location, r.services.blobs.locate(eml_key));
         assert!(std::path::Path::new(&e.metadata_location).exists());
     }
 }
@@ -188,9 +187,8 @@ async fn the_event_hook_gets_each_import_at_least_once() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let dir = tempfile::tempdir().unwrap();
-    let r = runner_opts(dir.path(), |o| o.event_hook = Some(hook)).await;
-    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+    let (r, mailbox) = connected(dir.path(), |o| o.event_hook = Some(hook)).await;
+    let mailbox = mailbox.id;
     let (_, mime) = sample_messages().remove(0);
     let id = r.sim.deliver(&r.demo.user_upn, "inbox", mime).unwrap();
     let states = wait_imported(&r, &mailbox, std::slice::from_ref(&id)).await;
@@ -206,9 +204,7 @@ async fn the_event_hook_gets_each_import_at_least_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_notifications_are_found_by_the_sweep() {
     let dir = tempfile::tempdir().unwrap();
-    let r = runner(dir.path()).await;
-    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.clone();
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
 
     r.sim.set_faults(|f| f.drop_notifications = true);
     let ids: Vec<String> = sample_messages()
@@ -217,16 +213,17 @@ async fn dropped_notifications_are_found_by_the_sweep() {
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(r
-        .app
+        .services
         .repos
         .imports
-        .get(Some(&mailbox.id), &ids[0])
+        .of(&mailbox.id)
+        .get(&ids[0])
         .await
         .unwrap()
         .is_none());
 
     // The scheduled maintenance round queues a sweep; the sweep queues what the delta shows.
-    let report = r.app.maintenance.run().await.unwrap();
+    let report = r.services.maintenance.run().await.unwrap();
     assert_eq!(report.sweeps_queued, 1);
     let states = wait_imported(&r, &mailbox.id, &ids).await;
     assert!(
@@ -241,14 +238,14 @@ async fn dropped_notifications_are_found_by_the_sweep() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_declined_and_replayed_state_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let r = runner(dir.path()).await;
+    let r = runner(dir.path(), |_| {}).await;
     r.sim.set_user(&r.demo.user_upn, |u| {
         u.consent = m365_sim::world::ConsentAnswer::Decline
     });
     let (status, page) = r.connect_demo_mailbox().await.unwrap();
     assert_eq!(status, 400);
     assert!(page.contains("consent declined"), "{page}");
-    assert!(r.app.admin.mailboxes().await.unwrap().is_empty());
+    assert!(r.services.admin.mailboxes().await.unwrap().is_empty());
 
     let http = reqwest::Client::new();
     let resp = http
@@ -271,16 +268,14 @@ async fn consent_declined_and_replayed_state_are_clear_errors() {
 async fn revoked_grant_marks_the_mailbox_for_reauthentication_and_reconnecting_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ShiftedClock::default());
-    let r = runner_with_clock(dir.path(), clock.clone()).await;
-    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.clone();
+    let (r, mailbox) = connected(dir.path(), |o| o.clock = clock.clone()).await;
 
     // An hour later the access token is due for a refresh; meanwhile an admin revoked the grants.
     clock.advance(chrono::Duration::minutes(61));
     r.sim.revoke(&r.demo.user_upn);
-    let report = r.app.maintenance.run().await.unwrap();
+    let report = r.services.maintenance.run().await.unwrap();
     assert_eq!(report.needs_reauth, 1);
-    let view = r.app.admin.mailbox(&mailbox.id).await.unwrap();
+    let view = r.services.admin.mailbox(&mailbox.id).await.unwrap();
     assert!(
         matches!(&view.mailbox.connection, ConnectionState::ReauthRequired { code, .. } if code == "AADSTS50173")
     );
@@ -292,17 +287,17 @@ async fn revoked_grant_marks_the_mailbox_for_reauthentication_and_reconnecting_k
 
     // Signing in again reconnects the same mailbox with its settings.
     assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let again = r.app.admin.mailbox(&mailbox.id).await.unwrap();
+    let again = r.services.admin.mailbox(&mailbox.id).await.unwrap();
     assert_eq!(again.mailbox.connection, ConnectionState::Connected);
     assert_eq!(again.mailbox.folders, mailbox.folders);
     assert!(again.health.alerts.is_empty());
-    assert_eq!(r.app.admin.mailboxes().await.unwrap().len(), 1);
+    assert_eq!(r.services.admin.mailboxes().await.unwrap().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_answers_graph_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let r = runner(dir.path()).await;
+    let r = runner(dir.path(), |_| {}).await;
     let http = reqwest::Client::new();
     // Validation handshake: 200, text/plain, the URL-decoded token.
     let token = "Validation: Testing client application reachability for subscription Request-Id: 7b6d&x=<b>";
@@ -403,16 +398,8 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_against_the_simulator_over_https_trusting_its_ca() {
     let dir = tempfile::tempdir().unwrap();
-    let r = runner_with(
-        dir.path(),
-        Arc::new(mailbridge_core::ports::SystemClock),
-        true,
-    )
-    .await;
+    let (r, mailbox) = connected(dir.path(), |o| o.sim_tls = true).await;
     assert!(r.sim.base_url().starts_with("https://"));
-    let (status, page) = r.connect_demo_mailbox().await.unwrap();
-    assert_eq!(status, 200, "{page}");
-    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.clone();
     let (_, mime) = &sample_messages()[0];
     let id = r
         .sim
@@ -430,12 +417,15 @@ async fn works_against_the_simulator_over_https_trusting_its_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_messages_are_marked_with_the_profiles_category() {
     let dir = tempfile::tempdir().unwrap();
-    let r = runner(dir.path()).await;
-    let mut profile = r.app.admin.profiles().await.unwrap().remove(0);
+    let r = runner(dir.path(), |_| {}).await;
+    let mut profile = r.services.admin.profiles().await.unwrap().remove(0);
     profile.outlook_category = Some("Filed by mailbridge".into());
-    r.app.admin.put_profile(profile).await.unwrap();
+    r.services.admin.put_profile(profile).await.unwrap();
     assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+    let mailbox = r.services.admin.mailboxes().await.unwrap()[0]
+        .mailbox
+        .id
+        .clone();
     let (_, mime) = sample_messages().remove(0);
     let id = r.sim.deliver(&r.demo.user_upn, "inbox", mime).unwrap();
     let internal = r
@@ -463,7 +453,7 @@ async fn imported_messages_are_marked_with_the_profiles_category() {
         assert!(tokio::time::Instant::now() < deadline, "{categories:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let health = r.app.admin.mailbox(&mailbox).await.unwrap().health;
+    let health = r.services.admin.mailbox(&mailbox).await.unwrap().health;
     assert!(health.alerts.is_empty(), "{:?}", health.alerts);
 }
 
@@ -472,9 +462,8 @@ async fn imported_messages_are_marked_with_the_profiles_category() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_string_routing_keys_are_never_trusted_over_the_subscription() {
     let dir = tempfile::tempdir().unwrap();
-    let r = runner(dir.path()).await;
-    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     r.sim.set_faults(|f| f.drop_notifications = true);
     let (_, mime) = sample_messages().remove(0);
     let id = r.sim.deliver(&r.demo.user_upn, "inbox", mime).unwrap();
@@ -491,7 +480,7 @@ async fn query_string_routing_keys_are_never_trusted_over_the_subscription() {
     assert_eq!(resp.status(), 202);
     let states = wait_imported(&r, &mailbox, std::slice::from_ref(&id)).await;
     assert!(matches!(states[0], Some(ImportState::Imported { .. })));
-    let mailboxes = r.app.admin.mailboxes().await.unwrap();
+    let mailboxes = r.services.admin.mailboxes().await.unwrap();
     assert_eq!(mailboxes.len(), 1, "no mailbox named by the query string");
 }
 
@@ -502,15 +491,23 @@ async fn a_shared_mailbox_is_followed_by_polling_alone() {
     use m365_sim::world::MailboxKind as SimKind;
     use mailbridge_core::model::MailboxKind;
     let dir = tempfile::tempdir().unwrap();
-    let r = runner(dir.path()).await;
+    let r = runner(dir.path(), |_| {}).await;
     let sales = format!("sales@{}", r.demo.tenant_domain);
     r.sim
         .add_mailbox(&r.demo.tenant_id, &sales, "Sales", SimKind::Shared);
     assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let adele = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+    let adele = r.services.admin.mailboxes().await.unwrap()[0]
+        .mailbox
+        .id
+        .clone();
 
     // Without delegate access, adding it is refused with a clear error.
-    let refused = r.app.admin.add_shared(&adele, &sales).await.unwrap_err();
+    let refused = r
+        .services
+        .admin
+        .add_shared(&adele, &sales)
+        .await
+        .unwrap_err();
     assert!(
         matches!(refused, mailbridge_core::Error::AccessDenied(_)),
         "{refused}"
@@ -520,12 +517,17 @@ async fn a_shared_mailbox_is_followed_by_polling_alone() {
         .sim
         .deliver(&sales, "inbox", sample_messages().remove(0).1)
         .unwrap();
-    let shared = r.app.admin.add_shared(&adele, &sales).await.unwrap();
+    let shared = r.services.admin.add_shared(&adele, &sales).await.unwrap();
     assert_eq!(shared.kind, MailboxKind::Shared);
     assert_eq!(shared.via.as_deref(), Some(adele.as_str()));
     // Adding it again changes nothing.
     assert_eq!(
-        r.app.admin.add_shared(&adele, &sales).await.unwrap().id,
+        r.services
+            .admin
+            .add_shared(&adele, &sales)
+            .await
+            .unwrap()
+            .id,
         shared.id
     );
     assert_eq!(r.sim.subscription_ids().len(), 1, "only Adele's own Inbox");
@@ -534,7 +536,7 @@ async fn a_shared_mailbox_is_followed_by_polling_alone() {
         .into_iter()
         .map(|(_, mime)| r.sim.deliver(&sales, "inbox", mime).unwrap())
         .collect();
-    r.app.maintenance.run().await.unwrap();
+    r.services.maintenance.run().await.unwrap();
     let states = wait_imported(&r, &shared.id, &ids).await;
     assert!(
         states
@@ -544,15 +546,16 @@ async fn a_shared_mailbox_is_followed_by_polling_alone() {
     );
     // Mail already there when it was added is not imported ("only new mail").
     let old = r
-        .app
+        .services
         .repos
         .imports
-        .get(Some(&shared.id), &before)
+        .of(&shared.id)
+        .get(&before)
         .await
         .unwrap();
     assert!(old.is_none(), "{old:?}");
     // Another round finds nothing new.
-    r.app.maintenance.run().await.unwrap();
+    r.services.maintenance.run().await.unwrap();
     settle(&r).await;
     assert_eq!(r.sim.counter("mime"), 3);
     assert_eq!(r.sim.subscription_ids().len(), 1);

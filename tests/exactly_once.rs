@@ -4,15 +4,8 @@
 
 use mailbridge_core::model::{AlertKind, ImportState};
 use mailbridge_local::{sample_messages, Runner};
-use mailbridge_tests::{runner, settle, wait_imported};
+use mailbridge_tests::{connected, settle, wait_imported};
 use std::time::Duration;
-
-async fn connected(dir: &std::path::Path) -> (Runner, String) {
-    let r = runner(dir).await;
-    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
-    (r, mailbox)
-}
 
 fn deliver_all(r: &Runner, n: usize) -> Vec<String> {
     let samples = sample_messages();
@@ -38,7 +31,8 @@ fn all_imported(states: &[Option<ImportState>]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reordered_batched_notifications() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, mailbox) = connected(dir.path()).await;
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     r.sim.set_faults(|f| f.hold_notifications = true);
     let ids = deliver_all(&r, 5);
     assert_eq!(r.sim.flush_notifications(), 5);
@@ -51,7 +45,8 @@ async fn reordered_batched_notifications() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missed_event_sweeps_the_folder() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, mailbox) = connected(dir.path()).await;
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     r.sim.set_faults(|f| f.drop_notifications = true);
     let ids = deliver_all(&r, 3);
     let sub = r.sim.subscription_ids()[0].clone();
@@ -65,7 +60,8 @@ async fn a_missed_event_sweeps_the_folder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_subscription_is_recreated_and_the_folder_swept() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, mailbox) = connected(dir.path()).await;
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     let old = r.sim.subscription_ids()[0].clone();
     // Graph removes the subscription; mail that arrives meanwhile is not notified.
     assert!(r.sim.lifecycle(&old, "subscriptionRemoved"));
@@ -78,7 +74,7 @@ async fn a_removed_subscription_is_recreated_and_the_folder_swept() {
     assert_eq!(subs.len(), 1);
     assert_ne!(subs[0], old);
     // The sweep that follows finds what arrived meanwhile, then notifications work again.
-    r.app.maintenance.run().await.unwrap();
+    r.services.maintenance.run().await.unwrap();
     let mut ids = during;
     ids.extend(deliver_all(&r, 1));
     let states = wait_imported(&r, &mailbox, &ids).await;
@@ -90,14 +86,15 @@ async fn a_removed_subscription_is_recreated_and_the_folder_swept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_delta_token_restarts_the_folder_without_reimporting() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, mailbox) = connected(dir.path()).await;
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     let first = deliver_all(&r, 2);
     assert!(all_imported(&wait_imported(&r, &mailbox, &first).await));
     settle(&r).await;
     r.sim.set_faults(|f| f.drop_notifications = true);
     let second = deliver_all(&r, 2);
     r.sim.expire_delta_tokens(&r.demo.user_upn);
-    r.app.maintenance.run().await.unwrap();
+    r.services.maintenance.run().await.unwrap();
     let states = wait_imported(&r, &mailbox, &second).await;
     assert!(all_imported(&states), "{states:?}");
     settle(&r).await;
@@ -107,7 +104,8 @@ async fn an_expired_delta_token_restarts_the_folder_without_reimporting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_moved_into_the_chosen_folder_is_imported() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, mailbox) = connected(dir.path()).await;
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     let (_, mime) = sample_messages().remove(0);
     let id = r.sim.deliver(&r.demo.user_upn, "junkemail", mime).unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -119,7 +117,8 @@ async fn a_message_moved_into_the_chosen_folder_is_imported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_deleted_before_import_is_recorded_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, mailbox) = connected(dir.path()).await;
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     r.sim.set_faults(|f| f.hold_notifications = true);
     let ids = deliver_all(&r, 2);
     r.sim.delete_message(&r.demo.user_upn, &ids[0]).unwrap();
@@ -127,11 +126,12 @@ async fn a_message_deleted_before_import_is_recorded_gone() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let state = |id: String| {
-            let imports = r.app.repos.imports.clone();
+            let imports = r.services.repos.imports.clone();
             let mailbox = mailbox.clone();
             async move {
                 imports
-                    .get(Some(&mailbox), &id)
+                    .of(&mailbox)
+                    .get(&id)
                     .await
                     .unwrap()
                     .map(|v| v.value)
@@ -152,7 +152,8 @@ async fn a_message_deleted_before_import_is_recorded_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_waited_out_by_retry_after_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
-    let (r, mailbox) = connected(dir.path()).await;
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     // Three requests per two seconds for this app on this mailbox.
     r.sim.set_limits(|l| {
         l.per_window = 3;
@@ -169,7 +170,7 @@ async fn throttling_is_waited_out_by_retry_after_and_nothing_is_lost() {
     // The backlog over, the throttling alert is gone and the mailbox was swept for anything a
     // notification missed meanwhile.
     assert!(r.sim.counter("delta") > 0, "a sweep after the throttling");
-    let health = r.app.admin.mailbox(&mailbox).await.unwrap().health;
+    let health = r.services.admin.mailbox(&mailbox).await.unwrap().health;
     assert!(
         !health.alerts.iter().any(|a| a.kind == AlertKind::Throttled),
         "{:?}",
@@ -179,10 +180,11 @@ async fn throttling_is_waited_out_by_retry_after_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_storing_the_mime_and_the_record_is_imported_once_on_retry() {
-    use mailbridge_core::model::{Job, JobSource};
+    use mailbridge_core::model::{Job, Origin};
     use mailbridge_core::ports::Cond;
     let dir = tempfile::tempdir().unwrap();
-    let (r, mailbox) = connected(dir.path()).await;
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     r.sim.set_faults(|f| f.drop_notifications = true);
     let (_, mime) = sample_messages().remove(0);
     let id = r
@@ -199,24 +201,25 @@ async fn a_crash_between_storing_the_mime_and_the_record_is_imported_once_on_ret
         lease_until: chrono::Utc::now() - chrono::Duration::seconds(1),
         attempts: 1,
     };
-    r.app
+    r.services
         .repos
         .imports
-        .put(Some(&mailbox), &id, &lapsed, Cond::Absent)
+        .of(&mailbox)
+        .put(&id, &lapsed, Cond::Absent)
         .await
         .unwrap();
     // The job comes back (SQS redelivery) and runs twice more, as duplicates may.
     let job = Job::Import {
         mailbox_id: mailbox.clone(),
         message_id: id.clone(),
-        source: JobSource::Notification,
+        origin: Origin::Notification,
     };
-    r.app.worker.run(&job).await.unwrap();
-    r.app.worker.run(&job).await.unwrap();
+    r.services.worker.run(&job).await.unwrap();
+    r.services.worker.run(&job).await.unwrap();
     let states = wait_imported(&r, &mailbox, std::slice::from_ref(&id)).await;
     assert!(all_imported(&states), "{states:?}");
     assert_eq!(std::fs::read(&eml_path).unwrap(), mime.to_vec());
     assert_eq!(r.sim.counter("mime"), 1, "fetched again once, by the retry");
-    let health = r.app.admin.mailbox(&mailbox).await.unwrap().health;
+    let health = r.services.admin.mailbox(&mailbox).await.unwrap().health;
     assert_eq!(health.imported, 1);
 }

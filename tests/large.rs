@@ -1,8 +1,9 @@
 //! Large messages: streamed to storage byte-exact, and over the size limit refused with an alert.
 
 use mailbridge_core::model::{AlertKind, ImportState};
+use mailbridge_core::ports::BlobReader;
 use mailbridge_core::services::import::StoredMetadata;
-use mailbridge_tests::{runner_opts, settle, wait_imported};
+use mailbridge_tests::{connected, settle, wait_imported};
 use std::time::Duration;
 
 fn big_message(size: usize) -> Vec<u8> {
@@ -17,9 +18,8 @@ fn big_message(size: usize) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_message_is_streamed_to_storage_byte_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let r = runner_opts(dir.path(), |_| {}).await;
-    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mailbox = mailbox.id;
     let requested = 12 * 1024 * 1024;
     let mime = big_message(requested);
     let id = r
@@ -37,10 +37,11 @@ async fn a_large_message_is_streamed_to_storage_byte_exact() {
         panic!("not imported: {:?}", states[0]);
     };
     assert_eq!(*size, mime.len() as u64);
-    let stored = r.app.blobs.get(eml_key).await.unwrap().unwrap();
+    let stored = r.services.blobs.get(eml_key).await.unwrap().unwrap();
     assert!(stored[..] == mime[..], "the .eml is not byte-identical");
     let meta: StoredMetadata =
-        serde_json::from_slice(&r.app.blobs.get(metadata_key).await.unwrap().unwrap()).unwrap();
+        serde_json::from_slice(&r.services.blobs.get(metadata_key).await.unwrap().unwrap())
+            .unwrap();
     assert_eq!(meta.message.subject.as_deref(), Some("Plans (large)"));
     let padding = &meta.message.attachments[0];
     assert_eq!(padding.name.as_deref(), Some("padding.bin"));
@@ -55,9 +56,8 @@ async fn a_large_message_is_streamed_to_storage_byte_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_the_limit_is_refused_with_an_alert_and_nothing_stored() {
     let dir = tempfile::tempdir().unwrap();
-    let r = runner_opts(dir.path(), |o| o.max_message_mb = 1).await;
-    assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
-    let mailbox = r.app.admin.mailboxes().await.unwrap()[0].mailbox.id.clone();
+    let (r, mailbox) = connected(dir.path(), |o| o.max_message_mb = 1).await;
+    let mailbox = mailbox.id;
     let small = r
         .sim
         .deliver(&r.demo.user_upn, "inbox", big_message(512 * 1024))
@@ -71,10 +71,11 @@ async fn a_message_over_the_limit_is_refused_with_an_alert_and_nothing_stored() 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let refused = loop {
         let state = r
-            .app
+            .services
             .repos
             .imports
-            .get(Some(&mailbox), &large)
+            .of(&mailbox)
+            .get(&large)
             .await
             .unwrap();
         match state.map(|v| v.value) {
@@ -86,10 +87,10 @@ async fn a_message_over_the_limit_is_refused_with_an_alert_and_nothing_stored() 
     assert!(refused.contains("over the 1048576 byte limit"), "{refused}");
     settle(&r).await;
     let health = r
-        .app
+        .services
         .repos
         .health
-        .get(None, &mailbox)
+        .get(&mailbox)
         .await
         .unwrap()
         .unwrap();
@@ -101,6 +102,6 @@ async fn a_message_over_the_limit_is_refused_with_an_alert_and_nothing_stored() 
         .expect("an alert for the refused message");
     assert_eq!(alert.message, refused);
     let (eml_key, _) = mailbridge_core::services::import::object_keys(&mailbox, &large);
-    assert!(r.app.blobs.get(&eml_key).await.unwrap().is_none());
+    assert!(r.services.blobs.get(&eml_key).await.unwrap().is_none());
     assert_eq!(r.sim.counter("mime"), 2, "each message fetched once");
 }

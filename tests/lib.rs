@@ -1,32 +1,12 @@
 //! Shared helpers for the end-to-end tests.
 
-use mailbridge_core::model::ImportState;
-use mailbridge_core::ports::{Clock, SystemClock};
+use mailbridge_core::model::{ImportState, Mailbox};
 use mailbridge_local::{Options, Runner};
-use std::sync::Arc;
 use std::time::Duration;
 
-/// A runner on free ports with its own data directory.
-pub async fn runner(dir: &std::path::Path) -> Runner {
-    runner_with_clock(dir, Arc::new(SystemClock)).await
-}
-
-/// A runner whose clock the test controls.
-pub async fn runner_with_clock(dir: &std::path::Path, clock: Arc<dyn Clock>) -> Runner {
-    runner_with(dir, clock, false).await
-}
-
-/// A runner whose clock the test controls, with the simulator on HTTPS or not.
-pub async fn runner_with(dir: &std::path::Path, clock: Arc<dyn Clock>, sim_tls: bool) -> Runner {
-    runner_opts(dir, |o| {
-        o.clock = clock;
-        o.sim_tls = sim_tls;
-    })
-    .await
-}
-
-/// A runner on free ports with its own data directory, and options of the test's.
-pub async fn runner_opts(dir: &std::path::Path, f: impl FnOnce(&mut Options)) -> Runner {
+/// The one way the tests start mailbridge: the local runner on free ports, with its own data
+/// directory and the maintenance round left to the test; `configure` changes any option.
+pub async fn runner(dir: &std::path::Path, configure: impl FnOnce(&mut Options)) -> Runner {
     let mut opts = Options {
         data_dir: dir.join("data"),
         listen: "127.0.0.1:0".into(),
@@ -34,8 +14,30 @@ pub async fn runner_opts(dir: &std::path::Path, f: impl FnOnce(&mut Options)) ->
         maintenance_every: Duration::from_secs(3600),
         ..Options::default()
     };
-    f(&mut opts);
+    configure(&mut opts);
     Runner::start(opts).await.expect("the local runner starts")
+}
+
+/// A runner with the demo user's mailbox connected through the real sign-in flow.
+pub async fn connected(
+    dir: &std::path::Path,
+    configure: impl FnOnce(&mut Options),
+) -> (Runner, Mailbox) {
+    let r = runner(dir, configure).await;
+    let (status, page) = r
+        .connect_demo_mailbox()
+        .await
+        .expect("the sign-in flow runs");
+    assert_eq!(status, 200, "{page}");
+    let mailbox = r
+        .services
+        .admin
+        .mailboxes()
+        .await
+        .unwrap()
+        .remove(0)
+        .mailbox;
+    (r, mailbox)
 }
 
 /// Waits until every message id is imported (or the deadline passes) and returns their states.
@@ -45,10 +47,11 @@ pub async fn wait_imported(r: &Runner, mailbox: &str, ids: &[String]) -> Vec<Opt
         let mut states = Vec::new();
         for id in ids {
             states.push(
-                r.app
+                r.services
                     .repos
                     .imports
-                    .get(Some(mailbox), id)
+                    .of(mailbox)
+                    .get(id)
                     .await
                     .unwrap()
                     .map(|v| v.value),

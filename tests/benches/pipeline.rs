@@ -7,7 +7,7 @@
 use m365_sim::control::generate_mime;
 use m365_sim::world::MailboxKind;
 use mailbridge_local::Runner;
-use mailbridge_tests::{created_notification, runner_opts};
+use mailbridge_tests::{created_notification, runner};
 use peak_alloc::PeakAlloc;
 use std::collections::HashMap;
 use std::path::Path;
@@ -48,7 +48,7 @@ async fn hook() -> (String, Arrivals) {
 /// first, then users added to the demo tenant). Graph latency is added only once they are.
 async fn setup(dir: &Path, name: &str, mailboxes: usize) -> (Runner, Arrivals, Vec<String>) {
     let (url, arrivals) = hook().await;
-    let r = runner_opts(&dir.join(name), |o| o.event_hook = Some(url)).await;
+    let r = runner(&dir.join(name), |o| o.event_hook = Some(url)).await;
     let mut upns = vec![r.demo.user_upn.clone()];
     for i in 1..mailboxes {
         let upn = format!("user{i}@{}", r.demo.tenant_domain);

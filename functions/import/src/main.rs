@@ -4,12 +4,11 @@ use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    mailbridge_aws::init_logging();
-    let worker = mailbridge_aws::app_from_env().await?.worker;
-    let source: std::sync::Arc<dyn mailbridge_core::ports::JobSource> =
-        mailbridge_aws::job_source_from_env().await?;
+    mailbridge_edge::lambda::init_logging();
+    let env = mailbridge_aws::AwsEnv::from_process(mailbridge_import::PORTS).await;
+    let import = mailbridge_import::wire(&env)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| {
-        mailbridge_app::lambda::handle_sqs(worker.clone(), source.clone(), event)
+        mailbridge_edge::lambda::handle_sqs(import.worker.clone(), import.redelivery.clone(), event)
     }))
     .await
 }

@@ -5,14 +5,20 @@ mod events;
 
 pub use events::LocalEvents;
 use m365_sim::{Demo, Options as SimOptions, Sim};
-use mailbridge_app::lambda::{run_batch, Outcome};
-use mailbridge_app::{http::all_routes, App, Ports};
 use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
-use mailbridge_core::ports::{Clock, Cond, JobSource, SystemClock};
-use mailbridge_core::services::Settings;
+use mailbridge_core::ports::{Clock, JobSource, Redelivery, SystemClock};
+use mailbridge_core::repo::Repos;
+use mailbridge_core::services::admin::Admin;
+use mailbridge_core::services::connect::Connect;
+use mailbridge_core::services::maintenance::Maintenance;
+use mailbridge_core::services::webhook::Webhook;
+use mailbridge_core::services::worker::{run_batch, Settlement, Worker, MAX_RECEIVES};
+use mailbridge_core::services::{MailPorts, MailServices, Settings};
 use mailbridge_core::{crypto::SealingKey, Secret};
+use mailbridge_edge::admin::{admin_router, AdminApi, AdminToken};
+use mailbridge_edge::http::{oauth_router, webhook_router};
 use mailbridge_embedded::{FileBlobStore, FileSecrets, SqliteDb};
-use mailbridge_graph::{http_client_trusting, EntraIdentity, GraphClient};
+use mailbridge_graph::http_client_trusting;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,9 +61,34 @@ impl Default for Options {
     }
 }
 
+/// Every function's service, built from the same pieces as the Lambda functions' wiring.
+#[derive(Clone)]
+pub struct Services {
+    pub repos: Repos,
+    pub connect: Arc<Connect>,
+    pub webhook: Arc<Webhook>,
+    pub worker: Arc<Worker>,
+    pub maintenance: Arc<Maintenance>,
+    pub admin: Arc<Admin>,
+    /// The message store, which the demo and the tests read back.
+    pub blobs: Arc<FileBlobStore>,
+}
+
+impl Services {
+    /// Every route, as the local runner serves them.
+    pub fn routes(&self, admin_token: Secret) -> axum::Router {
+        oauth_router(self.connect.clone())
+            .merge(webhook_router(self.webhook.clone()))
+            .merge(admin_router(AdminApi {
+                admin: self.admin.clone(),
+                token: AdminToken::fixed(admin_token),
+            }))
+    }
+}
+
 /// A running local deployment.
 pub struct Runner {
-    pub app: App,
+    pub services: Services,
     pub sim: Sim,
     pub demo: Demo,
     pub db: Arc<SqliteDb>,
@@ -69,7 +100,7 @@ pub struct Runner {
 }
 
 /// Name of the demo profile's client secret in the secret store.
-pub const DEMO_SECRET: &str = "profiles/demo/client-secret";
+pub const DEMO_SECRET: &str = "mailbridge/profiles/demo/client-secret";
 
 impl Runner {
     pub async fn start(opts: Options) -> Result<Runner, Box<dyn std::error::Error + Send + Sync>> {
@@ -80,14 +111,22 @@ impl Runner {
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
-        let settings = Settings::new(&base_url).with_max_message_mb(opts.max_message_mb)?;
-
         let sim = Sim::start_with(SimOptions {
             addr: opts.sim_listen.clone(),
             tls: opts.sim_tls,
             ..SimOptions::default()
         })
         .await?;
+        // The demo profile is a custom cloud on the simulator's address: the one host allowed.
+        let sim_host = sim
+            .base_url()
+            .split_once("://")
+            .map_or(sim.base_url(), |(_, rest)| rest)
+            .trim_end_matches('/')
+            .to_string();
+        let settings = Settings::new(&base_url)
+            .with_max_message_mb(opts.max_message_mb)?
+            .with_custom_cloud_hosts(&[sim_host]);
         let demo = sim.seed_demo(&settings.redirect_uri());
 
         let secrets = Arc::new(FileSecrets::open(opts.data_dir.join("secrets"))?);
@@ -103,45 +142,51 @@ impl Runner {
             &opts.data_dir.join("events.jsonl"),
             opts.event_hook.clone().map(|url| (http.clone(), url)),
         )?);
-        let ports = Ports {
-            store: db.clone(),
-            blobs: Arc::new(FileBlobStore::new(opts.data_dir.join("store"))),
-            queue: db.clone(),
-            secrets,
-            identity: Arc::new(EntraIdentity::new(http.clone())),
-            graph: Arc::new(GraphClient::new(http)),
-            events: events.clone(),
-            clock: opts.clock.clone(),
+        let (identity, graph) = mailbridge_graph::microsoft(sim.ca_pem())?;
+        let mail = MailServices::new(
+            MailPorts {
+                store: db.clone(),
+                secrets,
+                identity,
+                graph,
+                queue: db.clone(),
+                clock: opts.clock.clone(),
+            },
+            settings,
+        )?;
+        let blobs = Arc::new(FileBlobStore::new(opts.data_dir.join("store")));
+        let services = Services {
+            repos: mail.repos.clone(),
+            connect: Arc::new(mail.connect()),
+            webhook: Arc::new(Webhook::new(db.clone(), db.clone())),
+            worker: Arc::new(mail.worker(blobs.clone(), events.clone())),
+            maintenance: Arc::new(mail.maintenance()),
+            admin: Arc::new(mail.admin()),
+            blobs,
         };
-        let app = App::new(ports, settings, Some(admin_token.clone()));
-        app.repos
-            .profiles
-            .put(
-                None,
-                "demo",
-                &ServerProfile {
-                    id: "demo".into(),
-                    name: "Simulated Microsoft 365 (demo tenant)".into(),
-                    cloud: Cloud::Custom {
-                        login: sim.base_url().into(),
-                        graph: sim.base_url().into(),
-                        resource: "https://graph.microsoft.com".into(),
-                    },
-                    auth: AuthType::Delegated,
-                    tenant: demo.tenant_id.clone(),
-                    client_id: demo.client_id.clone(),
-                    client_secret_ref: DEMO_SECRET.into(),
-                    client_secret_expires_at: None,
-                    is_default: true,
-                    approval_required: false,
-                    backfill_days: 0,
-                    outlook_category: None,
+        services
+            .admin
+            .put_profile(ServerProfile {
+                id: "demo".into(),
+                name: "Simulated Microsoft 365 (demo tenant)".into(),
+                cloud: Cloud::Custom {
+                    login: sim.base_url().into(),
+                    graph: sim.base_url().into(),
+                    resource: "https://graph.microsoft.com".into(),
                 },
-                Cond::Any,
-            )
+                auth: AuthType::Delegated,
+                tenant: demo.tenant_id.clone(),
+                client_id: demo.client_id.clone(),
+                client_secret_ref: DEMO_SECRET.into(),
+                client_secret_expires_at: None,
+                is_default: true,
+                approval_required: false,
+                backfill_days: 0,
+                outlook_category: None,
+            })
             .await?;
 
-        let router = all_routes(app.clone());
+        let router = services.routes(admin_token.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "HTTP server stopped");
@@ -150,11 +195,14 @@ impl Runner {
         // Like concurrent Lambda invocations: several batches in flight, each job admitted by
         // the worker's per-mailbox pace.
         for _ in 0..POLLERS {
-            tokio::spawn(work_queue(app.clone(), db.clone()));
+            tokio::spawn(work_queue(services.worker.clone(), db.clone()));
         }
-        tokio::spawn(maintain(app.clone(), opts.maintenance_every));
+        tokio::spawn(maintain(
+            services.maintenance.clone(),
+            opts.maintenance_every,
+        ));
         Ok(Runner {
-            app,
+            services,
             sim,
             demo,
             db,
@@ -198,10 +246,10 @@ impl Runner {
 /// Queue pollers, each with a batch of up to 10 jobs in flight.
 const POLLERS: usize = 8;
 
-/// The local stand-in for Lambda's SQS trigger: receive, run, acknowledge or make visible again.
-async fn work_queue(app: App, db: Arc<SqliteDb>) {
+/// The local stand-in for Lambda's SQS trigger: receive, run, acknowledge or make visible again;
+/// after [`MAX_RECEIVES`] (the template's `maxReceiveCount`) a job is dead-lettered.
+async fn work_queue(worker: Arc<Worker>, db: Arc<SqliteDb>) {
     const VISIBILITY: Duration = Duration::from_secs(120);
-    const MAX_RECEIVES: u32 = 8;
     loop {
         let batch = match db.receive(10, VISIBILITY).await {
             Ok(b) => b,
@@ -215,11 +263,11 @@ async fn work_queue(app: App, db: Arc<SqliteDb>) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        let jobs = batch
+        let receives: HashMap<String, u32> = batch
             .iter()
-            .map(|d| (d.receipt.clone(), d.job_body.clone(), d.receive_count))
+            .map(|d| (d.receipt.clone(), d.receive_count))
             .collect();
-        let outcomes = match run_batch(app.worker.clone(), jobs).await {
+        let settlements = match run_batch(worker.clone(), batch).await {
             Ok(o) => o,
             Err(e) => {
                 // The jobs come back after their visibility timeout.
@@ -227,20 +275,16 @@ async fn work_queue(app: App, db: Arc<SqliteDb>) {
                 continue;
             }
         };
-        let receives: HashMap<&str, u32> = batch
-            .iter()
-            .map(|d| (d.receipt.as_str(), d.receive_count))
-            .collect();
-        for (receipt, outcome) in outcomes {
-            let settled = match outcome {
-                Outcome::RetryAfter(delay) if receives[receipt.as_str()] < MAX_RECEIVES => {
+        for (receipt, settlement) in settlements {
+            let settled = match settlement {
+                Settlement::RetryAfter(delay) if receives[&receipt] < MAX_RECEIVES => {
                     db.retry_later(&receipt, delay).await
                 }
-                Outcome::RetryAfter(_) => {
+                Settlement::RetryAfter(_) => {
                     tracing::error!("job dead-lettered after {MAX_RECEIVES} attempts");
                     db.ack(&receipt).await
                 }
-                Outcome::Done => db.ack(&receipt).await,
+                Settlement::Ack => db.ack(&receipt).await,
             };
             if let Err(e) = settled {
                 tracing::error!(error = %e, "could not settle a job");
@@ -250,12 +294,12 @@ async fn work_queue(app: App, db: Arc<SqliteDb>) {
 }
 
 /// The local stand-in for the EventBridge schedule.
-async fn maintain(app: App, every: Duration) {
+async fn maintain(maintenance: Arc<Maintenance>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
-        match app.maintenance.run().await {
+        match maintenance.run().await {
             Ok(r) => tracing::info!(?r, "maintenance round done"),
             Err(e) => tracing::error!(error = %e, "maintenance round failed"),
         }

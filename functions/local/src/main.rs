@@ -1,6 +1,7 @@
 //! `mailbridge-local [serve|demo]`: run mailbridge on this machine against the simulator.
 
 use mailbridge_core::model::ImportState;
+use mailbridge_core::ports::{BlobReader, BlobStore};
 use mailbridge_local::{sample_messages, Options, Runner};
 use std::time::Duration;
 
@@ -83,7 +84,7 @@ async fn demo(r: &Runner) -> Res {
         return Err(format!("the connection failed ({status}): {page}").into());
     }
     let mailbox = r
-        .app
+        .services
         .admin
         .mailboxes()
         .await?
@@ -116,7 +117,7 @@ async fn demo(r: &Runner) -> Res {
     loop {
         let mut done = Vec::new();
         for id in &ids {
-            if let Some(v) = r.app.repos.imports.get(Some(&mailbox.id), id).await? {
+            if let Some(v) = r.services.repos.imports.of(&mailbox.id).get(id).await? {
                 if let ImportState::Imported {
                     eml_key,
                     metadata_key,
@@ -130,14 +131,18 @@ async fn demo(r: &Runner) -> Res {
         }
         if done.len() == ids.len() {
             for (eml, meta, size) in done {
-                let doc: serde_json::Value =
-                    serde_json::from_slice(&r.app.blobs.get(&meta).await?.unwrap_or_default())?;
+                let doc: serde_json::Value = serde_json::from_slice(
+                    &r.services.blobs.get(&meta).await?.unwrap_or_default(),
+                )?;
                 println!(
                     "   imported {:>5} bytes  subject: {}",
                     size,
                     doc["subject"].as_str().unwrap_or("(none)")
                 );
-                println!("                      .eml: {}", r.app.blobs.locate(&eml));
+                println!(
+                    "                      .eml: {}",
+                    r.services.blobs.locate(&eml)
+                );
             }
             println!(
                 "Done: {} messages imported with {} Graph $value calls.",

@@ -4,10 +4,11 @@ use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    mailbridge_aws::init_logging();
-    let maintenance = mailbridge_aws::app_from_env().await?.maintenance;
+    mailbridge_edge::lambda::init_logging();
+    let env = mailbridge_aws::AwsEnv::from_process(mailbridge_maintenance::PORTS).await;
+    let maintenance = mailbridge_maintenance::wire(&env)?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
-        mailbridge_app::lambda::handle_schedule(maintenance.clone(), event)
+        mailbridge_edge::lambda::handle_schedule(maintenance.clone(), event)
     }))
     .await
 }

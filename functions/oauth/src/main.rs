@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    mailbridge_aws::init_logging();
-    let app = mailbridge_aws::app_from_env().await?;
-    lambda_http::run(mailbridge_app::http::oauth_router(app)).await
+    mailbridge_edge::lambda::init_logging();
+    let env = mailbridge_aws::AwsEnv::from_process(mailbridge_oauth::PORTS).await;
+    lambda_http::run(mailbridge_oauth::wire(&env)?).await
 }

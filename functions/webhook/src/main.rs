@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    mailbridge_aws::init_logging();
-    let app = mailbridge_aws::app_from_env().await?;
-    lambda_http::run(mailbridge_app::http::webhook_router(app)).await
+    mailbridge_edge::lambda::init_logging();
+    let env = mailbridge_aws::AwsEnv::from_process(mailbridge_webhook::PORTS).await;
+    lambda_http::run(mailbridge_webhook::wire(&env)?).await
 }

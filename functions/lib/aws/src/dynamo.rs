@@ -12,6 +12,8 @@ use std::collections::HashMap;
 pub struct DynamoStateStore {
     client: Client,
     table: String,
+    /// `Some`: this store only reads (GetItem) these partitions, as its function's IAM allows.
+    read_only: Option<Vec<String>>,
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -43,6 +45,28 @@ impl DynamoStateStore {
         Self {
             client,
             table: table.into(),
+            read_only: None,
+        }
+    }
+
+    /// A store that only reads the items of these partitions: what the webhook may do. Anything
+    /// else fails here, before IAM would refuse it.
+    pub fn read_only(client: Client, table: impl Into<String>, partitions: &[&str]) -> Self {
+        Self {
+            read_only: Some(partitions.iter().map(|p| p.to_string()).collect()),
+            ..Self::new(client, table)
+        }
+    }
+
+    fn may(&self, what: &str, partition: &str, write: bool) -> Result<()> {
+        match &self.read_only {
+            Some(allowed) if write || !allowed.iter().any(|p| p == partition) => {
+                Err(Error::Config {
+                    code: "not-granted".into(),
+                    reason: format!("this function may not {what} in partition {partition}"),
+                })
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -50,6 +74,7 @@ impl DynamoStateStore {
 #[async_trait]
 impl StateStore for DynamoStateStore {
     async fn get(&self, key: &Key) -> Result<Option<Stored>> {
+        self.may("read", &key.partition, false)?;
         let out = self
             .client
             .get_item()
@@ -70,6 +95,7 @@ impl StateStore for DynamoStateStore {
         cond: Cond,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<u64> {
+        self.may("write", &key.partition, true)?;
         let conflict = || Error::Conflict(format!("{}/{}", key.partition, key.sort));
         let mut update = self
             .client
@@ -120,6 +146,7 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn take(&self, key: &Key) -> Result<Option<Stored>> {
+        self.may("delete", &key.partition, true)?;
         let out = self
             .client
             .delete_item()
@@ -138,6 +165,7 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn list(&self, partition: &str) -> Result<Vec<(String, Stored)>> {
+        self.may("list", partition, true)?;
         let mut out = Vec::new();
         let mut start = None;
         loop {

@@ -1,80 +1,199 @@
-//! A function's wiring from its environment, done once per container.
+//! A function's AWS environment: its variables and its clients, handed out port by port. Asking
+//! for a port the function did not declare is an error, and what was asked for is recorded, so
+//! that a test can hold each function's wiring to its declared ports (and so to its IAM).
 
-use crate::{DynamoStateStore, EventBridgeEvents, S3BlobStore, SecretsManagerStore, SqsQueue};
-use mailbridge_app::{App, Ports};
-use mailbridge_core::ports::{SecretStore, SystemClock};
+use crate::Port;
 use mailbridge_core::services::Settings;
-use mailbridge_graph::{http_client, EntraIdentity, GraphClient};
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn var(name: &str) -> Result<String, BoxError> {
-    std::env::var(name).map_err(|_| format!("environment variable {name} is not set").into())
+type Vars = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+pub struct AwsEnv {
+    #[allow(dead_code)] // read by whichever clients are enabled
+    config: aws_config::SdkConfig,
+    vars: Vars,
+    declared: &'static [Port],
+    used: Mutex<BTreeSet<Port>>,
+    read: Mutex<BTreeSet<String>>,
 }
 
-/// JSON logs for CloudWatch; `RUST_LOG` sets the level.
-pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .without_time()
-        .init();
-}
-
-/// Builds the services over the AWS adapters. Environment: `PUBLIC_BASE_URL`, `TABLE_NAME`,
-/// `BUCKET_NAME`, `QUEUE_URL`, `TOKEN_KEY_SECRET`, `EVENT_BUS_NAME`, `MAX_MESSAGE_MB` (optional, default 150), and `ADMIN_TOKEN_SECRET` (admin function only).
-pub async fn app_from_env() -> Result<App, BoxError> {
-    let config = aws_config::load_from_env().await;
-    let mut settings = Settings::new(var("PUBLIC_BASE_URL")?);
-    if let Ok(mb) = std::env::var("MAX_MESSAGE_MB") {
-        let mb = mb
-            .parse()
-            .map_err(|_| format!("MAX_MESSAGE_MB is {mb:?}, not a number of MB"))?;
-        settings = settings.with_max_message_mb(mb)?;
+impl AwsEnv {
+    /// The process's environment and the SDK's default configuration, for a function that
+    /// declared `ports`.
+    pub async fn from_process(ports: &'static [Port]) -> Self {
+        let config = aws_config::load_from_env().await;
+        Self::new(config, ports, |name| std::env::var(name).ok())
     }
-    settings.token_key_name = var("TOKEN_KEY_SECRET")?;
-    let secrets = Arc::new(SecretsManagerStore::new(
-        aws_sdk_secretsmanager::Client::new(&config),
-    ));
-    let admin_token = match std::env::var("ADMIN_TOKEN_SECRET") {
-        Ok(name) => Some(secrets.get(&name).await?),
-        Err(_) => None,
-    };
-    let http = http_client()?;
-    let ports = Ports {
-        store: Arc::new(DynamoStateStore::new(
-            aws_sdk_dynamodb::Client::new(&config),
-            var("TABLE_NAME")?,
-        )),
-        blobs: Arc::new(S3BlobStore::new(
-            aws_sdk_s3::Client::new(&config),
-            var("BUCKET_NAME")?,
-        )),
-        queue: Arc::new(SqsQueue::new(
-            aws_sdk_sqs::Client::new(&config),
-            var("QUEUE_URL")?,
-        )),
-        secrets,
-        identity: Arc::new(EntraIdentity::new(http.clone())),
-        graph: Arc::new(GraphClient::new(http)),
-        events: Arc::new(EventBridgeEvents::new(
-            aws_sdk_eventbridge::Client::new(&config),
-            var("EVENT_BUS_NAME")?,
-        )),
-        clock: Arc::new(SystemClock),
-    };
-    Ok(App::new(ports, settings, admin_token))
+
+    pub fn new(
+        config: aws_config::SdkConfig,
+        ports: &'static [Port],
+        vars: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            config,
+            vars: Box::new(vars),
+            declared: ports,
+            used: Mutex::new(BTreeSet::new()),
+            read: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// A variable the function needs.
+    pub fn var(&self, name: &str) -> Result<String, BoxError> {
+        self.optional_var(name)
+            .ok_or_else(|| format!("environment variable {name} is not set").into())
+    }
+
+    /// A variable the function may do without.
+    pub fn optional_var(&self, name: &str) -> Option<String> {
+        self.read.lock().expect("lock").insert(name.to_string());
+        (self.vars)(name).filter(|v| !v.is_empty())
+    }
+
+    /// Takes a declared port; an undeclared one is a wiring mistake, reported at start-up.
+    fn port(&self, port: Port) -> Result<(), BoxError> {
+        if !self.declared.contains(&port) {
+            return Err(format!(
+                "this function uses {port:?} without declaring it in its PORTS (and so without its IAM permission)"
+            )
+            .into());
+        }
+        self.used.lock().expect("lock").insert(port);
+        Ok(())
+    }
+
+    /// The ports the wiring took.
+    pub fn used(&self) -> BTreeSet<Port> {
+        self.used.lock().expect("lock").clone()
+    }
+
+    /// The variables the wiring read.
+    pub fn variables(&self) -> BTreeSet<String> {
+        self.read.lock().expect("lock").clone()
+    }
+
+    /// The settings of a function that serves mailboxes: `PUBLIC_BASE_URL`, the token key
+    /// (`TOKEN_KEY_SECRET`), the profile secret prefix (`PROFILE_SECRET_PREFIX`) and the hosts a
+    /// custom cloud may name (`CUSTOM_CLOUD_HOSTS`, optional).
+    pub fn settings(&self) -> Result<Settings, BoxError> {
+        let mut settings = Settings::new(self.var("PUBLIC_BASE_URL")?);
+        self.port(Port::SealingKey)?;
+        settings.token_key_name = self.var("TOKEN_KEY_SECRET")?;
+        self.port(Port::ProfileSecrets)?;
+        settings.profile_secret_prefix = self.var("PROFILE_SECRET_PREFIX")?;
+        if let Some(hosts) = self.optional_var("CUSTOM_CLOUD_HOSTS") {
+            settings = settings.with_custom_cloud_hosts(&[hosts]);
+        }
+        Ok(settings)
+    }
+
+    /// The name of the admin token's secret (`ADMIN_TOKEN_SECRET`).
+    pub fn admin_token_name(&self) -> Result<String, BoxError> {
+        self.port(Port::AdminToken)?;
+        self.var("ADMIN_TOKEN_SECRET")
+    }
+
+    /// The state table (`TABLE_NAME`).
+    #[cfg(feature = "dynamodb")]
+    pub fn state(&self) -> Result<Arc<crate::DynamoStateStore>, BoxError> {
+        self.port(Port::State)?;
+        Ok(Arc::new(crate::DynamoStateStore::new(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.var("TABLE_NAME")?,
+        )))
+    }
+
+    /// The state table, read-only and for subscription records only (`TABLE_NAME`).
+    #[cfg(feature = "dynamodb")]
+    pub fn subscription_lookup(&self) -> Result<Arc<crate::DynamoStateStore>, BoxError> {
+        self.port(Port::SubscriptionLookup)?;
+        let partitions = Port::SubscriptionLookup
+            .grant()
+            .leading_keys
+            .expect("the lookup is limited to its partitions");
+        Ok(Arc::new(crate::DynamoStateStore::read_only(
+            aws_sdk_dynamodb::Client::new(&self.config),
+            self.var("TABLE_NAME")?,
+            partitions,
+        )))
+    }
+
+    /// The message bucket (`BUCKET_NAME`), written under `messages/`.
+    #[cfg(feature = "s3")]
+    pub fn message_store(&self) -> Result<Arc<crate::S3BlobStore>, BoxError> {
+        self.port(Port::MessageStore)?;
+        Ok(Arc::new(crate::S3BlobStore::new(
+            aws_sdk_s3::Client::new(&self.config),
+            self.var("BUCKET_NAME")?,
+        )))
+    }
+
+    /// The import queue (`QUEUE_URL`), for sending jobs.
+    #[cfg(feature = "sqs")]
+    pub fn queue(&self) -> Result<Arc<crate::SqsQueue>, BoxError> {
+        self.port(Port::QueueSend)?;
+        self.sqs()
+    }
+
+    /// The import queue (`QUEUE_URL`), for handing received jobs back.
+    #[cfg(feature = "sqs")]
+    pub fn redelivery(&self) -> Result<Arc<crate::SqsQueue>, BoxError> {
+        self.port(Port::QueueRedelivery)?;
+        self.sqs()
+    }
+
+    #[cfg(feature = "sqs")]
+    fn sqs(&self) -> Result<Arc<crate::SqsQueue>, BoxError> {
+        Ok(Arc::new(crate::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&self.config),
+            self.var("QUEUE_URL")?,
+        )))
+    }
+
+    /// The event bus (`EVENT_BUS_NAME`).
+    #[cfg(feature = "eventbridge")]
+    pub fn import_events(&self) -> Result<Arc<crate::EventBridgeEvents>, BoxError> {
+        self.port(Port::ImportEvents)?;
+        Ok(Arc::new(crate::EventBridgeEvents::new(
+            aws_sdk_eventbridge::Client::new(&self.config),
+            self.var("EVENT_BUS_NAME")?,
+        )))
+    }
+
+    /// Secrets Manager. What it may read is what the function's secret ports grant
+    /// ([`AwsEnv::settings`], [`AwsEnv::admin_token_name`]).
+    #[cfg(feature = "secretsmanager")]
+    pub fn secrets(&self) -> Arc<crate::SecretsManagerStore> {
+        Arc::new(crate::SecretsManagerStore::new(
+            aws_sdk_secretsmanager::Client::new(&self.config),
+        ))
+    }
 }
 
-/// The job queue as the import function settles it (visibility changes for Retry-After).
-pub async fn job_source_from_env() -> Result<Arc<SqsQueue>, BoxError> {
-    let config = aws_config::load_from_env().await;
-    Ok(Arc::new(SqsQueue::new(
-        aws_sdk_sqs::Client::new(&config),
-        var("QUEUE_URL")?,
-    )))
+#[cfg(all(feature = "dynamodb", feature = "sqs", feature = "secretsmanager"))]
+impl AwsEnv {
+    /// The mailbox services over the state table, the import queue and Secrets Manager, with
+    /// Microsoft's identity platform and Graph as `microsoft` gives them.
+    pub fn mail_services(
+        &self,
+        settings: Settings,
+        microsoft: mailbridge_core::ports::Microsoft,
+    ) -> Result<mailbridge_core::services::MailServices, BoxError> {
+        let (identity, graph) = microsoft;
+        let ports = mailbridge_core::services::MailPorts {
+            store: self.state()?,
+            secrets: self.secrets(),
+            identity,
+            graph,
+            queue: self.queue()?,
+            clock: Arc::new(mailbridge_core::ports::SystemClock),
+        };
+        Ok(mailbridge_core::services::MailServices::new(
+            ports, settings,
+        )?)
+    }
 }

@@ -6,7 +6,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
-use mailbridge_core::ports::{BlobStore, BlobWriter};
+use mailbridge_core::ports::{BlobReader, BlobStore, BlobWriter};
 use mailbridge_core::{Error, Result};
 
 pub struct S3BlobStore {
@@ -126,8 +126,7 @@ impl BlobWriter for S3Writer {
 
     async fn abort(self: Box<Self>) {
         if let Some(id) = &self.upload_id {
-            // What is left is expired by the bucket's lifecycle rule (template.yaml).
-            let _ = self
+            let aborted = self
                 .client
                 .abort_multipart_upload()
                 .bucket(&self.bucket)
@@ -135,6 +134,10 @@ impl BlobWriter for S3Writer {
                 .upload_id(id)
                 .send()
                 .await;
+            if let Err(e) = aborted {
+                // What is left is expired by the bucket's lifecycle rule (template.yaml).
+                tracing::warn!(error = %sdk("S3 AbortMultipartUpload", e), "a partial upload is left for the bucket's lifecycle rule");
+            }
         }
     }
 }
@@ -153,6 +156,14 @@ impl BlobStore for S3BlobStore {
         }))
     }
 
+    fn locate(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+/// Reading messages back: the consuming application's side and the tests; no function does.
+#[async_trait]
+impl BlobReader for S3BlobStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         match self
             .client
@@ -173,9 +184,5 @@ impl BlobStore for S3BlobStore {
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => Ok(None),
             Err(e) => Err(sdk("S3 GetObject", e)),
         }
-    }
-
-    fn locate(&self, key: &str) -> String {
-        format!("s3://{}/{key}", self.bucket)
     }
 }

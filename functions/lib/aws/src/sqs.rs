@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use mailbridge_core::model::Job;
-use mailbridge_core::ports::{Delivery, JobQueue, JobSource};
+use mailbridge_core::ports::{Delivery, JobQueue, JobSource, Redelivery};
 use mailbridge_core::{Error, Result};
 use std::time::Duration;
 
@@ -106,7 +106,11 @@ impl JobSource for SqsQueue {
             .map_err(|e| sdk("SQS DeleteMessage", e))?;
         Ok(())
     }
+}
 
+/// The import function hands a job back with a visibility change (its Retry-After).
+#[async_trait]
+impl Redelivery for SqsQueue {
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
         self.client
             .change_message_visibility()

@@ -46,6 +46,26 @@ pub enum Error {
     /// The storage or queue behind a port failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// The mailbox is not active (not approved, disabled, or waiting for a person to sign in
+    /// again): its work waits until someone acts.
+    #[error("mailbox not active: {0}")]
+    Inactive(String),
+}
+
+/// What to do with work that failed: the one decision that the Lambda handler, the local runner
+/// and a mailbox's health all follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Finished with: acknowledged, and the reason recorded (bad input, message gone, refused).
+    Done,
+    /// Try again after exactly this long: the other side said so (Retry-After), or another
+    /// worker holds the message for about that long.
+    RetryAfter(Duration),
+    /// Try again after a growing delay: a passing failure (storage, network, a conflict).
+    Backoff,
+    /// Keep it until a person acts (sign in again, fix the app registration, a licence, approve
+    /// or enable the mailbox): retrying sooner cannot help.
+    Park,
 }
 
 impl Error {
@@ -60,20 +80,66 @@ impl Error {
         Error::Storage(e.to_string())
     }
 
-    /// Whether doing the same thing again later may succeed without anybody's help.
-    pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::Retry { .. } | Error::Throttled { .. } | Error::Storage(_) | Error::Conflict(_)
-        )
-    }
-
-    /// The delay the other side asked for, if any.
-    pub fn retry_after(&self) -> Option<Duration> {
+    /// What to do with the work that failed with this error.
+    pub fn disposition(&self) -> Disposition {
         match self {
-            Error::Throttled { after } => Some(*after),
-            Error::Retry { after, .. } => *after,
-            _ => None,
+            Error::Throttled { after } => Disposition::RetryAfter(*after),
+            Error::Retry {
+                after: Some(after), ..
+            } => Disposition::RetryAfter(*after),
+            Error::Retry { after: None, .. }
+            | Error::Storage(_)
+            | Error::Conflict(_)
+            | Error::SyncReset(_) => Disposition::Backoff,
+            Error::ReauthRequired { .. }
+            | Error::MailboxNotEnabled(_)
+            | Error::AccessDenied(_)
+            | Error::Config { .. }
+            | Error::Inactive(_) => Disposition::Park,
+            Error::Invalid(_) | Error::NotFound(_) | Error::Permanent(_) => Disposition::Done,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_one_disposition() {
+        let after = Duration::from_secs(7);
+        let cases = [
+            (Error::Throttled { after }, Disposition::RetryAfter(after)),
+            (
+                Error::Retry {
+                    after: Some(after),
+                    reason: "held".into(),
+                },
+                Disposition::RetryAfter(after),
+            ),
+            (Error::retry("network"), Disposition::Backoff),
+            (Error::Storage("s".into()), Disposition::Backoff),
+            (Error::Conflict("c".into()), Disposition::Backoff),
+            (
+                Error::ReauthRequired {
+                    code: "AADSTS50173".into(),
+                    reason: "revoked".into(),
+                },
+                Disposition::Park,
+            ),
+            (Error::Inactive("disabled".into()), Disposition::Park),
+            (
+                Error::Config {
+                    code: "AADSTS7000222".into(),
+                    reason: "expired".into(),
+                },
+                Disposition::Park,
+            ),
+            (Error::NotFound("m".into()), Disposition::Done),
+            (Error::Permanent("p".into()), Disposition::Done),
+        ];
+        for (e, d) in cases {
+            assert_eq!(e.disposition(), d, "{e}");
         }
     }
 }

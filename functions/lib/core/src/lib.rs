@@ -4,7 +4,9 @@
 
 pub mod crypto;
 pub mod error;
-pub mod memory;
+/// Test doubles of the ports, for tests and benchmarks only (feature `fakes`).
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod mime;
 pub mod model;
 pub mod ports;
@@ -12,5 +14,5 @@ pub mod repo;
 pub mod secret;
 pub mod services;
 
-pub use error::{Error, Result};
+pub use error::{Disposition, Error, Result};
 pub use secret::Secret;

@@ -275,6 +275,10 @@ impl MailboxHealth {
         }
     }
 
+    pub fn has(&self, kind: AlertKind) -> bool {
+        self.alerts.iter().any(|a| a.kind == kind)
+    }
+
     pub fn clear(&mut self, kind: AlertKind) {
         self.alerts.retain(|a| a.kind != kind);
     }
@@ -330,12 +334,56 @@ impl ImportState {
     }
 }
 
-/// Why an import job exists.
+/// What revealed the message an import job is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum JobSource {
+pub enum Origin {
     Notification,
     Sweep,
+}
+
+/// Why a sweep or a resubscription was queued. Graph's lifecycle events keep Graph's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reason {
+    /// The maintenance round's sweep of every active mailbox.
+    #[serde(rename = "schedule")]
+    Schedule,
+    /// Lifecycle `missed`: Graph could not deliver some notifications.
+    #[serde(rename = "missed")]
+    Missed,
+    /// Lifecycle `subscriptionRemoved`: Graph dropped the subscription.
+    #[serde(rename = "subscriptionRemoved")]
+    SubscriptionRemoved,
+    /// Lifecycle `reauthorizationRequired`: the subscription must be renewed to keep delivering.
+    #[serde(rename = "reauthorizationRequired")]
+    ReauthorizationRequired,
+    /// Graph stopped throttling the mailbox: notifications may have been lost meanwhile.
+    #[serde(rename = "after throttling")]
+    AfterThrottling,
+}
+
+impl Reason {
+    /// The reason for one of Graph's lifecycle events; `None` for an event mailbridge does not know.
+    pub fn of_lifecycle(event: &str) -> Option<Reason> {
+        match event {
+            "missed" => Some(Reason::Missed),
+            "subscriptionRemoved" => Some(Reason::SubscriptionRemoved),
+            "reauthorizationRequired" => Some(Reason::ReauthorizationRequired),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reason::Schedule => "schedule",
+            Reason::Missed => "missed",
+            Reason::SubscriptionRemoved => "subscriptionRemoved",
+            Reason::ReauthorizationRequired => "reauthorizationRequired",
+            Reason::AfterThrottling => "after throttling",
+        })
+    }
 }
 
 /// A unit of work on the import queue.
@@ -346,20 +394,22 @@ pub enum Job {
     Import {
         mailbox_id: MailboxId,
         message_id: String,
-        source: JobSource,
+        /// Serialised as `source`, the name queued jobs have always carried.
+        #[serde(rename = "source")]
+        origin: Origin,
     },
     /// Run the delta query of a mailbox's folders (all chosen folders when `folder_id` is none).
     Sweep {
         mailbox_id: MailboxId,
         folder_id: Option<String>,
-        reason: String,
+        reason: Reason,
     },
     /// Renew or recreate a folder's subscription (lifecycle `reauthorizationRequired`,
     /// `subscriptionRemoved`), then sweep the folder.
     Resubscribe {
         mailbox_id: MailboxId,
         folder_id: String,
-        reason: String,
+        reason: Reason,
     },
 }
 

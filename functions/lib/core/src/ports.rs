@@ -90,9 +90,15 @@ pub trait BlobStore: Send + Sync {
             }
         }
     }
-    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
     /// Where a person finds the object (an `s3://` URI, a file path).
     fn locate(&self, key: &str) -> String;
+}
+
+/// Reads stored objects back: the consuming application's side, the demo and the tests. No
+/// deployed function reads messages back.
+#[async_trait]
+pub trait BlobReader: Send + Sync {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>>;
 }
 
 /// An object being written. Dropped without `commit`, it never appears (a crash leaves at most an
@@ -150,13 +156,19 @@ pub struct Delivery {
     pub receive_count: u32,
 }
 
-/// The receiving side of a queue that is polled (the local runner; Lambda's SQS trigger does this on AWS).
+/// Hands a received job back to its queue (an SQS visibility change): what the import function
+/// does for Retry-After, since Lambda's SQS trigger receives and deletes for it.
 #[async_trait]
-pub trait JobSource: Send + Sync {
-    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>>;
-    async fn ack(&self, receipt: &str) -> Result<()>;
+pub trait Redelivery: Send + Sync {
     /// Makes the job visible again after `delay`.
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()>;
+}
+
+/// The receiving side of a queue that is polled by mailbridge itself (the local runner).
+#[async_trait]
+pub trait JobSource: Redelivery {
+    async fn receive(&self, max: usize, visibility: Duration) -> Result<Vec<Delivery>>;
+    async fn ack(&self, receipt: &str) -> Result<()>;
 }
 
 /// Secrets by name (Secrets Manager on AWS, an encrypted file locally).
@@ -214,6 +226,9 @@ pub trait Identity: Send + Sync {
         client_secret: &Secret,
     ) -> Result<TokenSet>;
 }
+
+/// Microsoft's identity platform and Graph, as the mailbox services take them.
+pub type Microsoft = (std::sync::Arc<dyn Identity>, std::sync::Arc<dyn MailGraph>);
 
 /// Which Graph, with which token.
 #[derive(Debug, Clone, Copy)]

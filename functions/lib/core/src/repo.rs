@@ -10,10 +10,12 @@ use serde::Serialize;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-/// A record kind: its partition naming.
+/// A record kind: its partition, and whether each mailbox has a partition of its own.
 pub trait Record: Serialize + DeserializeOwned + Send + Sync {
-    /// Partition prefix; records of a kind that belong to a mailbox add `#{mailbox_id}`.
+    /// The partition, or for records kept per mailbox the partition's prefix (`{KIND}#{mailbox}`).
     const KIND: &'static str;
+    /// Kept per mailbox: reached through [`PerMailbox::of`], never as one partition.
+    const PER_MAILBOX: bool = false;
 }
 
 impl Record for ServerProfile {
@@ -30,12 +32,15 @@ impl Record for SubscriptionRecord {
 }
 impl Record for SubscriptionRef {
     const KIND: &'static str = "subref";
+    const PER_MAILBOX: bool = true;
 }
 impl Record for DeltaCursor {
     const KIND: &'static str = "cursor";
+    const PER_MAILBOX: bool = true;
 }
 impl Record for ImportState {
     const KIND: &'static str = "import";
+    const PER_MAILBOX: bool = true;
 }
 impl Record for PendingAuth {
     const KIND: &'static str = "authstate";
@@ -52,13 +57,30 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
-/// Typed access to one record kind.
+/// Typed access to the records of one partition.
 pub struct Repo<T> {
     store: Arc<dyn StateStore>,
+    partition: String,
     _kind: PhantomData<fn() -> T>,
 }
 
 impl<T> Clone for Repo<T> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            partition: self.partition.clone(),
+            _kind: PhantomData,
+        }
+    }
+}
+
+/// The records of a kind kept per mailbox: one [`Repo`] per mailbox's partition.
+pub struct PerMailbox<T> {
+    store: Arc<dyn StateStore>,
+    _kind: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for PerMailbox<T> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
@@ -67,24 +89,48 @@ impl<T> Clone for Repo<T> {
     }
 }
 
-impl<T: Record> Repo<T> {
+impl<T: Record> PerMailbox<T> {
     pub fn new(store: Arc<dyn StateStore>) -> Self {
+        const { assert!(T::PER_MAILBOX, "this record kind is not kept per mailbox") };
         Self {
             store,
             _kind: PhantomData,
         }
     }
 
-    /// The partition of this kind, optionally scoped (per mailbox).
-    pub fn partition(scope: Option<&str>) -> String {
-        match scope {
-            Some(s) => format!("{}#{s}", T::KIND),
-            None => T::KIND.to_string(),
+    /// The records of one mailbox.
+    pub fn of(&self, mailbox_id: &str) -> Repo<T> {
+        Repo {
+            store: self.store.clone(),
+            partition: format!("{}#{mailbox_id}", T::KIND),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<T: Record> Repo<T> {
+    /// The one partition of a kind that is not kept per mailbox.
+    pub fn new(store: Arc<dyn StateStore>) -> Self {
+        const {
+            assert!(
+                !T::PER_MAILBOX,
+                "records of this kind are kept per mailbox: use PerMailbox"
+            )
+        };
+        Self {
+            store,
+            partition: T::KIND.to_string(),
+            _kind: PhantomData,
         }
     }
 
-    fn key(scope: Option<&str>, id: &str) -> Key {
-        Key::new(Self::partition(scope), id)
+    /// The partition this repository reads and writes.
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    fn key(&self, id: &str) -> Key {
+        Key::new(self.partition.clone(), id)
     }
 
     fn decode(body: &str) -> Result<T> {
@@ -97,8 +143,8 @@ impl<T: Record> Repo<T> {
             .map_err(|e| Error::Storage(format!("cannot encode {}: {e}", T::KIND)))
     }
 
-    pub async fn get(&self, scope: Option<&str>, id: &str) -> Result<Option<Versioned<T>>> {
-        match self.store.get(&Self::key(scope, id)).await? {
+    pub async fn get(&self, id: &str) -> Result<Option<Versioned<T>>> {
+        match self.store.get(&self.key(id)).await? {
             Some(s) => Ok(Some(Versioned {
                 value: Self::decode(&s.body)?,
                 version: s.version,
@@ -107,39 +153,33 @@ impl<T: Record> Repo<T> {
         }
     }
 
-    pub async fn put(&self, scope: Option<&str>, id: &str, value: &T, cond: Cond) -> Result<u64> {
-        self.put_expiring(scope, id, value, cond, None).await
+    pub async fn put(&self, id: &str, value: &T, cond: Cond) -> Result<u64> {
+        self.put_expiring(id, value, cond, None).await
     }
 
     pub async fn put_expiring(
         &self,
-        scope: Option<&str>,
         id: &str,
         value: &T,
         cond: Cond,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<u64> {
         self.store
-            .put(
-                &Self::key(scope, id),
-                Self::encode(value)?,
-                cond,
-                expires_at,
-            )
+            .put(&self.key(id), Self::encode(value)?, cond, expires_at)
             .await
     }
 
     /// Removes and returns the record; of concurrent takes exactly one gets it (single use).
-    pub async fn take(&self, scope: Option<&str>, id: &str) -> Result<Option<T>> {
-        match self.store.take(&Self::key(scope, id)).await? {
+    pub async fn take(&self, id: &str) -> Result<Option<T>> {
+        match self.store.take(&self.key(id)).await? {
             Some(s) => Ok(Some(Self::decode(&s.body)?)),
             None => Ok(None),
         }
     }
 
-    pub async fn list(&self, scope: Option<&str>) -> Result<Vec<(String, Versioned<T>)>> {
+    pub async fn list(&self) -> Result<Vec<(String, Versioned<T>)>> {
         let mut out = Vec::new();
-        for (id, s) in self.store.list(&Self::partition(scope)).await? {
+        for (id, s) in self.store.list(&self.partition).await? {
             out.push((
                 id,
                 Versioned {
@@ -152,9 +192,9 @@ impl<T: Record> Repo<T> {
     }
 
     /// Every record of the partition, without keys or versions.
-    pub async fn values(&self, scope: Option<&str>) -> Result<Vec<T>> {
+    pub async fn values(&self) -> Result<Vec<T>> {
         Ok(self
-            .list(scope)
+            .list()
             .await?
             .into_iter()
             .map(|(_, v)| v.value)
@@ -163,19 +203,19 @@ impl<T: Record> Repo<T> {
 
     /// Read-modify-write under a conditional write, retried when another writer won.
     /// `f` gets the current value (if any) and returns the new one, or `None` to leave it as it is.
-    pub async fn update<F>(&self, scope: Option<&str>, id: &str, mut f: F) -> Result<Option<T>>
+    pub async fn update<F>(&self, id: &str, mut f: F) -> Result<Option<T>>
     where
         F: FnMut(Option<T>) -> Option<T> + Send,
     {
         for _ in 0..16 {
-            let current = self.get(scope, id).await?;
+            let current = self.get(id).await?;
             let cond = current
                 .as_ref()
                 .map_or(Cond::Absent, |c| Cond::Version(c.version));
             let Some(next) = f(current.map(|c| c.value)) else {
                 return Ok(None);
             };
-            match self.put(scope, id, &next, cond).await {
+            match self.put(id, &next, cond).await {
                 Ok(_) => return Ok(Some(next)),
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),
@@ -202,9 +242,9 @@ pub struct Repos {
     pub mailboxes: Repo<Mailbox>,
     pub health: Repo<MailboxHealth>,
     pub subscriptions: Repo<SubscriptionRecord>,
-    pub subscription_refs: Repo<SubscriptionRef>,
-    pub cursors: Repo<DeltaCursor>,
-    pub imports: Repo<ImportState>,
+    pub subscription_refs: PerMailbox<SubscriptionRef>,
+    pub cursors: PerMailbox<DeltaCursor>,
+    pub imports: PerMailbox<ImportState>,
     pub auth_states: Repo<PendingAuth>,
     pub tokens: Repo<crate::crypto::Sealed>,
 }
@@ -216,9 +256,9 @@ impl Repos {
             mailboxes: Repo::new(store.clone()),
             health: Repo::new(store.clone()),
             subscriptions: Repo::new(store.clone()),
-            subscription_refs: Repo::new(store.clone()),
-            cursors: Repo::new(store.clone()),
-            imports: Repo::new(store.clone()),
+            subscription_refs: PerMailbox::new(store.clone()),
+            cursors: PerMailbox::new(store.clone()),
+            imports: PerMailbox::new(store.clone()),
             auth_states: Repo::new(store.clone()),
             tokens: Repo::new(store),
         }
@@ -231,17 +271,18 @@ impl Repos {
             folder_id: s.folder_id.clone(),
         };
         self.subscription_refs
-            .put(Some(&s.mailbox_id), &s.id, &entry, Cond::Any)
+            .of(&s.mailbox_id)
+            .put(&s.id, &entry, Cond::Any)
             .await?;
-        self.subscriptions.put(None, &s.id, s, Cond::Any).await?;
+        self.subscriptions.put(&s.id, s, Cond::Any).await?;
         Ok(())
     }
 
     /// A mailbox's subscriptions, through its index.
     pub async fn mailbox_subscriptions(&self, mailbox_id: &str) -> Result<Vec<SubscriptionRecord>> {
         let mut out = Vec::new();
-        for (id, _) in self.subscription_refs.list(Some(mailbox_id)).await? {
-            if let Some(v) = self.subscriptions.get(None, &id).await? {
+        for (id, _) in self.subscription_refs.of(mailbox_id).list().await? {
+            if let Some(v) = self.subscriptions.get(&id).await? {
                 out.push(v.value);
             }
         }
@@ -250,16 +291,14 @@ impl Repos {
 
     /// Forgets a subscription: the record, then its index entry.
     pub async fn forget_subscription(&self, s: &SubscriptionRecord) -> Result<()> {
-        self.subscriptions.take(None, &s.id).await?;
-        self.subscription_refs
-            .take(Some(&s.mailbox_id), &s.id)
-            .await?;
+        self.subscriptions.take(&s.id).await?;
+        self.subscription_refs.of(&s.mailbox_id).take(&s.id).await?;
         Ok(())
     }
 
     pub async fn mailbox(&self, id: &str) -> Result<Mailbox> {
         self.mailboxes
-            .get(None, id)
+            .get(id)
             .await?
             .map(|v| v.value)
             .ok_or_else(|| Error::NotFound(format!("mailbox {id}")))
@@ -267,7 +306,7 @@ impl Repos {
 
     pub async fn profile(&self, id: &str) -> Result<ServerProfile> {
         self.profiles
-            .get(None, id)
+            .get(id)
             .await?
             .map(|v| v.value)
             .ok_or_else(|| Error::NotFound(format!("server profile {id}")))
@@ -279,7 +318,7 @@ impl Repos {
         F: FnMut(&mut MailboxHealth) + Send,
     {
         self.health
-            .update(None, mailbox_id, |h| {
+            .update(mailbox_id, |h| {
                 let mut h = h.unwrap_or_default();
                 f(&mut h);
                 Some(h)

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use mailbridge_core::crypto::{Sealed, SealingKey};
-use mailbridge_core::ports::{BlobStore, BlobWriter, SecretStore};
+use mailbridge_core::ports::{BlobReader, BlobStore, BlobWriter, SecretStore};
 use mailbridge_core::{Error, Result, Secret};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,16 +48,19 @@ impl BlobStore for FileBlobStore {
         Ok(Box::new(FileWriter { file, tmp, path }))
     }
 
+    fn locate(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+}
+
+#[async_trait]
+impl BlobReader for FileBlobStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         match tokio::fs::read(self.path(key)?).await {
             Ok(b) => Ok(Some(b.into())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::storage(e)),
         }
-    }
-
-    fn locate(&self, key: &str) -> String {
-        self.root.join(key).display().to_string()
     }
 }
 

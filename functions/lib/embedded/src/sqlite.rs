@@ -215,7 +215,10 @@ impl JobSource for SqliteDb {
         self.with(|c| c.execute("DELETE FROM queue WHERE receipt = ?1", params![receipt]))
             .map(|_| ())
     }
+}
 
+#[async_trait]
+impl Redelivery for SqliteDb {
     async fn retry_later(&self, receipt: &str, delay: Duration) -> Result<()> {
         let at = now_ms() + delay.as_millis() as i64;
         self.with(|c| {
@@ -227,11 +230,10 @@ impl JobSource for SqliteDb {
         .map(|_| ())
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mailbridge_core::model::JobSource as Src;
+    use mailbridge_core::model::Origin as Src;
 
     #[tokio::test]
     async fn conditional_writes_and_take() {
@@ -268,7 +270,7 @@ mod tests {
         let job = Job::Import {
             mailbox_id: "m".into(),
             message_id: "x".into(),
-            source: Src::Sweep,
+            origin: Src::Sweep,
         };
         d.send(&[job]).await.unwrap();
         let got = d.receive(10, Duration::from_millis(0)).await.unwrap();

@@ -18,14 +18,17 @@ pub const EXTRA_CA_ENV: &str = "MAILBRIDGE_EXTRA_CA_FILE";
 /// connect time, TLS from rustls with the platform's roots, plus the CA file that
 /// `MAILBRIDGE_EXTRA_CA_FILE` names, if any.
 pub fn http_client() -> Result<reqwest::Client, String> {
-    let extra = match std::env::var_os(EXTRA_CA_ENV) {
-        Some(path) => Some(
-            std::fs::read_to_string(&path)
-                .map_err(|e| format!("{EXTRA_CA_ENV} ({}): {e}", path.to_string_lossy()))?,
-        ),
-        None => None,
-    };
-    http_client_trusting(extra.as_deref())
+    http_client_trusting(extra_ca_from_env()?.as_deref())
+}
+
+/// The extra CA certificates that `MAILBRIDGE_EXTRA_CA_FILE` names, if it is set.
+pub fn extra_ca_from_env() -> Result<Option<String>, String> {
+    match std::env::var_os(EXTRA_CA_ENV) {
+        Some(path) => std::fs::read_to_string(&path)
+            .map(Some)
+            .map_err(|e| format!("{EXTRA_CA_ENV} ({}): {e}", path.to_string_lossy())),
+        None => Ok(None),
+    }
 }
 
 /// [`http_client`] that also trusts the CA certificates of `extra_ca_pem`.
@@ -41,4 +44,14 @@ pub fn http_client_trusting(extra_ca_pem: Option<&str>) -> Result<reqwest::Clien
         b = b.tls_certs_merge(certs);
     }
     b.build().map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// Entra ID and Graph over one HTTP client (see [`http_client_trusting`]), as the ports the
+/// mailbox services take.
+pub fn microsoft(extra_ca_pem: Option<&str>) -> Result<mailbridge_core::ports::Microsoft, String> {
+    let http = http_client_trusting(extra_ca_pem)?;
+    Ok((
+        std::sync::Arc::new(EntraIdentity::new(http.clone())),
+        std::sync::Arc::new(GraphClient::new(http)),
+    ))
 }

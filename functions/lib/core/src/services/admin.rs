@@ -1,11 +1,12 @@
 //! What administrators do: profiles, mailboxes, approval, folder choice, test, status.
 
 use crate::model::*;
-use crate::ports::{Clock, Cond, GraphCtx, MailGraph};
+use crate::ports::{Clock, Cond, MailGraph};
 use crate::repo::Repos;
 use crate::services::connect::mailbox_id;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
+use crate::services::Settings;
 use crate::{Error, Result};
 use serde::Serialize;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ pub struct Admin {
     pub tokens: Arc<Tokens>,
     pub subscriptions: Arc<Subscriptions>,
     pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
 }
 
 /// A mailbox as the console shows it: settings and health.
@@ -37,48 +39,42 @@ pub struct FolderNode {
 
 /// Deepest folder level listed (Exchange allows 300; people choose among the first few).
 const MAX_FOLDER_DEPTH: u32 = 10;
+/// Most folders chosen for one mailbox: each costs a subscription (Graph allows 1,000 per
+/// mailbox) and a delta round per sweep.
+pub const MAX_FOLDERS: usize = 100;
+/// Longest mailbox address (RFC 5321's path limit).
+const MAX_ADDRESS: usize = 254;
 
 impl Admin {
+    /// Stores a profile after [`Settings::check_profile`]: its secret reference in the profile
+    /// namespace, its URLs on Microsoft's clouds (or hosts the deployment allows), its values in range.
     pub async fn put_profile(&self, profile: ServerProfile) -> Result<ServerProfile> {
-        if profile.id.is_empty()
-            || profile.client_id.is_empty()
-            || profile.client_secret_ref.is_empty()
-        {
-            return Err(Error::Invalid(
-                "a profile needs an id, a client id and a client secret reference".into(),
-            ));
-        }
+        self.settings.check_profile(&profile)?;
         if profile.is_default {
-            for (id, mut other) in self.repos.profiles.list(None).await? {
+            for (id, mut other) in self.repos.profiles.list().await? {
                 if id != profile.id && other.value.is_default {
                     other.value.is_default = false;
                     self.repos
                         .profiles
-                        .put(None, &id, &other.value, Cond::Version(other.version))
+                        .put(&id, &other.value, Cond::Version(other.version))
                         .await?;
                 }
             }
         }
         self.repos
             .profiles
-            .put(None, &profile.id, &profile, Cond::Any)
+            .put(&profile.id, &profile, Cond::Any)
             .await?;
         Ok(profile)
     }
 
     pub async fn profiles(&self) -> Result<Vec<ServerProfile>> {
-        Ok(self
-            .repos
-            .profiles
-            .values(None)
-            .await?
-            .into_iter()
-            .collect())
+        self.repos.profiles.values().await
     }
 
     pub async fn mailboxes(&self) -> Result<Vec<MailboxView>> {
         let mut out = Vec::new();
-        for (_, m) in self.repos.mailboxes.list(None).await? {
+        for (_, m) in self.repos.mailboxes.list().await? {
             out.push(self.view(m.value).await?);
         }
         Ok(out)
@@ -92,7 +88,7 @@ impl Admin {
         let health = self
             .repos
             .health
-            .get(None, &mailbox.id)
+            .get(&mailbox.id)
             .await?
             .map(|v| v.value)
             .unwrap_or_default();
@@ -104,7 +100,7 @@ impl Admin {
         let m = self
             .repos
             .mailboxes
-            .update(None, id, |m| {
+            .update(id, |m| {
                 let mut m = m?;
                 f(&mut m);
                 m.updated_at = now;
@@ -129,12 +125,15 @@ impl Admin {
 
     /// Chooses the folders to import, by folder id; names are read from the mailbox.
     pub async fn set_folders(&self, id: &str, folder_ids: &[String]) -> Result<Mailbox> {
+        if folder_ids.len() > MAX_FOLDERS {
+            return Err(Error::Invalid(format!(
+                "{} folders chosen; at most {MAX_FOLDERS}",
+                folder_ids.len()
+            )));
+        }
         let mailbox = self.repos.mailbox(id).await?;
-        let (graph_base, token) = self.graph_for(&mailbox).await?;
-        let ctx = GraphCtx {
-            graph_base: &graph_base,
-            token: &token,
-        };
+        let session = self.tokens.session(&mailbox).await?;
+        let ctx = session.ctx();
         let mut folders = Vec::new();
         for fid in folder_ids {
             let f = self.graph.folder(ctx, &mailbox.user_id, fid).await?;
@@ -163,7 +162,7 @@ impl Admin {
     /// delta sweeps alone: from now on ("only new mail"), at every maintenance round.
     pub async fn add_shared(&self, delegate_id: &str, address: &str) -> Result<Mailbox> {
         let address = address.trim().to_lowercase();
-        if !address.contains('@') {
+        if !address.contains('@') || address.len() > MAX_ADDRESS {
             return Err(Error::Invalid(format!(
                 "{address:?} is not a mailbox address"
             )));
@@ -176,7 +175,7 @@ impl Admin {
         }
         // Reading its Inbox proves the delegate's access (403 otherwise) and gives the folder.
         let inbox = self.inbox(&delegate, &address).await?;
-        let profile = self.repos.profile(&delegate.profile_id).await?;
+        let profile = self.tokens.profile(&delegate.profile_id).await?;
         let now = self.clock.now();
         let mailbox = Mailbox {
             id: mailbox_id(&profile.id, &format!("shared:{address}")),
@@ -201,7 +200,7 @@ impl Admin {
         match self
             .repos
             .mailboxes
-            .put(None, &mailbox.id, &mailbox, Cond::Absent)
+            .put(&mailbox.id, &mailbox, Cond::Absent)
             .await
         {
             // Added before: keep its settings and cursors.
@@ -217,33 +216,15 @@ impl Admin {
 
     /// The Inbox of `user` (an id or address), read with the token of `through`.
     async fn inbox(&self, through: &Mailbox, user: &str) -> Result<GraphFolder> {
-        let (graph_base, token) = self.graph_for(through).await?;
-        self.graph
-            .folder(
-                GraphCtx {
-                    graph_base: &graph_base,
-                    token: &token,
-                },
-                user,
-                "inbox",
-            )
-            .await
-    }
-
-    async fn graph_for(&self, mailbox: &Mailbox) -> Result<(String, crate::Secret)> {
-        let profile = self.repos.profile(&mailbox.profile_id).await?;
-        let token = self.tokens.access_token(mailbox).await?;
-        Ok((profile.cloud.endpoints().graph, token))
+        let session = self.tokens.session(through).await?;
+        self.graph.folder(session.ctx(), user, "inbox").await
     }
 
     /// The mailbox's folder tree, depth first.
     pub async fn folders(&self, id: &str) -> Result<Vec<FolderNode>> {
         let mailbox = self.repos.mailbox(id).await?;
-        let (graph_base, token) = self.graph_for(&mailbox).await?;
-        let ctx = GraphCtx {
-            graph_base: &graph_base,
-            token: &token,
-        };
+        let session = self.tokens.session(&mailbox).await?;
+        let ctx = session.ctx();
         let mut out = Vec::new();
         let mut stack: Vec<(GraphFolder, String, u32)> = self
             .graph

@@ -2,7 +2,7 @@
 
 use crate::crypto::{pkce_pair, random_token, sha256_hex};
 use crate::model::*;
-use crate::ports::{AuthorizeRequest, Clock, Cond, GraphCtx, Identity, MailGraph, SecretStore};
+use crate::ports::{AuthorizeRequest, Clock, Cond, GraphCtx, Identity, MailGraph};
 use crate::repo::Repos;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
@@ -21,7 +21,6 @@ pub struct Callback {
 
 pub struct Connect {
     pub repos: Repos,
-    pub secrets: Arc<dyn SecretStore>,
     pub identity: Arc<dyn Identity>,
     pub graph: Arc<dyn MailGraph>,
     pub tokens: Arc<Tokens>,
@@ -42,19 +41,24 @@ pub fn mailbox_id(profile_id: &str, user_object_id: &str) -> MailboxId {
 impl Connect {
     /// The profile to use: the one named, or the default one.
     pub async fn profile(&self, id: Option<&str>) -> Result<ServerProfile> {
-        match id {
-            Some(id) => self.repos.profile(id).await,
-            None => self
-                .repos
-                .profiles
-                .values(None)
-                .await?
-                .into_iter()
-                .find(|p| p.is_default)
-                .ok_or_else(|| {
-                    Error::Invalid("no server profile is marked as the default; name one".into())
-                }),
-        }
+        let id = match id {
+            Some(id) => id.to_string(),
+            None => {
+                self.repos
+                    .profiles
+                    .values()
+                    .await?
+                    .into_iter()
+                    .find(|p| p.is_default)
+                    .ok_or_else(|| {
+                        Error::Invalid(
+                            "no server profile is marked as the default; name one".into(),
+                        )
+                    })?
+                    .id
+            }
+        };
+        self.tokens.profile(&id).await
     }
 
     /// Starts a sign-in: stores the single-use state and the PKCE verifier, returns where to send
@@ -83,7 +87,6 @@ impl Connect {
         self.repos
             .auth_states
             .put_expiring(
-                None,
                 &sha256_hex(state.as_bytes()),
                 &pending,
                 Cond::Absent,
@@ -114,7 +117,7 @@ impl Connect {
         let pending = self
             .repos
             .auth_states
-            .take(None, &sha256_hex(state.as_bytes()))
+            .take(&sha256_hex(state.as_bytes()))
             .await?
             .ok_or_else(|| {
                 Error::Invalid(
@@ -145,8 +148,8 @@ impl Connect {
             .code
             .filter(|c| !c.is_empty())
             .ok_or_else(|| Error::Invalid("the sign-in answer has no code".into()))?;
-        let profile = self.repos.profile(&pending.profile_id).await?;
-        let secret = self.secrets.get(&profile.client_secret_ref).await?;
+        let profile = self.tokens.profile(&pending.profile_id).await?;
+        let secret = self.tokens.client_secret(&profile).await?;
         let tokens = self
             .identity
             .exchange_code(
@@ -177,7 +180,7 @@ impl Connect {
         let mut mailbox = self
             .repos
             .mailboxes
-            .update(None, &id, |current| {
+            .update(&id, |current| {
                 Some(match current {
                     Some(mut m) => {
                         m.connection = ConnectionState::Connected;
@@ -229,7 +232,7 @@ impl Connect {
             mailbox = self
                 .repos
                 .mailboxes
-                .update(None, &id, |m| {
+                .update(&id, |m| {
                     let mut m = m?;
                     if m.folders.is_empty() {
                         m.folders.push(choice.clone());

@@ -4,11 +4,10 @@
 use crate::crypto::sha256_hex;
 use crate::mime::{MessageMetadata, MimeScanner};
 use crate::model::*;
-use crate::ports::{
-    BlobStore, Clock, Cond, EventSink, GraphCtx, JobQueue, MailGraph, MimeDownload,
-};
-use crate::repo::Repos;
+use crate::ports::{BlobStore, Clock, Cond, EventSink, GraphCtx, MailGraph, MimeDownload};
+use crate::repo::{Repo, Repos};
 use crate::services::tokens::Tokens;
+use crate::services::worker::Done;
 use crate::services::Settings;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -21,25 +20,8 @@ pub struct Importer {
     pub tokens: Arc<Tokens>,
     pub blobs: Arc<dyn BlobStore>,
     pub events: Arc<dyn EventSink>,
-    /// For the sweep that follows a throttling backlog.
-    pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
-}
-
-/// What an import job came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Imported {
-        eml_key: String,
-        metadata_key: String,
-    },
-    /// Already imported (or found gone) before: nothing done.
-    Duplicate,
-    /// Deleted from the mailbox before it could be fetched: recorded, not retried.
-    Gone,
-    /// Refused for good (too large): recorded with an alert.
-    Refused(String),
 }
 
 /// The metadata document stored beside each `.eml`.
@@ -64,74 +46,65 @@ pub fn object_keys(mailbox_id: &str, message_id: &str) -> (String, String) {
 }
 
 impl Importer {
-    pub async fn import(&self, mailbox_id: &str, message_id: &str) -> Result<Outcome> {
-        let Some((version, attempts)) = self.claim(mailbox_id, message_id).await? else {
-            return Ok(Outcome::Duplicate);
+    /// Imports one message once: claimed in the ledger, fetched, stored, announced, recorded.
+    pub async fn import(&self, mailbox_id: &str, message_id: &str) -> Result<Done> {
+        let ledger = self.repos.imports.of(mailbox_id);
+        let Some((version, attempts)) = self.claim(&ledger, message_id).await? else {
+            return Ok(Done::Duplicate);
         };
-        let result = self.import_claimed(mailbox_id, message_id, version).await;
+        let result = self
+            .import_claimed(&ledger, mailbox_id, message_id, version)
+            .await;
         if result.is_err() {
-            self.release(mailbox_id, message_id, version, attempts)
-                .await;
+            self.release(&ledger, message_id, version, attempts).await;
         }
         result
     }
 
     /// Gives the claim back after a failure, so that the retry (after Graph's Retry-After, say)
     /// need not wait for the lease to run out. A crash cannot do this: its lease runs out instead.
-    async fn release(&self, mailbox_id: &str, message_id: &str, version: u64, attempts: u32) {
+    async fn release(
+        &self,
+        ledger: &Repo<ImportState>,
+        message_id: &str,
+        version: u64,
+        attempts: u32,
+    ) {
         let released = ImportState::InProgress {
             lease_until: self.clock.now(),
             attempts,
         };
         // A conflict means someone else holds or finished it since: nothing to give back.
-        let _ = self
-            .repos
-            .imports
-            .put(
-                Some(mailbox_id),
-                message_id,
-                &released,
-                Cond::Version(version),
-            )
+        let _ = ledger
+            .put(message_id, &released, Cond::Version(version))
             .await;
     }
 
     async fn import_claimed(
         &self,
+        ledger: &Repo<ImportState>,
         mailbox_id: &str,
         message_id: &str,
         version: u64,
-    ) -> Result<Outcome> {
+    ) -> Result<Done> {
         let mailbox = self.repos.mailbox(mailbox_id).await?;
         if !mailbox.is_active() {
-            return Err(Error::retry(format!("mailbox {mailbox_id} is not active")));
+            return Err(Error::Inactive(format!(
+                "mailbox {mailbox_id} is not approved, enabled and connected"
+            )));
         }
-        let profile = self.repos.profile(&mailbox.profile_id).await?;
-        let token = self.tokens.access_token(&mailbox).await?;
-        let graph_base = profile.cloud.endpoints().graph;
+        let session = self.tokens.session(&mailbox).await?;
         let fetched = self
             .graph
-            .message_mime(
-                GraphCtx {
-                    graph_base: &graph_base,
-                    token: &token,
-                },
-                &mailbox.user_id,
-                message_id,
-            )
+            .message_mime(session.ctx(), &mailbox.user_id, message_id)
             .await;
         let now = self.clock.now();
         let download = match fetched {
             Ok(d) => d,
             Err(Error::NotFound(_)) => {
-                self.finish(
-                    mailbox_id,
-                    message_id,
-                    version,
-                    ImportState::Gone { at: now },
-                )
-                .await?;
-                return Ok(Outcome::Gone);
+                self.finish(ledger, message_id, version, ImportState::Gone { at: now })
+                    .await?;
+                return Ok(Done::Gone);
             }
             Err(e) => return Err(e),
         };
@@ -140,7 +113,14 @@ impl Importer {
         // the record in progress, and the retry writes the same objects again.
         let message = match self.store_mime(&eml_key, download).await? {
             Ok(message) => message,
-            Err(reason) => return self.refuse(mailbox_id, message_id, version, reason).await,
+            Err(reason) => {
+                let refused = ImportState::Refused {
+                    reason: reason.clone(),
+                    at: now,
+                };
+                self.finish(ledger, message_id, version, refused).await?;
+                return Ok(Done::Refused(reason));
+            }
         };
         let event = MessageImported {
             event_id: sha256_hex(format!("{mailbox_id}\n{message_id}").as_bytes()),
@@ -178,46 +158,19 @@ impl Importer {
             size: event.size,
             at: now,
         };
-        self.finish(mailbox_id, message_id, version, state).await?;
-        let category_failure = match &profile.outlook_category {
+        self.finish(ledger, message_id, version, state).await?;
+        let category_failure = match &session.profile.outlook_category {
             Some(category) => {
-                let ctx = GraphCtx {
-                    graph_base: &graph_base,
-                    token: &token,
-                };
-                self.mark(ctx, &mailbox, message_id, category).await
+                self.mark(session.ctx(), &mailbox, message_id, category)
+                    .await
             }
             None => None,
         };
-        let mut after_throttling = false;
-        self.repos
-            .touch_health(mailbox_id, |h| {
-                after_throttling = h.alerts.iter().any(|a| a.kind == AlertKind::Throttled);
-                h.clear(AlertKind::Throttled);
-                h.incoming = IncomingStatus::Success;
-                h.last_sync = Some(now);
-                h.last_error = None;
-                h.imported += 1;
-                match &category_failure {
-                    Some(why) => h.raise(AlertKind::CategoryNotSet, why.clone(), now),
-                    None => h.clear(AlertKind::CategoryNotSet),
-                }
-            })
-            .await?;
-        if after_throttling {
-            // Notifications may have been lost while Graph throttled: the delta finds them.
-            self.queue
-                .send(&[Job::Sweep {
-                    mailbox_id: mailbox_id.into(),
-                    folder_id: None,
-                    reason: "after throttling".into(),
-                }])
-                .await?;
-        }
         tracing::info!(mailbox = %mailbox_id, key = %eml_key, "message imported");
-        Ok(Outcome::Imported {
+        Ok(Done::Imported {
             eml_key,
             metadata_key,
+            category_failure,
         })
     }
 
@@ -282,38 +235,15 @@ impl Importer {
         Ok(Ok(scanner.finish()))
     }
 
-    /// Records a message refused for good (too large) and alerts, once.
-    async fn refuse(
-        &self,
-        mailbox_id: &str,
-        message_id: &str,
-        version: u64,
-        reason: String,
-    ) -> Result<Outcome> {
-        let now = self.clock.now();
-        self.finish(
-            mailbox_id,
-            message_id,
-            version,
-            ImportState::Refused {
-                reason: reason.clone(),
-                at: now,
-            },
-        )
-        .await?;
-        self.repos
-            .touch_health(mailbox_id, |h| {
-                h.raise(AlertKind::MessageTooLarge, reason.clone(), now)
-            })
-            .await?;
-        Ok(Outcome::Refused(reason))
-    }
-
     /// Takes the message in the ledger: its record's version and this attempt's number. `None`:
     /// already done. Err(Retry): another worker holds it.
-    async fn claim(&self, mailbox_id: &str, message_id: &str) -> Result<Option<(u64, u32)>> {
+    async fn claim(
+        &self,
+        ledger: &Repo<ImportState>,
+        message_id: &str,
+    ) -> Result<Option<(u64, u32)>> {
         let now = self.clock.now();
-        let current = self.repos.imports.get(Some(mailbox_id), message_id).await?;
+        let current = ledger.get(message_id).await?;
         let (cond, attempts) = match &current {
             None => (Cond::Absent, 0),
             Some(v) => match &v.value {
@@ -345,36 +275,24 @@ impl Importer {
             lease_until: now + self.settings.import_lease,
             attempts,
         };
-        match self
-            .repos
-            .imports
-            .put(Some(mailbox_id), message_id, &claim, cond)
-            .await
-        {
+        match ledger.put(message_id, &claim, cond).await {
             Ok(v) => Ok(Some((v, attempts))),
-            Err(Error::Conflict(_)) => {
-                match self.repos.imports.get(Some(mailbox_id), message_id).await? {
-                    Some(v) if v.value.is_final() => Ok(None),
-                    _ => Err(Error::retry("another worker claimed this message")),
-                }
-            }
+            Err(Error::Conflict(_)) => match ledger.get(message_id).await? {
+                Some(v) if v.value.is_final() => Ok(None),
+                _ => Err(Error::retry("another worker claimed this message")),
+            },
             Err(e) => Err(e),
         }
     }
 
     async fn finish(
         &self,
-        mailbox_id: &str,
+        ledger: &Repo<ImportState>,
         message_id: &str,
         version: u64,
         state: ImportState,
     ) -> Result<()> {
-        match self
-            .repos
-            .imports
-            .put(Some(mailbox_id), message_id, &state, Cond::Version(version))
-            .await
-        {
+        match ledger.put(message_id, &state, Cond::Version(version)).await {
             // Our lease ran out and another worker finished it: same objects, nothing lost.
             Err(Error::Conflict(_)) => Ok(()),
             other => other.map(|_| ()),

@@ -33,20 +33,8 @@ impl Maintenance {
     pub async fn run(&self) -> Result<Report> {
         let mut report = Report::default();
         let now = self.clock.now();
-        let profiles: Vec<ServerProfile> = self
-            .repos
-            .profiles
-            .values(None)
-            .await?
-            .into_iter()
-            .collect();
-        let mailboxes: Vec<Mailbox> = self
-            .repos
-            .mailboxes
-            .values(None)
-            .await?
-            .into_iter()
-            .collect();
+        let profiles = self.repos.profiles.values().await?;
+        let mailboxes = self.repos.mailboxes.values().await?;
 
         for profile in &profiles {
             let expiring = profile
@@ -102,7 +90,7 @@ impl Maintenance {
             jobs.push(Job::Sweep {
                 mailbox_id: mailbox.id.clone(),
                 folder_id: None,
-                reason: "schedule".into(),
+                reason: Reason::Schedule,
             });
         }
         if !jobs.is_empty() {

@@ -5,6 +5,7 @@ pub mod connect;
 pub mod import;
 pub mod maintenance;
 pub mod pace;
+pub mod profiles;
 pub mod subscriptions;
 pub mod sweep;
 pub mod tokens;
@@ -38,6 +39,13 @@ pub struct Settings {
     pub secret_warning: Duration,
     /// Messages larger than this are refused with an alert instead of imported.
     pub max_message_bytes: u64,
+    /// Client secrets of server profiles are named under this prefix, and only there; the
+    /// token-sealing key never is.
+    pub profile_secret_prefix: String,
+    /// Hosts (`host` or `host:port`) that the URLs of a `custom` cloud may name. Empty: a profile
+    /// with a custom cloud is refused, so that no profile can send tokens or secrets elsewhere
+    /// than Microsoft's clouds unless the deployment says so.
+    pub custom_cloud_hosts: Vec<String>,
 }
 
 impl Settings {
@@ -53,7 +61,20 @@ impl Settings {
             token_margin: Duration::minutes(5),
             secret_warning: Duration::days(30),
             max_message_bytes: MAX_MESSAGE_MB * 1024 * 1024,
+            profile_secret_prefix: "mailbridge/profiles/".into(),
+            custom_cloud_hosts: Vec::new(),
         }
+    }
+
+    /// Allows custom clouds on these hosts (`host` or `host:port`, comma-separated or not).
+    pub fn with_custom_cloud_hosts<S: AsRef<str>>(mut self, hosts: &[S]) -> Self {
+        self.custom_cloud_hosts = hosts
+            .iter()
+            .flat_map(|h| h.as_ref().split(','))
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        self
     }
 
     /// Sets the size limit of an imported message, in MB (1 to 150).
@@ -77,5 +98,137 @@ impl Settings {
 
     pub fn lifecycle_url(&self) -> String {
         format!("{}/lifecycle", self.public_base_url)
+    }
+}
+
+use crate::ports::{
+    BlobStore, Clock, EventSink, Identity, JobQueue, MailGraph, SecretStore, StateStore,
+};
+use crate::repo::Repos;
+use std::sync::Arc;
+
+/// The ports behind the mailbox services: every function but the webhook builds on these.
+pub struct MailPorts {
+    pub store: Arc<dyn StateStore>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub identity: Arc<dyn Identity>,
+    pub graph: Arc<dyn MailGraph>,
+    pub queue: Arc<dyn JobQueue>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The pieces each function is assembled from: tokens, sweeps and subscriptions over its ports,
+/// and a constructor for each function's service. A Lambda function's wiring builds the one it
+/// serves; the local runner builds them all from the same pieces.
+#[derive(Clone)]
+pub struct MailServices {
+    pub repos: Repos,
+    pub tokens: Arc<tokens::Tokens>,
+    pub sweeper: Arc<sweep::Sweeper>,
+    pub subscriptions: Arc<subscriptions::Subscriptions>,
+    pub identity: Arc<dyn Identity>,
+    pub graph: Arc<dyn MailGraph>,
+    pub queue: Arc<dyn JobQueue>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+}
+
+impl MailServices {
+    /// Fails when the settings put the token-sealing key where a profile could name it.
+    pub fn new(p: MailPorts, settings: Settings) -> Result<Self> {
+        let repos = Repos::new(p.store);
+        let secrets = profiles::Secrets::new(p.secrets, &settings)?;
+        let tokens = Arc::new(tokens::Tokens::new(
+            repos.clone(),
+            secrets,
+            p.identity.clone(),
+            p.clock.clone(),
+            settings.clone(),
+        ));
+        let sweeper = Arc::new(sweep::Sweeper {
+            repos: repos.clone(),
+            graph: p.graph.clone(),
+            tokens: tokens.clone(),
+            queue: p.queue.clone(),
+            clock: p.clock.clone(),
+        });
+        let subscriptions = Arc::new(subscriptions::Subscriptions {
+            repos: repos.clone(),
+            graph: p.graph.clone(),
+            tokens: tokens.clone(),
+            sweeper: sweeper.clone(),
+            clock: p.clock.clone(),
+            settings: settings.clone(),
+        });
+        Ok(Self {
+            repos,
+            tokens,
+            sweeper,
+            subscriptions,
+            identity: p.identity,
+            graph: p.graph,
+            queue: p.queue,
+            clock: p.clock,
+            settings,
+        })
+    }
+
+    /// The oauth function's service: sign-in, callback, first subscriptions.
+    pub fn connect(&self) -> connect::Connect {
+        connect::Connect {
+            repos: self.repos.clone(),
+            identity: self.identity.clone(),
+            graph: self.graph.clone(),
+            tokens: self.tokens.clone(),
+            subscriptions: self.subscriptions.clone(),
+            clock: self.clock.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
+    /// The import function's service: imports, sweeps, resubscriptions, over the message store and
+    /// the event sink.
+    pub fn worker(&self, blobs: Arc<dyn BlobStore>, events: Arc<dyn EventSink>) -> worker::Worker {
+        worker::Worker {
+            repos: self.repos.clone(),
+            importer: Arc::new(import::Importer {
+                repos: self.repos.clone(),
+                graph: self.graph.clone(),
+                tokens: self.tokens.clone(),
+                blobs,
+                events,
+                clock: self.clock.clone(),
+                settings: self.settings.clone(),
+            }),
+            sweeper: self.sweeper.clone(),
+            subscriptions: self.subscriptions.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+            pace: Arc::new(pace::Pace::default()),
+        }
+    }
+
+    /// The maintenance function's service.
+    pub fn maintenance(&self) -> maintenance::Maintenance {
+        maintenance::Maintenance {
+            repos: self.repos.clone(),
+            tokens: self.tokens.clone(),
+            subscriptions: self.subscriptions.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+
+    /// The admin function's service.
+    pub fn admin(&self) -> admin::Admin {
+        admin::Admin {
+            repos: self.repos.clone(),
+            graph: self.graph.clone(),
+            tokens: self.tokens.clone(),
+            subscriptions: self.subscriptions.clone(),
+            clock: self.clock.clone(),
+            settings: self.settings.clone(),
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::crypto::{random_token, sha256_hex};
 use crate::model::*;
-use crate::ports::{Clock, GraphCtx, MailGraph};
+use crate::ports::{Clock, MailGraph};
 use crate::repo::Repos;
 use crate::services::sweep::Sweeper;
 use crate::services::tokens::Tokens;
@@ -67,9 +67,7 @@ impl Subscriptions {
     }
 
     async fn create(&self, mailbox: &Mailbox, folder_id: &str) -> Result<SubscriptionRecord> {
-        let profile = self.repos.profile(&mailbox.profile_id).await?;
-        let token = self.tokens.access_token(mailbox).await?;
-        let graph_base = profile.cloud.endpoints().graph;
+        let session = self.tokens.session(mailbox).await?;
         let client_state = Secret::new(random_token(32));
         let resource = format!(
             "users/{}/mailFolders('{}')/messages",
@@ -78,10 +76,7 @@ impl Subscriptions {
         let created = self
             .graph
             .create_subscription(
-                GraphCtx {
-                    graph_base: &graph_base,
-                    token: &token,
-                },
+                session.ctx(),
                 &NewSubscription {
                     resource: resource.clone(),
                     notification_url: self.settings.notification_url(),
@@ -110,25 +105,16 @@ impl Subscriptions {
         mailbox: &Mailbox,
         sub: &SubscriptionRecord,
     ) -> Result<SubscriptionRecord> {
-        let profile = self.repos.profile(&mailbox.profile_id).await?;
-        let token = self.tokens.access_token(mailbox).await?;
-        let graph_base = profile.cloud.endpoints().graph;
+        let session = self.tokens.session(mailbox).await?;
         let wanted = self.clock.now() + self.settings.subscription_lifetime;
         let granted = self
             .graph
-            .renew_subscription(
-                GraphCtx {
-                    graph_base: &graph_base,
-                    token: &token,
-                },
-                &sub.id,
-                wanted,
-            )
+            .renew_subscription(session.ctx(), &sub.id, wanted)
             .await?;
         let renewed = self
             .repos
             .subscriptions
-            .update(None, &sub.id, |s| {
+            .update(&sub.id, |s| {
                 let mut s = s?;
                 s.expires_at = granted;
                 Some(s)

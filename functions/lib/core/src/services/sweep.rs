@@ -1,7 +1,7 @@
 //! The delta sweep: the truth about a folder, behind the notifications that are only hints.
 
 use crate::model::*;
-use crate::ports::{Clock, Cond, GraphCtx, JobQueue, MailGraph};
+use crate::ports::{Clock, Cond, JobQueue, MailGraph};
 use crate::repo::Repos;
 use crate::services::tokens::Tokens;
 use crate::{Error, Result};
@@ -43,16 +43,21 @@ impl Sweeper {
         if self
             .repos
             .cursors
-            .get(Some(&mailbox.id), folder_id)
+            .of(&mailbox.id)
+            .get(folder_id)
             .await?
             .is_some()
         {
             return Ok(());
         }
-        let profile = self.repos.profile(&mailbox.profile_id).await?;
+        let profile = self.tokens.profile(&mailbox.profile_id).await?;
         let take = match profile.backfill_days {
             0 => Take::Nothing,
-            d => Take::Since(self.clock.now() - Duration::days(i64::from(d))),
+            d => Take::Since(
+                Duration::try_days(i64::from(d))
+                    .and_then(|window| self.clock.now().checked_sub_signed(window))
+                    .ok_or_else(|| Error::Invalid(format!("a backfill of {d} days")))?,
+            ),
         };
         let mut report = SweepReport::default();
         let link = self
@@ -66,7 +71,7 @@ impl Sweeper {
     /// cursor only after those jobs are persisted.
     pub async fn sweep_folder(&self, mailbox: &Mailbox, folder_id: &str) -> Result<SweepReport> {
         let mut report = SweepReport::default();
-        let Some(cursor) = self.repos.cursors.get(Some(&mailbox.id), folder_id).await? else {
+        let Some(cursor) = self.repos.cursors.of(&mailbox.id).get(folder_id).await? else {
             self.start_folder(mailbox, folder_id).await?;
             return Ok(report);
         };
@@ -117,7 +122,8 @@ impl Sweeper {
         match self
             .repos
             .cursors
-            .put(Some(&mailbox.id), folder_id, &cursor, cond)
+            .of(&mailbox.id)
+            .put(folder_id, &cursor, cond)
             .await
         {
             Err(Error::Conflict(_)) if cond == Cond::Absent => Ok(()),
@@ -134,22 +140,14 @@ impl Sweeper {
         take: Take,
         report: &mut SweepReport,
     ) -> Result<String> {
-        let profile = self.repos.profile(&mailbox.profile_id).await?;
-        let graph_base = profile.cloud.endpoints().graph;
+        let imports = self.repos.imports.of(&mailbox.id);
         let mut link = start.map(str::to_string);
         loop {
-            let token = self.tokens.access_token(mailbox).await?;
+            // A session per page: a long round outlives an access token.
+            let session = self.tokens.session(mailbox).await?;
             let page = self
                 .graph
-                .delta(
-                    GraphCtx {
-                        graph_base: &graph_base,
-                        token: &token,
-                    },
-                    &mailbox.user_id,
-                    folder_id,
-                    link.as_deref(),
-                )
+                .delta(session.ctx(), &mailbox.user_id, folder_id, link.as_deref())
                 .await?;
             report.pages += 1;
             let mut jobs = Vec::new();
@@ -163,18 +161,11 @@ impl Sweeper {
                     Take::New => true,
                     Take::Since(t) => received_at.is_none_or(|r| r >= t),
                 };
-                if wanted
-                    && self
-                        .repos
-                        .imports
-                        .get(Some(&mailbox.id), id)
-                        .await?
-                        .is_none_or(|s| !s.value.is_final())
-                {
+                if wanted && imports.get(id).await?.is_none_or(|s| !s.value.is_final()) {
                     jobs.push(Job::Import {
                         mailbox_id: mailbox.id.clone(),
                         message_id: id.clone(),
-                        source: JobSource::Sweep,
+                        origin: Origin::Sweep,
                     });
                 }
             }

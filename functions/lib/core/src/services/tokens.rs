@@ -2,18 +2,35 @@
 //! conditional write so that two concurrent refreshes cannot lose one.
 
 use crate::crypto::SealingKey;
-use crate::model::{AlertKind, AuthType, ConnectionState, Mailbox, TokenSet};
-use crate::ports::{Clock, Cond, Identity, SecretStore};
+use crate::model::{AlertKind, AuthType, ConnectionState, Mailbox, ServerProfile, TokenSet};
+use crate::ports::{Clock, Cond, GraphCtx, Identity};
 use crate::repo::Repos;
 use crate::secret::Secret;
+use crate::services::profiles::Secrets;
 use crate::services::Settings;
 use crate::{Error, Result};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
+/// What a Graph call for a mailbox needs: its profile, its cloud's Graph and a fresh token.
+pub struct Session {
+    pub profile: ServerProfile,
+    pub graph_base: String,
+    pub token: Secret,
+}
+
+impl Session {
+    pub fn ctx(&self) -> GraphCtx<'_> {
+        GraphCtx {
+            graph_base: &self.graph_base,
+            token: &self.token,
+        }
+    }
+}
+
 pub struct Tokens {
     repos: Repos,
-    secrets: Arc<dyn SecretStore>,
+    secrets: Secrets,
     identity: Arc<dyn Identity>,
     clock: Arc<dyn Clock>,
     settings: Settings,
@@ -23,7 +40,7 @@ pub struct Tokens {
 impl Tokens {
     pub fn new(
         repos: Repos,
-        secrets: Arc<dyn SecretStore>,
+        secrets: Secrets,
         identity: Arc<dyn Identity>,
         clock: Arc<dyn Clock>,
         settings: Settings,
@@ -41,7 +58,7 @@ impl Tokens {
     async fn key(&self) -> Result<&SealingKey> {
         self.key
             .get_or_try_init(|| async {
-                SealingKey::from_base64(&self.secrets.get(&self.settings.token_key_name).await?)
+                SealingKey::from_base64(&self.secrets.sealing_key().await?)
             })
             .await
     }
@@ -50,11 +67,11 @@ impl Tokens {
     pub async fn store(&self, owner: &str, set: &TokenSet, cond: Cond) -> Result<u64> {
         let plain = serde_json::to_vec(set).map_err(Error::storage)?;
         let sealed = self.key().await?.seal(&plain, owner)?;
-        self.repos.tokens.put(None, owner, &sealed, cond).await
+        self.repos.tokens.put(owner, &sealed, cond).await
     }
 
     async fn load(&self, owner: &str) -> Result<Option<(TokenSet, u64)>> {
-        let Some(v) = self.repos.tokens.get(None, owner).await? else {
+        let Some(v) = self.repos.tokens.get(owner).await? else {
             return Ok(None);
         };
         let plain = self.key().await?.open(&v.value, owner)?;
@@ -62,10 +79,43 @@ impl Tokens {
         Ok(Some((set, v.version)))
     }
 
+    /// A stored profile, checked again before mailbridge sends it a secret or a token (one stored
+    /// before the checks existed, or written around the admin API, is refused here too).
+    pub async fn profile(&self, id: &str) -> Result<ServerProfile> {
+        let profile = self.repos.profile(id).await?;
+        self.settings
+            .check_profile(&profile)
+            .map_err(|e| Error::Config {
+                code: "profile-refused".into(),
+                reason: format!("server profile {id} cannot be used: {e}"),
+            })?;
+        Ok(profile)
+    }
+
+    /// The client secret of a profile, from the profile namespace only.
+    pub async fn client_secret(&self, profile: &ServerProfile) -> Result<Secret> {
+        self.secrets.client_secret(profile).await
+    }
+
+    /// Everything a Graph call for `mailbox` needs: profile → token → Graph context, in one place.
+    pub async fn session(&self, mailbox: &Mailbox) -> Result<Session> {
+        let profile = self.profile(&mailbox.profile_id).await?;
+        let token = self.token_for(mailbox, &profile).await?;
+        Ok(Session {
+            graph_base: profile.cloud.endpoints().graph,
+            profile,
+            token,
+        })
+    }
+
     /// An access token good for a few more minutes, refreshing (and storing the rotated refresh
     /// token) when needed. A grant that no longer works marks the mailbox for re-authentication.
     pub async fn access_token(&self, mailbox: &Mailbox) -> Result<Secret> {
-        let profile = self.repos.profile(&mailbox.profile_id).await?;
+        let profile = self.profile(&mailbox.profile_id).await?;
+        self.token_for(mailbox, &profile).await
+    }
+
+    async fn token_for(&self, mailbox: &Mailbox, profile: &ServerProfile) -> Result<Secret> {
         let owner = match profile.auth {
             AuthType::Delegated => mailbox.token_owner().to_string(),
             AuthType::Application => format!("app-{}", profile.id),
@@ -77,10 +127,10 @@ impl Tokens {
                     return Ok(set.access_token.clone());
                 }
             }
-            let secret = self.secrets.get(&profile.client_secret_ref).await?;
+            let secret = self.secrets.client_secret(profile).await?;
             let (fresh, cond) = match (profile.auth, current) {
                 (AuthType::Application, cur) => {
-                    let fresh = self.identity.client_credentials(&profile, &secret).await;
+                    let fresh = self.identity.client_credentials(profile, &secret).await;
                     (fresh, cur.map_or(Cond::Absent, |(_, v)| Cond::Version(v)))
                 }
                 (AuthType::Delegated, Some((set, version))) => {
@@ -91,7 +141,7 @@ impl Tokens {
                     };
                     let fresh = self
                         .identity
-                        .refresh(&profile, &secret, &rt)
+                        .refresh(profile, &secret, &rt)
                         .await
                         .map(|mut t| {
                             // Microsoft rotates refresh tokens; keep the old one only if none came back.
@@ -142,7 +192,7 @@ impl Tokens {
             let marked = self
                 .repos
                 .mailboxes
-                .update(None, &id, |m| {
+                .update(&id, |m| {
                     let mut m = m?;
                     (m.connection != state).then(|| {
                         m.connection = state.clone();

@@ -69,6 +69,14 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// The webhook reads subscriptions (and nothing else) and sends jobs.
+    pub fn new(store: Arc<dyn crate::ports::StateStore>, queue: Arc<dyn JobQueue>) -> Self {
+        Self {
+            subscriptions: Repo::new(store),
+            queue,
+        }
+    }
+
     /// Checks every notification of a POST and persists the work they call for in one send.
     /// `Err(Invalid)` for a body that is not a notification collection (answer 4xx, nothing queued);
     /// any other error means nothing could be persisted (answer 5xx so that Graph retries).
@@ -93,7 +101,7 @@ impl Webhook {
             };
             let Some(sub) = self
                 .subscriptions
-                .get(None, &n.subscription_id)
+                .get(&n.subscription_id)
                 .await?
                 .map(|v| v.value)
             else {
@@ -129,7 +137,7 @@ impl Webhook {
                 (Some("created" | "updated"), Some(message_id)) => jobs.push(Job::Import {
                     mailbox_id: sub.mailbox_id.clone(),
                     message_id,
-                    source: JobSource::Notification,
+                    origin: Origin::Notification,
                 }),
                 (Some("deleted"), _) => {}
                 _ => {
@@ -146,30 +154,21 @@ impl Webhook {
     }
 }
 
-/// What a lifecycle event calls for.
+/// What a lifecycle event calls for: a sweep after `missed`; after `subscriptionRemoved` or
+/// `reauthorizationRequired`, a new or renewed subscription and then a sweep.
 fn lifecycle_job(sub: &SubscriptionRecord, event: &str) -> Option<Job> {
-    let kind = match event {
-        "missed" => ResubscribeOrSweep::Sweep,
-        "subscriptionRemoved" | "reauthorizationRequired" => ResubscribeOrSweep::Resubscribe,
-        _ => return None,
-    };
-    Some(match kind {
-        ResubscribeOrSweep::Sweep => Job::Sweep {
+    Some(match Reason::of_lifecycle(event)? {
+        reason @ Reason::Missed => Job::Sweep {
             mailbox_id: sub.mailbox_id.clone(),
             folder_id: Some(sub.folder_id.clone()),
-            reason: event.to_string(),
+            reason,
         },
-        ResubscribeOrSweep::Resubscribe => Job::Resubscribe {
+        reason => Job::Resubscribe {
             mailbox_id: sub.mailbox_id.clone(),
             folder_id: sub.folder_id.clone(),
-            reason: event.to_string(),
+            reason,
         },
     })
-}
-
-enum ResubscribeOrSweep {
-    Sweep,
-    Resubscribe,
 }
 
 /// The message id at the end of a notification's `resource` (`Users/{u}/Messages/{id}`).
@@ -183,7 +182,7 @@ fn message_id_of(resource: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{InMemoryQueue, InMemoryStateStore};
+    use crate::fakes::{InMemoryQueue, InMemoryStateStore};
     use crate::ports::Cond;
     use chrono::Utc;
 
@@ -199,7 +198,7 @@ mod tests {
             expires_at: Utc::now(),
         };
         subscriptions
-            .put(None, "sub-1", &sub, Cond::Absent)
+            .put("sub-1", &sub, Cond::Absent)
             .await
             .unwrap();
         let queue = Arc::new(InMemoryQueue::default());
@@ -243,7 +242,7 @@ mod tests {
             vec![Job::Import {
                 mailbox_id: "mbx_1".into(),
                 message_id: "m1".into(),
-                source: JobSource::Notification
+                origin: Origin::Notification
             }]
         );
     }
@@ -275,10 +274,20 @@ mod tests {
         assert_eq!(out.lifecycle, 3);
         let jobs = q.jobs();
         assert_eq!(jobs.len(), 2);
-        assert!(matches!(&jobs[0], Job::Sweep { reason, .. } if reason == "missed"));
-        assert!(
-            matches!(&jobs[1], Job::Resubscribe { reason, .. } if reason == "subscriptionRemoved")
-        );
+        assert!(matches!(
+            &jobs[0],
+            Job::Sweep {
+                reason: Reason::Missed,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &jobs[1],
+            Job::Resubscribe {
+                reason: Reason::SubscriptionRemoved,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]

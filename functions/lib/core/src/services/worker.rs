@@ -1,29 +1,120 @@
-//! Runs one queued job with the service it calls for.
+//! Runs queued jobs: each with the service it calls for, a batch at a time, and settles each job
+//! by the one [`Disposition`] of its error. The batch runner serves the Lambda handler and the
+//! local runner alike.
 
 use crate::model::*;
+use crate::ports::{Clock, Delivery, JobQueue};
 use crate::repo::Repos;
-use crate::services::import::{Importer, Outcome};
+use crate::services::import::Importer;
 use crate::services::pace::Pace;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::sweep::Sweeper;
-use crate::{Error, Result};
+use crate::{Disposition, Error, Result};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub struct Worker {
     pub repos: Repos,
     pub importer: Arc<Importer>,
     pub sweeper: Arc<Sweeper>,
     pub subscriptions: Arc<Subscriptions>,
+    /// For the sweep that follows a throttling backlog.
+    pub queue: Arc<dyn JobQueue>,
+    pub clock: Arc<dyn Clock>,
     /// Per-mailbox admission under Graph's limits, shared by every job this process runs.
     pub pace: Arc<Pace>,
 }
 
-/// What a job came to, for the log and the tests.
+/// What a job came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Done {
-    Import(Outcome),
+    /// Stored, recorded and announced. `category_failure`: why the profile's Outlook category
+    /// could not be set (the message stays imported).
+    Imported {
+        eml_key: String,
+        metadata_key: String,
+        category_failure: Option<String>,
+    },
+    /// Already imported (or found gone) before: nothing done.
+    Duplicate,
+    /// Deleted from the mailbox before it could be fetched: recorded, not retried.
+    Gone,
+    /// Refused for good (too large): recorded with an alert.
+    Refused(String),
+    /// A sweep ran and queued this many imports.
     Swept { queued: u32 },
+    /// Nothing to do (the mailbox is not active).
     Skipped(String),
+}
+
+/// What the queue does with a job after it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Done with: delete it.
+    Ack,
+    /// Make it visible again after this delay (an SQS visibility change).
+    RetryAfter(Duration),
+}
+
+/// How many times a job is received before it goes to the dead-letter queue: the template's
+/// `maxReceiveCount` (checked by a test) and the local runner's limit.
+pub const MAX_RECEIVES: u32 = 8;
+/// The longest delay SQS accepts for a visibility change (12 hours).
+pub const MAX_DELAY: Duration = Duration::from_secs(43_200);
+/// How long a parked job waits between tries: a person must act first, so trying sooner only
+/// spends receives; eight tries give a person most of a working day before the dead-letter queue.
+pub const PARK_DELAY: Duration = Duration::from_secs(3600);
+
+/// When a failed job comes back: when Graph said (Retry-After), after a backoff on the number of
+/// receives (10 s, 20 s, 40 s… up to 15 min) for a passing failure, after [`PARK_DELAY`] when it
+/// waits for a person; never for work that is done with.
+pub fn settle(result: &Result<Done>, receive_count: u32) -> Settlement {
+    let Err(e) = result else {
+        return Settlement::Ack;
+    };
+    let delay = match e.disposition() {
+        Disposition::Done => return Settlement::Ack,
+        Disposition::RetryAfter(after) => after,
+        Disposition::Backoff => {
+            let n = receive_count.clamp(1, 8) - 1;
+            Duration::from_secs(10 << n).min(Duration::from_secs(900))
+        }
+        Disposition::Park => PARK_DELAY,
+    };
+    Settlement::RetryAfter(delay.min(MAX_DELAY))
+}
+
+/// Runs a batch of deliveries, each on its own and all at once; the worker's [`Pace`] holds each
+/// mailbox to 4 at a time and under Graph's rate. The answer gives each receipt's settlement. A
+/// job never sleeps for its Retry-After: it is handed back with it.
+pub async fn run_batch(
+    worker: Arc<Worker>,
+    deliveries: Vec<Delivery>,
+) -> std::result::Result<Vec<(String, Settlement)>, String> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for d in deliveries {
+        let worker = worker.clone();
+        tasks.spawn(async move {
+            let result = worker.run_body(&d.job_body).await;
+            let settlement = settle(&result, d.receive_count);
+            match (&result, settlement) {
+                (Ok(done), _) => tracing::debug!(?done, "job done"),
+                (Err(e), Settlement::RetryAfter(delay)) => {
+                    tracing::warn!(error = %e, delay_s = delay.as_secs(), "job failed, will be retried")
+                }
+                (Err(e), Settlement::Ack) => {
+                    tracing::error!(error = %e, "job failed for good; acknowledged")
+                }
+            }
+            (d.receipt, settlement)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        // A panicked task: its receipt is lost with it, so the whole batch must come back.
+        out.push(joined.map_err(|e| format!("an import task failed: {e}"))?);
+    }
+    Ok(out)
 }
 
 impl Worker {
@@ -41,48 +132,95 @@ impl Worker {
                 mailbox_id,
                 message_id,
                 ..
-            } => self
-                .importer
-                .import(mailbox_id, message_id)
-                .await
-                .map(Done::Import),
+            } => self.importer.import(mailbox_id, message_id).await,
             Job::Sweep {
                 mailbox_id,
                 folder_id,
                 reason,
-            } => self.sweep(mailbox_id, folder_id.as_deref(), reason).await,
+            } => self.sweep(mailbox_id, folder_id.as_deref(), *reason).await,
             Job::Resubscribe {
                 mailbox_id,
                 folder_id,
                 reason,
-            } => self.resubscribe(mailbox_id, folder_id, reason).await,
+            } => self.resubscribe(mailbox_id, folder_id, *reason).await,
         };
-        if let Err(e) = &result {
-            let mailbox_id = job.mailbox_id();
-            if !matches!(e, Error::Conflict(_) | Error::Retry { .. }) {
-                let message = e.to_string();
-                let _ = self
-                    .repos
-                    .touch_health(mailbox_id, |h| {
-                        h.incoming = IncomingStatus::Failure;
-                        h.last_error = Some(message.clone());
-                        if let Error::Throttled { after } = e {
-                            // Cleared by the next import, which also sweeps for the backlog.
-                            h.raise(
-                                AlertKind::Throttled,
-                                format!(
-                                    "Microsoft Graph is throttling this mailbox; imports resume \
-                                     after {} s.",
-                                    after.as_secs()
-                                ),
-                                chrono::Utc::now(),
-                            );
-                        }
-                    })
-                    .await;
+        self.record(job.mailbox_id(), &result).await;
+        result
+    }
+
+    /// What a job's result means for its mailbox's health, in one place: the incoming status, the
+    /// last error, and the alerts a job raises or clears (throttled, too large, category). After a
+    /// throttling spell, the first import that gets through queues a sweep for what was missed.
+    async fn record(&self, mailbox_id: &str, result: &Result<Done>) {
+        let relevant = match result {
+            Ok(Done::Imported { .. } | Done::Refused(_) | Done::Swept { .. }) => true,
+            Ok(_) => false,
+            // Not active: a state the mailbox already shows, not a failed run.
+            Err(Error::Inactive(_)) => false,
+            Err(e) => {
+                matches!(e.disposition(), Disposition::Done | Disposition::Park)
+                    || matches!(e, Error::Throttled { .. })
+            }
+        };
+        if !relevant {
+            return;
+        }
+        let now = self.clock.now();
+        let mut after_throttling = false;
+        let written = self
+            .repos
+            .touch_health(mailbox_id, |h| match result {
+                Ok(Done::Imported {
+                    category_failure, ..
+                }) => {
+                    after_throttling = h.has(AlertKind::Throttled);
+                    h.clear(AlertKind::Throttled);
+                    h.incoming = IncomingStatus::Success;
+                    h.last_sync = Some(now);
+                    h.last_error = None;
+                    h.imported += 1;
+                    match category_failure {
+                        Some(why) => h.raise(AlertKind::CategoryNotSet, why.clone(), now),
+                        None => h.clear(AlertKind::CategoryNotSet),
+                    }
+                }
+                // A sweep that got through means Graph no longer throttles the mailbox.
+                Ok(Done::Swept { .. }) => h.clear(AlertKind::Throttled),
+                Ok(Done::Refused(reason)) => {
+                    h.raise(AlertKind::MessageTooLarge, reason.clone(), now)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    h.incoming = IncomingStatus::Failure;
+                    h.last_error = Some(e.to_string());
+                    if let Error::Throttled { after } = e {
+                        h.raise(
+                            AlertKind::Throttled,
+                            format!(
+                                "Microsoft Graph is throttling this mailbox; imports resume \
+                                 after {} s.",
+                                after.as_secs()
+                            ),
+                            now,
+                        );
+                    }
+                }
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!(mailbox = %mailbox_id, error = %e, "could not record the mailbox's health");
+        }
+        if after_throttling {
+            // Notifications may have been lost while Graph throttled: the delta finds them.
+            let sweep = Job::Sweep {
+                mailbox_id: mailbox_id.into(),
+                folder_id: None,
+                reason: Reason::AfterThrottling,
+            };
+            if let Err(e) = self.queue.send(&[sweep]).await {
+                tracing::warn!(mailbox = %mailbox_id, error = %e, "could not queue the sweep after throttling; the scheduled sweep will run it");
             }
         }
-        result
     }
 
     async fn active(&self, mailbox_id: &str) -> Result<Option<Mailbox>> {
@@ -90,7 +228,12 @@ impl Worker {
         Ok(mailbox.is_active().then_some(mailbox))
     }
 
-    async fn sweep(&self, mailbox_id: &str, folder_id: Option<&str>, reason: &str) -> Result<Done> {
+    async fn sweep(
+        &self,
+        mailbox_id: &str,
+        folder_id: Option<&str>,
+        reason: Reason,
+    ) -> Result<Done> {
         let Some(mailbox) = self.active(mailbox_id).await? else {
             return Ok(Done::Skipped(format!("mailbox {mailbox_id} is not active")));
         };
@@ -102,20 +245,16 @@ impl Worker {
         for folder in folders {
             let report = self.sweeper.sweep_folder(&mailbox, &folder).await?;
             queued += report.queued;
-            tracing::info!(mailbox = %mailbox.id, folder, reason, queued = report.queued, pages = report.pages, "folder swept");
+            tracing::info!(mailbox = %mailbox.id, folder, %reason, queued = report.queued, pages = report.pages, "folder swept");
         }
-        // A sweep that got through means Graph no longer throttles the mailbox.
-        self.repos
-            .touch_health(mailbox_id, |h| h.clear(AlertKind::Throttled))
-            .await?;
         Ok(Done::Swept { queued })
     }
 
-    async fn resubscribe(&self, mailbox_id: &str, folder_id: &str, reason: &str) -> Result<Done> {
+    async fn resubscribe(&self, mailbox_id: &str, folder_id: &str, reason: Reason) -> Result<Done> {
         let Some(mailbox) = self.active(mailbox_id).await? else {
             return Ok(Done::Skipped(format!("mailbox {mailbox_id} is not active")));
         };
-        let removed = reason == "subscriptionRemoved";
+        let removed = reason == Reason::SubscriptionRemoved;
         for sub in self.subscriptions.of_folder(&mailbox.id, folder_id).await? {
             let gone = removed
                 || matches!(
@@ -129,5 +268,47 @@ impl Worker {
         self.subscriptions.ensure(&mailbox, folder_id).await?;
         // Whatever arrived while the subscription was not delivering is found by the sweep.
         self.sweep(mailbox_id, Some(folder_id), reason).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settlement_follows_the_disposition() {
+        let ok: Result<Done> = Ok(Done::Duplicate);
+        assert_eq!(settle(&ok, 1), Settlement::Ack);
+        let gone: Result<Done> = Err(Error::Permanent("not a job".into()));
+        assert_eq!(settle(&gone, 1), Settlement::Ack);
+        let throttled: Result<Done> = Err(Error::Throttled {
+            after: Duration::from_secs(30),
+        });
+        assert_eq!(
+            settle(&throttled, 5),
+            Settlement::RetryAfter(Duration::from_secs(30))
+        );
+        let passing: Result<Done> = Err(Error::Storage("x".into()));
+        assert_eq!(
+            settle(&passing, 1),
+            Settlement::RetryAfter(Duration::from_secs(10))
+        );
+        assert_eq!(
+            settle(&passing, 3),
+            Settlement::RetryAfter(Duration::from_secs(40))
+        );
+        assert_eq!(
+            settle(&passing, 40),
+            Settlement::RetryAfter(Duration::from_secs(900))
+        );
+        let person: Result<Done> = Err(Error::ReauthRequired {
+            code: "AADSTS50173".into(),
+            reason: "revoked".into(),
+        });
+        assert_eq!(settle(&person, 1), Settlement::RetryAfter(PARK_DELAY));
+        let huge: Result<Done> = Err(Error::Throttled {
+            after: Duration::from_secs(999_999),
+        });
+        assert_eq!(settle(&huge, 1), Settlement::RetryAfter(MAX_DELAY));
     }
 }

@@ -1,4 +1,5 @@
-//! In-memory adapters: for unit tests and benchmarks. Nothing here survives the process.
+//! Test doubles of the ports, in memory: for unit tests and benchmarks. Nothing here survives the
+//! process, and nothing here is built into a deployed function (feature `fakes`).
 
 use crate::model::{Job, MessageImported};
 use crate::ports::*;
@@ -92,12 +93,15 @@ impl BlobStore for InMemoryBlobStore {
         }))
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.objects.lock().unwrap().get(key).cloned())
-    }
-
     fn locate(&self, key: &str) -> String {
         format!("memory://{key}")
+    }
+}
+
+#[async_trait]
+impl BlobReader for InMemoryBlobStore {
+    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        Ok(self.objects.lock().unwrap().get(key).cloned())
     }
 }
 

@@ -1,0 +1,27 @@
+//! The admin function's wiring: profiles, mailboxes, approval, folders, tests, shared mailboxes.
+
+use mailbridge_aws::{AwsEnv, BoxError, Port};
+use mailbridge_edge::admin::{AdminApi, AdminToken};
+use std::sync::Arc;
+
+/// What the admin function uses of AWS; its IAM policy in `template.yaml` is derived from this.
+pub const PORTS: &[Port] = &[
+    Port::State,
+    Port::QueueSend,
+    Port::SealingKey,
+    Port::ProfileSecrets,
+    Port::AdminToken,
+];
+
+/// The admin routes over their ports. Variables: `PUBLIC_BASE_URL`, `TABLE_NAME`, `QUEUE_URL`,
+/// `TOKEN_KEY_SECRET`, `PROFILE_SECRET_PREFIX`, `ADMIN_TOKEN_SECRET`, `CUSTOM_CLOUD_HOSTS`
+/// (optional).
+pub fn wire(env: &AwsEnv) -> Result<axum::Router, BoxError> {
+    let microsoft = mailbridge_graph::microsoft(mailbridge_graph::extra_ca_from_env()?.as_deref())?;
+    let mail = env.mail_services(env.settings()?, microsoft)?;
+    let token = AdminToken::from_secret(env.secrets(), env.admin_token_name()?);
+    Ok(mailbridge_edge::admin::admin_router(AdminApi {
+        admin: Arc::new(mail.admin()),
+        token,
+    }))
+}

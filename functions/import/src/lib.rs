@@ -1,0 +1,44 @@
+//! The import function's wiring: imports, sweeps and resubscriptions from the queue; messages to
+//! S3, events to EventBridge; Retry-After as a visibility change.
+
+use mailbridge_aws::{AwsEnv, BoxError, Port};
+use mailbridge_core::ports::Redelivery;
+use mailbridge_core::services::worker::Worker;
+use std::sync::Arc;
+
+/// What the import function uses of AWS; its IAM policy in `template.yaml` is derived from this.
+pub const PORTS: &[Port] = &[
+    Port::State,
+    Port::MessageStore,
+    Port::QueueSend,
+    Port::QueueRedelivery,
+    Port::QueueTrigger,
+    Port::ImportEvents,
+    Port::SealingKey,
+    Port::ProfileSecrets,
+];
+
+/// The import function's services.
+pub struct Import {
+    pub worker: Arc<Worker>,
+    pub redelivery: Arc<dyn Redelivery>,
+}
+
+/// The worker over its ports. Variables: `PUBLIC_BASE_URL`, `TABLE_NAME`, `QUEUE_URL`,
+/// `BUCKET_NAME`, `EVENT_BUS_NAME`, `TOKEN_KEY_SECRET`, `PROFILE_SECRET_PREFIX`,
+/// `MAX_MESSAGE_MB` and `CUSTOM_CLOUD_HOSTS` (optional).
+pub fn wire(env: &AwsEnv) -> Result<Import, BoxError> {
+    let mut settings = env.settings()?;
+    if let Some(mb) = env.optional_var("MAX_MESSAGE_MB") {
+        let mb = mb
+            .parse()
+            .map_err(|_| format!("MAX_MESSAGE_MB is {mb:?}, not a number of MB"))?;
+        settings = settings.with_max_message_mb(mb)?;
+    }
+    let microsoft = mailbridge_graph::microsoft(mailbridge_graph::extra_ca_from_env()?.as_deref())?;
+    let mail = env.mail_services(settings, microsoft)?;
+    Ok(Import {
+        worker: Arc::new(mail.worker(env.message_store()?, env.import_events()?)),
+        redelivery: env.redelivery()?,
+    })
+}

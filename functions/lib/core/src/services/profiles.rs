@@ -1,0 +1,345 @@
+//! What a server profile may say, checked in one place: when an administrator stores it, and again
+//! before mailbridge sends it a secret or a token. And the two secret namespaces: the key that
+//! seals tokens, and the client secrets of profiles, which no profile can name across.
+
+use crate::model::{Cloud, ServerProfile};
+use crate::ports::SecretStore;
+use crate::services::Settings;
+use crate::{Error, Result, Secret};
+use std::sync::Arc;
+
+/// The longest backfill window a profile may ask for, in days (ten years).
+pub const MAX_BACKFILL_DAYS: u32 = 3650;
+/// The longest profile id: it is part of mailbox ids and secret names.
+const MAX_ID: usize = 64;
+/// The longest free text (names, client id, tenant, category, URLs).
+const MAX_TEXT: usize = 256;
+/// Secrets Manager's longest secret name.
+const MAX_SECRET_NAME: usize = 512;
+
+fn invalid(why: impl Into<String>) -> Error {
+    Error::Invalid(why.into())
+}
+
+impl Settings {
+    /// Whether a profile may be stored and used. `Error::Invalid` says what is wrong.
+    pub fn check_profile(&self, p: &ServerProfile) -> Result<()> {
+        let id_ok = !p.id.is_empty()
+            && p.id.len() <= MAX_ID
+            && p.id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !id_ok {
+            return Err(invalid(format!(
+                "a profile id is 1 to {MAX_ID} letters, digits, '-' or '_'"
+            )));
+        }
+        for (field, value) in [
+            ("name", p.name.as_str()),
+            ("client_id", p.client_id.as_str()),
+            ("tenant", p.tenant.as_str()),
+        ] {
+            if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
+                return Err(invalid(format!(
+                    "{field} must be at most {MAX_TEXT} characters, without control characters"
+                )));
+            }
+        }
+        if p.client_id.trim().is_empty() || p.tenant.trim().is_empty() {
+            return Err(invalid("a profile needs a client_id and a tenant"));
+        }
+        if p.backfill_days > MAX_BACKFILL_DAYS {
+            return Err(invalid(format!(
+                "backfill_days is {}; it must be between 0 and {MAX_BACKFILL_DAYS}",
+                p.backfill_days
+            )));
+        }
+        if let Some(c) = &p.outlook_category {
+            if c.trim().is_empty() || c.len() > MAX_TEXT || c.chars().any(char::is_control) {
+                return Err(invalid(format!(
+                    "outlook_category must be 1 to {MAX_TEXT} characters, without control characters"
+                )));
+            }
+        }
+        self.check_secret_ref(&p.client_secret_ref)?;
+        if let Cloud::Custom {
+            login,
+            graph,
+            resource,
+        } = &p.cloud
+        {
+            self.check_custom_url("login", login)?;
+            self.check_custom_url("graph", graph)?;
+            if resource.trim().is_empty() || resource.len() > MAX_TEXT {
+                return Err(invalid("a custom cloud needs a resource identifier"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A client secret's name must lie under the profile prefix: never the token-sealing key, the
+    /// admin token or any other secret of the deployment.
+    pub fn check_secret_ref(&self, name: &str) -> Result<()> {
+        let prefix = &self.profile_secret_prefix;
+        let ok = name.len() > prefix.len()
+            && name.len() <= MAX_SECRET_NAME
+            && name.starts_with(prefix.as_str())
+            && !name.split('/').any(|part| part == ".." || part == ".")
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
+        if !ok {
+            return Err(invalid(format!(
+                "client_secret_ref must be the name of a secret under {prefix:?} (letters, digits \
+                 and /_+=.@-), for example {prefix}<profile>/client-secret"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A custom cloud's URL: https (http only on this machine's loopback, for the simulator), on a
+    /// host the deployment allows.
+    fn check_custom_url(&self, field: &str, url: &str) -> Result<()> {
+        if self.custom_cloud_hosts.is_empty() {
+            return Err(invalid(
+                "this deployment does not allow custom clouds; choose global, us_gov, us_gov_dod \
+                 or china (an operator can allow hosts with CUSTOM_CLOUD_HOSTS)",
+            ));
+        }
+        let (https, rest) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
+            _ => {
+                return Err(invalid(format!(
+                    "the custom cloud's {field} URL must be https"
+                )))
+            }
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = authority.to_ascii_lowercase();
+        let hostname = host
+            .strip_prefix('[')
+            .and_then(|h| h.split(']').next())
+            .unwrap_or_else(|| host.split(':').next().unwrap_or_default());
+        let well_formed = !host.is_empty()
+            && url.len() <= MAX_TEXT
+            && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+            && !authority.contains('@');
+        if !well_formed {
+            return Err(invalid(format!(
+                "the custom cloud's {field} URL is not a plain URL"
+            )));
+        }
+        let loopback = matches!(hostname, "localhost" | "127.0.0.1" | "::1");
+        if !https && !loopback {
+            return Err(invalid(format!(
+                "the custom cloud's {field} URL must be https"
+            )));
+        }
+        if !self
+            .custom_cloud_hosts
+            .iter()
+            .any(|allowed| *allowed == host || *allowed == hostname)
+        {
+            return Err(invalid(format!(
+                "the custom cloud's {field} host {host} is not one this deployment allows"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The name of a secret given by name or by ARN (`arn:…:secret:NAME-AbCdEf`, as CloudFormation's
+/// `Ref` gives it).
+fn secret_name(name_or_arn: &str) -> &str {
+    match name_or_arn.split_once(":secret:") {
+        Some((_, rest)) if name_or_arn.starts_with("arn:") => {
+            // Secrets Manager adds a hyphen and six characters to the name in the ARN.
+            match rest.rsplit_once('-') {
+                Some((name, suffix)) if suffix.len() == 6 => name,
+                _ => rest,
+            }
+        }
+        _ => name_or_arn,
+    }
+}
+
+/// The secrets mailbridge reads, in two namespaces no name crosses.
+#[derive(Clone)]
+pub struct Secrets {
+    store: Arc<dyn SecretStore>,
+    settings: Settings,
+}
+
+impl Secrets {
+    /// Refuses a deployment whose token-sealing key lies under the profile prefix, where a
+    /// profile could name it.
+    pub fn new(store: Arc<dyn SecretStore>, settings: &Settings) -> Result<Self> {
+        let key = secret_name(&settings.token_key_name);
+        if key.starts_with(settings.profile_secret_prefix.as_str()) {
+            return Err(Error::Config {
+                code: "token-key-in-profile-namespace".into(),
+                reason: format!(
+                    "the token-sealing key {key:?} lies under the profile secret prefix {:?}; \
+                     name it outside that prefix",
+                    settings.profile_secret_prefix
+                ),
+            });
+        }
+        Ok(Self {
+            store,
+            settings: settings.clone(),
+        })
+    }
+
+    /// The key that seals tokens at rest.
+    pub async fn sealing_key(&self) -> Result<Secret> {
+        self.store.get(&self.settings.token_key_name).await
+    }
+
+    /// A profile's client secret: only from the profile namespace.
+    pub async fn client_secret(&self, profile: &ServerProfile) -> Result<Secret> {
+        self.settings.check_secret_ref(&profile.client_secret_ref)?;
+        self.store.get(&profile.client_secret_ref).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::AuthType;
+
+    fn profile() -> ServerProfile {
+        ServerProfile {
+            id: "contoso".into(),
+            name: "Contoso".into(),
+            cloud: Cloud::Global,
+            auth: AuthType::Delegated,
+            tenant: "organizations".into(),
+            client_id: "00000000-0000-0000-0000-000000000001".into(),
+            client_secret_ref: "mailbridge/profiles/contoso/client-secret".into(),
+            client_secret_expires_at: None,
+            is_default: true,
+            approval_required: false,
+            backfill_days: 0,
+            outlook_category: None,
+        }
+    }
+
+    fn custom(login: &str, graph: &str) -> ServerProfile {
+        ServerProfile {
+            cloud: Cloud::Custom {
+                login: login.into(),
+                graph: graph.into(),
+                resource: "https://graph.microsoft.com".into(),
+            },
+            ..profile()
+        }
+    }
+
+    #[test]
+    fn a_good_profile_passes() {
+        Settings::new("https://x")
+            .check_profile(&profile())
+            .unwrap();
+    }
+
+    #[test]
+    fn secret_references_stay_in_the_profile_namespace() {
+        let s = Settings::new("https://x");
+        for bad in [
+            "mailbridge/token-key",
+            "arn:aws:secretsmanager:eu-west-1:1:secret:mailbridge/profiles/x-AbCdEf",
+            "mailbridge/profiles/",
+            "mailbridge/profiles/../token-key",
+            "other/secret",
+            "mailbridge/profiles/a b",
+        ] {
+            let p = ServerProfile {
+                client_secret_ref: bad.into(),
+                ..profile()
+            };
+            assert!(
+                matches!(s.check_profile(&p), Err(Error::Invalid(_))),
+                "{bad} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn values_are_bounded() {
+        let s = Settings::new("https://x");
+        let p = ServerProfile {
+            backfill_days: u32::MAX,
+            ..profile()
+        };
+        assert!(
+            matches!(s.check_profile(&p), Err(Error::Invalid(m)) if m.contains("backfill_days"))
+        );
+        let p = ServerProfile {
+            backfill_days: MAX_BACKFILL_DAYS,
+            ..profile()
+        };
+        s.check_profile(&p).unwrap();
+        for id in ["", "a/b", &"x".repeat(65)] {
+            let p = ServerProfile {
+                id: id.into(),
+                ..profile()
+            };
+            assert!(s.check_profile(&p).is_err(), "{id:?}");
+        }
+        let p = ServerProfile {
+            outlook_category: Some("x".repeat(300)),
+            ..profile()
+        };
+        assert!(s.check_profile(&p).is_err());
+    }
+
+    #[test]
+    fn custom_clouds_only_on_allowed_hosts_over_https() {
+        let closed = Settings::new("https://x");
+        assert!(closed
+            .check_profile(&custom("https://login.example", "https://graph.example"))
+            .is_err());
+        let open = Settings::new("https://x")
+            .with_custom_cloud_hosts(&["login.example, graph.example", "127.0.0.1:8400"]);
+        open.check_profile(&custom("https://login.example", "https://graph.example/"))
+            .unwrap();
+        open.check_profile(&custom("http://127.0.0.1:8400", "http://127.0.0.1:8400"))
+            .unwrap();
+        for (login, graph) in [
+            ("http://login.example", "https://graph.example"),
+            ("https://login.example", "https://evil.example"),
+            (
+                "https://login.example@evil.example",
+                "https://graph.example",
+            ),
+            ("https://login.example", "ftp://graph.example"),
+            ("https://login.example", "https://127.0.0.1:9999"),
+            ("https://login.example", "graph.example"),
+        ] {
+            assert!(
+                open.check_profile(&custom(login, graph)).is_err(),
+                "{login} {graph} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn the_sealing_key_cannot_live_in_the_profile_namespace() {
+        let store: Arc<dyn SecretStore> = Arc::new(crate::fakes::InMemorySecrets::default());
+        let mut s = Settings::new("https://x");
+        s.token_key_name = "mailbridge/profiles/key".into();
+        assert!(matches!(
+            Secrets::new(store.clone(), &s),
+            Err(Error::Config { .. })
+        ));
+        s.token_key_name =
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:TokenKeySecret-AbCdEf".into();
+        assert!(Secrets::new(store, &s).is_ok());
+        assert_eq!(
+            secret_name("arn:aws:secretsmanager:r:1:secret:mailbridge/profiles/k-AbCdEf"),
+            "mailbridge/profiles/k"
+        );
+    }
+}

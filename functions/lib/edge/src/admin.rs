@@ -1,0 +1,316 @@
+//! The admin function's routes (`/admin/...`). Every route takes [`Administrator`], an extractor
+//! that checks the bearer token before anything else runs (axum runs it before the body is read),
+//! so a handler cannot forget it and a caller without the token learns nothing of the API's
+//! schema. Every error, the extractors' own included, has one JSON shape:
+//! `{"error": "what is wrong", "code": "invalid"}`.
+
+use crate::http::public_error;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use mailbridge_core::model::ServerProfile;
+use mailbridge_core::ports::SecretStore;
+use mailbridge_core::services::admin::Admin;
+use mailbridge_core::{Error, Secret};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+/// The bearer token of the admin API: given, or read once from the secret store when the first
+/// call comes (so that a cold start does not wait for it).
+#[derive(Clone)]
+pub struct AdminToken {
+    source: Option<(Arc<dyn SecretStore>, String)>,
+    cell: Arc<OnceCell<Secret>>,
+}
+
+impl AdminToken {
+    pub fn fixed(token: Secret) -> Self {
+        Self {
+            source: None,
+            cell: Arc::new(OnceCell::new_with(Some(token))),
+        }
+    }
+
+    pub fn from_secret(store: Arc<dyn SecretStore>, name: impl Into<String>) -> Self {
+        Self {
+            source: Some((store, name.into())),
+            cell: Arc::new(OnceCell::new()),
+        }
+    }
+
+    async fn get(&self) -> Result<&Secret, Error> {
+        self.cell
+            .get_or_try_init(|| async {
+                match &self.source {
+                    Some((store, name)) => store.get(name).await,
+                    None => Err(Error::Config {
+                        code: "no-admin-token".into(),
+                        reason: "no admin token is configured".into(),
+                    }),
+                }
+            })
+            .await
+    }
+}
+
+/// What the admin routes serve.
+#[derive(Clone)]
+pub struct AdminApi {
+    pub admin: Arc<Admin>,
+    pub token: AdminToken,
+}
+
+/// An admin API error in the API's one JSON shape.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let (status, message) = public_error(&e);
+        let code = match status {
+            StatusCode::BAD_REQUEST => "invalid",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::CONFLICT => "conflict",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+            StatusCode::BAD_GATEWAY => "upstream",
+            _ => "internal",
+        };
+        Self::new(status, code, message)
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let (status, code) = match r.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (r.status(), "unsupported_media_type"),
+            StatusCode::PAYLOAD_TOO_LARGE => (r.status(), "too_large"),
+            _ => (StatusCode::BAD_REQUEST, "invalid"),
+        };
+        Self::new(status, code, r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(json!({"error": self.message, "code": self.code})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static"));
+        }
+        response
+    }
+}
+
+/// A caller that presented the admin bearer token. Taking it as a handler's first argument is
+/// what makes a route an admin route.
+pub struct Administrator;
+
+impl FromRequestParts<AdminApi> for Administrator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &AdminApi) -> Result<Self, ApiError> {
+        let refused = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid admin bearer token is required",
+            )
+        };
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(refused)?;
+        let token = api.token.get().await.map_err(|e| {
+            tracing::error!(error = %e, "the admin token cannot be read");
+            refused()
+        })?;
+        if token.is_empty() || !token.ct_eq(presented) {
+            return Err(refused());
+        }
+        Ok(Administrator)
+    }
+}
+
+/// A JSON body whose rejections have the API's error shape.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(value) = Json::<T>::from_request(req, state).await?;
+        Ok(Body(value))
+    }
+}
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// The admin function's routes.
+pub fn admin_router(api: AdminApi) -> Router {
+    Router::new()
+        .route("/admin/profiles", get(list_profiles))
+        .route("/admin/profiles/{id}", put(put_profile))
+        .route("/admin/mailboxes", get(list_mailboxes))
+        .route("/admin/mailboxes/{id}", get(get_mailbox))
+        .route("/admin/mailboxes/{id}/approval", post(set_approval))
+        .route("/admin/mailboxes/{id}/enabled", post(set_enabled))
+        .route(
+            "/admin/mailboxes/{id}/folders",
+            get(folders).put(set_folders),
+        )
+        .route("/admin/mailboxes/{id}/test", post(test_mailbox))
+        .route("/admin/mailboxes/{id}/shared", post(add_shared))
+        .fallback(|_: Administrator| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such admin route")
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_ADMIN_BODY))
+        .with_state(api)
+}
+
+type Answer<T> = Result<Json<T>, ApiError>;
+
+fn answer<T>(r: mailbridge_core::Result<T>) -> Answer<T> {
+    r.map(Json).map_err(ApiError::from)
+}
+
+async fn list_profiles(
+    _: Administrator,
+    State(api): State<AdminApi>,
+) -> Answer<Vec<ServerProfile>> {
+    answer(api.admin.profiles().await)
+}
+
+async fn put_profile(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+    Body(profile): Body<ServerProfile>,
+) -> Answer<ServerProfile> {
+    if profile.id != id {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the profile id must match the path",
+        ));
+    }
+    answer(api.admin.put_profile(profile).await)
+}
+
+async fn list_mailboxes(_: Administrator, State(api): State<AdminApi>) -> Response {
+    answer(api.admin.mailboxes().await).into_response()
+}
+
+async fn get_mailbox(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+) -> Response {
+    answer(api.admin.mailbox(&id).await).into_response()
+}
+
+#[derive(Deserialize)]
+struct Approval {
+    approved: bool,
+}
+
+async fn set_approval(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+    Body(a): Body<Approval>,
+) -> Response {
+    answer(api.admin.set_approved(&id, a.approved).await).into_response()
+}
+
+#[derive(Deserialize)]
+struct Enabled {
+    enabled: bool,
+}
+
+async fn set_enabled(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+    Body(e): Body<Enabled>,
+) -> Response {
+    answer(api.admin.set_enabled(&id, e.enabled).await).into_response()
+}
+
+#[derive(Deserialize)]
+struct SharedMailbox {
+    address: String,
+}
+
+/// Adds a shared mailbox that the mailbox `{id}`'s user is a delegate of.
+async fn add_shared(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+    Body(s): Body<SharedMailbox>,
+) -> Response {
+    answer(api.admin.add_shared(&id, &s.address).await).into_response()
+}
+
+async fn folders(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+) -> Response {
+    answer(api.admin.folders(&id).await).into_response()
+}
+
+#[derive(Deserialize)]
+struct FolderIds {
+    folder_ids: Vec<String>,
+}
+
+async fn set_folders(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+    Body(f): Body<FolderIds>,
+) -> Response {
+    answer(api.admin.set_folders(&id, &f.folder_ids).await).into_response()
+}
+
+async fn test_mailbox(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+) -> Response {
+    answer(
+        api.admin
+            .test(&id)
+            .await
+            .map(|m| json!({"ok": true, "message": m})),
+    )
+    .into_response()
+}

@@ -1,0 +1,301 @@
+//! Least privilege, checked: each function's wiring takes exactly the ports it declares (`PORTS`
+//! in `functions/<name>/src/lib.rs`) and reads exactly the variables the template sets for it, and
+//! its role in `template.yaml` grants exactly the statements of those ports (`Port::grant`),
+//! nothing more. A port added without its permission, or a permission left after its port is
+//! gone, fails here.
+
+use mailbridge_aws::{AwsEnv, BoxError, Port};
+use serde_yaml::Value;
+use std::collections::BTreeSet;
+
+const TEMPLATE: &str = include_str!("../template.yaml");
+
+/// A function: its binary, its declared ports, and its wiring run against an environment.
+struct Function {
+    binary: &'static str,
+    ports: &'static [Port],
+    wire: fn(&AwsEnv) -> Result<(), BoxError>,
+}
+
+fn functions() -> Vec<Function> {
+    vec![
+        Function {
+            binary: "mailbridge-oauth",
+            ports: mailbridge_oauth::PORTS,
+            wire: |env| mailbridge_oauth::wire(env).map(drop),
+        },
+        Function {
+            binary: "mailbridge-webhook",
+            ports: mailbridge_webhook::PORTS,
+            wire: |env| mailbridge_webhook::wire(env).map(drop),
+        },
+        Function {
+            binary: "mailbridge-import",
+            ports: mailbridge_import::PORTS,
+            wire: |env| mailbridge_import::wire(env).map(drop),
+        },
+        Function {
+            binary: "mailbridge-maintenance",
+            ports: mailbridge_maintenance::PORTS,
+            wire: |env| mailbridge_maintenance::wire(env).map(drop),
+        },
+        Function {
+            binary: "mailbridge-admin",
+            ports: mailbridge_admin::PORTS,
+            wire: |env| mailbridge_admin::wire(env).map(drop),
+        },
+    ]
+}
+
+fn template() -> Value {
+    serde_yaml::from_str(TEMPLATE).expect("template.yaml parses")
+}
+
+/// A value as the template writes it: `!GetAtt A.B`, `!Sub text`, `!Ref X`, or the plain text.
+fn written(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Tagged(t) => {
+            let inner = match &t.value {
+                Value::Sequence(parts) => parts.iter().map(written).collect::<Vec<_>>().join("."),
+                other => written(other),
+            };
+            format!("{} {inner}", t.tag)
+        }
+        Value::Sequence(items) => items.iter().map(written).collect::<Vec<_>>().join(","),
+        other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::Sequence(items) => items.iter().map(written).collect(),
+        other => vec![written(other)],
+    }
+}
+
+/// A statement as a comparable row: sorted actions, resource, leading keys.
+type Row = (Vec<String>, String, Vec<String>);
+
+fn row_of_port(p: Port) -> Row {
+    let g = p.grant();
+    let mut actions: Vec<String> = g.actions.iter().map(|a| a.to_string()).collect();
+    actions.sort();
+    let keys = g
+        .leading_keys
+        .map(|k| k.iter().map(|s| s.to_string()).collect())
+        .unwrap_or_default();
+    (actions, g.resource.to_string(), keys)
+}
+
+fn row_of_statement(s: &Value) -> Row {
+    assert_eq!(s["Effect"].as_str(), Some("Allow"), "{s:?}");
+    assert!(s.get("NotAction").is_none() && s.get("NotResource").is_none());
+    let mut actions = strings(&s["Action"]);
+    actions.sort();
+    let keys = s
+        .get("Condition")
+        .map(|c| {
+            let c = c.as_mapping().expect("a condition map");
+            assert_eq!(c.len(), 1, "one condition operator: {c:?}");
+            let (op, body) = c.iter().next().unwrap();
+            assert_eq!(op.as_str(), Some("ForAllValues:StringEquals"));
+            let body = body.as_mapping().unwrap();
+            assert_eq!(body.len(), 1);
+            strings(&body["dynamodb:LeadingKeys"])
+        })
+        .unwrap_or_default();
+    (actions, written(&s["Resource"]), keys)
+}
+
+/// The function resource that builds `binary`, and its role.
+fn function_and_role<'a>(t: &'a Value, binary: &str) -> (&'a Value, &'a Value) {
+    let resources = t["Resources"].as_mapping().unwrap();
+    let function = resources
+        .values()
+        .find(|r| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary))
+        .unwrap_or_else(|| panic!("template.yaml builds no {binary}"));
+    let role_ref = written(&function["Properties"]["Role"]);
+    let role_name = role_ref
+        .strip_prefix("!GetAtt ")
+        .and_then(|r| r.strip_suffix(".Arn"))
+        .unwrap_or_else(|| {
+            panic!("{binary} must name its own role (Role: !GetAtt X.Arn), not {role_ref}")
+        });
+    (function, &t["Resources"][role_name])
+}
+
+fn dummy_env(ports: &'static [Port]) -> AwsEnv {
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("eu-west-1"))
+        .build();
+    AwsEnv::new(config, ports, |name| {
+        Some(match name {
+            "PUBLIC_BASE_URL" => "https://api.example".into(),
+            "TOKEN_KEY_SECRET" => {
+                "arn:aws:secretsmanager:eu-west-1:1:secret:mailbridge-keys/s/token-key-AbCdEf"
+                    .into()
+            }
+            "PROFILE_SECRET_PREFIX" => "mailbridge/profiles/".into(),
+            "MAX_MESSAGE_MB" => "150".into(),
+            "CUSTOM_CLOUD_HOSTS" => "".into(),
+            other => format!("value-of-{other}"),
+        })
+    })
+}
+
+#[test]
+fn each_role_grants_exactly_the_ports_of_its_wiring() {
+    let t = template();
+    for f in functions() {
+        let (_, role) = function_and_role(&t, f.binary);
+        assert_eq!(
+            role["Type"].as_str(),
+            Some("AWS::IAM::Role"),
+            "{}",
+            f.binary
+        );
+        let p = &role["Properties"];
+        let managed = strings(&p["ManagedPolicyArns"]);
+        assert_eq!(
+            managed,
+            [
+                "!Sub arn:${AWS::Partition}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+                "!Sub arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess",
+            ],
+            "{}: logs and traces are the only managed policies",
+            f.binary
+        );
+        let policies = p["Policies"].as_sequence().unwrap();
+        assert_eq!(policies.len(), 1, "{}: one inline policy", f.binary);
+        let mut granted: Vec<Row> = policies[0]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(row_of_statement)
+            .collect();
+        let mut declared: Vec<Row> = f.ports.iter().map(|p| row_of_port(*p)).collect();
+        granted.sort();
+        declared.sort();
+        assert_eq!(
+            granted, declared,
+            "{}: template.yaml's role differs from the ports its wiring declares",
+            f.binary
+        );
+    }
+}
+
+#[test]
+fn each_wiring_takes_exactly_its_declared_ports_and_reads_exactly_its_variables() {
+    let t = template();
+    for f in functions() {
+        let env = dummy_env(f.ports);
+        (f.wire)(&env).unwrap_or_else(|e| panic!("{} does not wire: {e}", f.binary));
+        let declared: BTreeSet<Port> = f
+            .ports
+            .iter()
+            .copied()
+            .filter(|p| !p.by_trigger())
+            .collect();
+        assert_eq!(
+            env.used(),
+            declared,
+            "{}: a declared port the wiring does not use keeps a permission nobody needs",
+            f.binary
+        );
+        let (function, _) = function_and_role(&t, f.binary);
+        let set: BTreeSet<String> = function["Properties"]["Environment"]["Variables"]
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            env.variables(),
+            set,
+            "{}: the template sets other variables than the wiring reads",
+            f.binary
+        );
+    }
+}
+
+#[test]
+fn a_port_used_without_being_declared_fails_the_wiring() {
+    // The webhook's wiring, given the import function's ports minus the queue: it must refuse.
+    const TOO_FEW: &[Port] = &[Port::SubscriptionLookup];
+    let err = mailbridge_webhook::wire(&dummy_env(TOO_FEW)).unwrap_err();
+    assert!(err.to_string().contains("QueueSend"), "{err}");
+}
+
+#[test]
+fn the_webhook_only_reads_subscriptions_and_sends_jobs() {
+    let t = template();
+    let (function, role) = function_and_role(&t, "mailbridge-webhook");
+    let statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    let rows: Vec<Row> = statements.iter().map(row_of_statement).collect();
+    assert_eq!(
+        rows,
+        vec![
+            (
+                vec!["dynamodb:GetItem".to_string()],
+                "!GetAtt StateTable.Arn".to_string(),
+                vec!["subscription".to_string()]
+            ),
+            (
+                vec!["sqs:SendMessage".to_string()],
+                "!GetAtt ImportQueue.Arn".to_string(),
+                vec![]
+            ),
+        ]
+    );
+    assert_eq!(written(&function["Properties"]["Timeout"]), "3");
+    // The partition the webhook may read is the one the core keeps subscriptions in.
+    let store = std::sync::Arc::new(mailbridge_core::fakes::InMemoryStateStore::default());
+    let subscriptions: mailbridge_core::repo::Repo<mailbridge_core::model::SubscriptionRecord> =
+        mailbridge_core::repo::Repo::new(store);
+    assert_eq!(
+        Port::SubscriptionLookup.grant().leading_keys,
+        Some(&[subscriptions.partition()][..])
+    );
+}
+
+#[test]
+fn the_import_function_can_abort_its_uploads_and_no_bundle_policy_is_left() {
+    let t = template();
+    let (_, role) = function_and_role(&t, "mailbridge-import");
+    let rows: Vec<Row> = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(row_of_statement)
+        .collect();
+    assert!(rows.iter().any(|(actions, resource, _)| actions
+        .contains(&"s3:AbortMultipartUpload".to_string())
+        && resource.ends_with("/messages/*")));
+    for bundle in [
+        "CrudPolicy",
+        "ReadPolicy",
+        "PollerPolicy",
+        "SendMessagePolicy",
+        "PutEventsPolicy",
+        "GetSecretValuePolicy",
+    ] {
+        assert!(
+            !TEMPLATE.contains(bundle),
+            "template.yaml still uses {bundle}"
+        );
+    }
+    // Only the roles above: no function lets SAM make (and widen) its role.
+    let resources = t["Resources"].as_mapping().unwrap();
+    for (name, r) in resources {
+        if r["Type"].as_str() == Some("AWS::Serverless::Function") {
+            assert!(
+                r["Properties"].get("Policies").is_none(),
+                "{name:?} has SAM policies besides its role"
+            );
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The admin API tried as an attacker with its token would: neither the token-sealing key nor a
+//! user's access token can be sent to a host of theirs, out-of-range values get a 400, and a
+//! caller without the token learns nothing of the API (401 before any body is read).
+
+use mailbridge_core::model::{Cloud, ServerProfile};
+use mailbridge_core::ports::Cond;
+use mailbridge_tests::{connected, runner};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// A host of the attacker's: counts every request it receives.
+async fn attacker() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let hits = counted.clone();
+        async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            "{}"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+/// Writes a profile straight into the store, as an old record or a hand edit would be.
+async fn store_around_the_api(r: &mailbridge_local::Runner, profile: &ServerProfile) {
+    r.services
+        .repos
+        .profiles
+        .put(&profile.id, profile, Cond::Any)
+        .await
+        .unwrap();
+}
+
+async fn put_profile(
+    base: &str,
+    token: &str,
+    profile: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let resp = reqwest::Client::new()
+        .put(format!(
+            "{base}/admin/profiles/{}",
+            profile["id"].as_str().unwrap()
+        ))
+        .bearer_auth(token)
+        .json(profile)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sealing_key_cannot_be_sent_to_an_attackers_login_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let (evil, hits) = attacker().await;
+    let mut profile = serde_json::to_value(&r.services.admin.profiles().await.unwrap()[0]).unwrap();
+    profile["id"] = "evil".into();
+    profile["is_default"] = false.into();
+    profile["client_secret_ref"] = "mailbridge/token-key".into();
+    profile["cloud"] = serde_json::json!({"name": "custom", "login": evil, "graph": evil,
+        "resource": "https://graph.microsoft.com"});
+    let (status, body) = put_profile(&r.base_url, r.admin_token.expose(), &profile).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("client_secret_ref"),
+        "{body}"
+    );
+
+    // The secret reference alone, on a Microsoft cloud: still refused.
+    profile["cloud"] = serde_json::json!({"name": "global"});
+    let (status, body) = put_profile(&r.base_url, r.admin_token.expose(), &profile).await;
+    assert_eq!(status, 400, "{body}");
+    // The URL alone, with a good secret reference: refused too.
+    profile["client_secret_ref"] = "mailbridge/profiles/evil/client-secret".into();
+    profile["cloud"] = serde_json::json!({"name": "custom", "login": evil, "graph": evil,
+        "resource": "https://graph.microsoft.com"});
+    let (status, body) = put_profile(&r.base_url, r.admin_token.expose(), &profile).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("host"), "{body}");
+
+    // Written around the API (an old record, a hand edit): refused when used, nothing sent.
+    let mut stored: ServerProfile = serde_json::from_value(profile).unwrap();
+    stored.client_secret_ref = "mailbridge/token-key".into();
+    store_around_the_api(&r, &stored).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = browser
+        .get(format!("{}/connect?profile=evil", r.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    assert!(resp.text().await.unwrap().contains("cannot be used"));
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the attacker's host was called"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_access_token_cannot_be_sent_to_an_attackers_graph_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let (evil, hits) = attacker().await;
+    let mut profile = r.services.admin.profiles().await.unwrap().remove(0);
+    let Cloud::Custom {
+        login, resource, ..
+    } = profile.cloud.clone()
+    else {
+        panic!("the demo profile is a custom cloud");
+    };
+    profile.cloud = Cloud::Custom {
+        login,
+        graph: evil.clone(),
+        resource,
+    };
+    let body = serde_json::to_value(&profile).unwrap();
+    let (status, answer) = put_profile(&r.base_url, r.admin_token.expose(), &body).await;
+    assert_eq!(status, 400, "{answer}");
+
+    // Stored around the API, then the mailbox test: refused before any token leaves.
+    store_around_the_api(&r, &profile).await;
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/mailboxes/{}/test",
+            r.base_url, mailbox.id
+        ))
+        .bearer_auth(r.admin_token.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 409);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        answer["error"].as_str().unwrap().contains("cannot be used"),
+        "{answer}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a token went to the attacker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_values_get_a_400_and_the_sweep_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let mut profile = serde_json::to_value(&r.services.admin.profiles().await.unwrap()[0]).unwrap();
+    profile["backfill_days"] = 4294967295u64.into();
+    let (status, body) = put_profile(&r.base_url, r.admin_token.expose(), &profile).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("backfill_days"));
+    profile["backfill_days"] = 4294967296u64.into();
+    let (status, body) = put_profile(&r.base_url, r.admin_token.expose(), &profile).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid");
+
+    let folders: Vec<String> = (0..101).map(|i| format!("folder-{i}")).collect();
+    let resp = reqwest::Client::new()
+        .put(format!(
+            "{}/admin/mailboxes/{}/folders",
+            r.base_url, mailbox.id
+        ))
+        .bearer_auth(r.admin_token.expose())
+        .json(&serde_json::json!({ "folder_ids": folders }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // A profile stored around the API with the value that used to panic the sweep: the new
+    // folder's first round is refused with a clear error, and nothing panics.
+    let mut stored = r.services.admin.profiles().await.unwrap().remove(0);
+    stored.backfill_days = u32::MAX;
+    store_around_the_api(&r, &stored).await;
+    let fresh = mailbridge_core::model::Mailbox {
+        id: "mbx_other".into(),
+        ..mailbox
+    };
+    let err = r
+        .services
+        .worker
+        .sweeper
+        .start_folder(&fresh, "inbox-id")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be used"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_token_the_admin_api_says_401_before_reading_any_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let http = reqwest::Client::new();
+    for (method, path, body, content_type) in [
+        ("PUT", "/admin/profiles/x", "{not json", "application/json"),
+        ("PUT", "/admin/profiles/x", "<xml/>", "text/xml"),
+        (
+            "POST",
+            "/admin/mailboxes/m/approval",
+            "{\"approved\": 3}",
+            "application/json",
+        ),
+        ("POST", "/admin/mailboxes/m/shared", "", "application/json"),
+        ("GET", "/admin/nothing-here", "", "text/plain"),
+    ] {
+        let resp = http
+            .request(method.parse().unwrap(), format!("{}{path}", r.base_url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{method} {path}");
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(answer["code"], "unauthorized", "{answer}");
+    }
+    // With the token, a bad body is the API's JSON error, not a bare text.
+    let resp = http
+        .put(format!("{}/admin/profiles/x", r.base_url))
+        .bearer_auth(r.admin_token.expose())
+        .header("content-type", "text/xml")
+        .body("<xml/>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(answer["code"], "unsupported_media_type");
+}
