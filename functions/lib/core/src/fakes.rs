@@ -105,13 +105,20 @@ impl BlobReader for InMemoryBlobStore {
     }
 }
 
-/// A queue that keeps what is sent, for tests to inspect.
+/// A queue that keeps what is sent, for tests to inspect; it can be told to refuse sends.
 #[derive(Default)]
 pub struct InMemoryQueue {
     jobs: Mutex<Vec<Job>>,
+    refusing: std::sync::atomic::AtomicBool,
 }
 
 impl InMemoryQueue {
+    /// From now on, every send fails (`true`) or works again (`false`).
+    pub fn refuse(&self, refusing: bool) {
+        self.refusing
+            .store(refusing, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn jobs(&self) -> Vec<Job> {
         self.jobs.lock().unwrap().clone()
     }
@@ -124,6 +131,9 @@ impl InMemoryQueue {
 #[async_trait]
 impl JobQueue for InMemoryQueue {
     async fn send(&self, jobs: &[Job]) -> Result<()> {
+        if self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Storage("the queue refused the jobs".into()));
+        }
         self.jobs.lock().unwrap().extend_from_slice(jobs);
         Ok(())
     }
@@ -216,5 +226,465 @@ impl EventSink for InMemoryEvents {
     async fn publish(&self, event: &MessageImported) -> Result<()> {
         self.events.lock().unwrap().push(event.clone());
         Ok(())
+    }
+}
+
+use crate::model::{
+    AuthType, Cloud, ConnectionState, CreatedSubscription, DeltaItem, DeltaPage, FolderChoice,
+    GraphFolder, GraphUser, Mailbox, MailboxKind, NewSubscription, ServerProfile, TokenSet,
+};
+use std::collections::VecDeque;
+
+/// A mailbox tenant in memory, for the services' unit tests: each user's folders and messages,
+/// delta rounds over them, and failures to answer on demand. Delta links are
+/// `delta:{user}:{folder}:{position}`; a link of an older epoch than [`FakeGraph::expire_deltas`]
+/// set answers `SyncReset`, as Graph's 410 does.
+#[derive(Default)]
+pub struct FakeGraph {
+    state: Mutex<FakeGraphState>,
+}
+
+/// A message of a fake mailbox: id, MIME, when it was received.
+type FakeMessage = (String, Bytes, DateTime<Utc>);
+
+#[derive(Default)]
+struct FakeGraphState {
+    /// (user, folder) → messages in arrival order.
+    folders: BTreeMap<(String, String), Vec<FakeMessage>>,
+    /// Call name → errors to answer next, in order.
+    failures: HashMap<&'static str, VecDeque<Error>>,
+    calls: HashMap<&'static str, u32>,
+    epoch: u32,
+    next_subscription: u32,
+    /// Announce a larger `Content-Length` than the body (or none at all).
+    announce: Option<Option<u64>>,
+}
+
+impl FakeGraph {
+    /// Puts a message into a user's folder.
+    pub fn deliver(
+        &self,
+        user: &str,
+        folder: &str,
+        id: &str,
+        mime: &[u8],
+        received: DateTime<Utc>,
+    ) {
+        self.state
+            .lock()
+            .unwrap()
+            .folders
+            .entry((user.into(), folder.into()))
+            .or_default()
+            .push((id.into(), Bytes::copy_from_slice(mime), received));
+    }
+
+    /// The next call named `call` (`mime`, `delta`, `me`, …) answers `error`.
+    pub fn fail_next(&self, call: &'static str, error: Error) {
+        self.state
+            .lock()
+            .unwrap()
+            .failures
+            .entry(call)
+            .or_default()
+            .push_back(error);
+    }
+
+    /// Makes every delta link given so far stale.
+    pub fn expire_deltas(&self) {
+        self.state.lock().unwrap().epoch += 1;
+    }
+
+    /// What `$value` announces as its length from now on (`None`: no length).
+    pub fn announce_length(&self, length: Option<u64>) {
+        self.state.lock().unwrap().announce = Some(length);
+    }
+
+    /// How many times `call` was made.
+    pub fn calls(&self, call: &'static str) -> u32 {
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .get(call)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Counts a call and answers its injected failure, if any.
+    fn call(&self, call: &'static str) -> Result<()> {
+        self.enter(call).map(drop)
+    }
+
+    fn enter(&self, call: &'static str) -> Result<std::sync::MutexGuard<'_, FakeGraphState>> {
+        let mut s = self.state.lock().unwrap();
+        *s.calls.entry(call).or_default() += 1;
+        match s.failures.get_mut(call).and_then(VecDeque::pop_front) {
+            Some(e) => Err(e),
+            None => Ok(s),
+        }
+    }
+}
+
+#[async_trait]
+impl MailGraph for FakeGraph {
+    async fn me(&self, _ctx: GraphCtx<'_>) -> Result<GraphUser> {
+        self.call("me")?;
+        Ok(GraphUser {
+            id: "user-1".into(),
+            display_name: "Adèle Vance".into(),
+            mail: Some("adele@contoso.example".into()),
+            user_principal_name: "adele@contoso.example".into(),
+        })
+    }
+
+    async fn user(&self, _ctx: GraphCtx<'_>, id_or_upn: &str) -> Result<GraphUser> {
+        self.call("user")?;
+        Ok(GraphUser {
+            id: id_or_upn.into(),
+            display_name: id_or_upn.into(),
+            mail: Some(id_or_upn.into()),
+            user_principal_name: id_or_upn.into(),
+        })
+    }
+
+    async fn folder(
+        &self,
+        _ctx: GraphCtx<'_>,
+        _user_id: &str,
+        folder: &str,
+    ) -> Result<GraphFolder> {
+        self.call("folder")?;
+        Ok(GraphFolder {
+            id: folder.into(),
+            display_name: folder.into(),
+            parent_folder_id: None,
+            child_folder_count: 0,
+        })
+    }
+
+    async fn child_folders(
+        &self,
+        _ctx: GraphCtx<'_>,
+        _user_id: &str,
+        _folder_id: &str,
+    ) -> Result<Vec<GraphFolder>> {
+        self.call("child_folders")?;
+        Ok(Vec::new())
+    }
+
+    async fn create_subscription(
+        &self,
+        _ctx: GraphCtx<'_>,
+        req: &NewSubscription,
+    ) -> Result<CreatedSubscription> {
+        let mut s = self.enter("create_subscription")?;
+        s.next_subscription += 1;
+        Ok(CreatedSubscription {
+            id: format!("sub-{}", s.next_subscription),
+            expires_at: req.expiration,
+        })
+    }
+
+    async fn renew_subscription(
+        &self,
+        _ctx: GraphCtx<'_>,
+        _id: &str,
+        expiration: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
+        self.call("renew_subscription")?;
+        Ok(expiration)
+    }
+
+    async fn delete_subscription(&self, _ctx: GraphCtx<'_>, _id: &str) -> Result<()> {
+        self.call("delete_subscription")?;
+        Ok(())
+    }
+
+    async fn delta(
+        &self,
+        _ctx: GraphCtx<'_>,
+        user_id: &str,
+        folder_id: &str,
+        link: Option<&str>,
+    ) -> Result<DeltaPage> {
+        let s = self.enter("delta")?;
+        let from = match link {
+            None => 0,
+            Some(link) => {
+                let parts: Vec<&str> = link.split(':').collect();
+                let epoch: u32 = parts.get(3).and_then(|e| e.parse().ok()).unwrap_or(0);
+                if epoch != s.epoch {
+                    return Err(Error::SyncReset("the delta token expired".into()));
+                }
+                parts.get(4).and_then(|p| p.parse().ok()).unwrap_or(0)
+            }
+        };
+        let messages = s
+            .folders
+            .get(&(user_id.to_string(), folder_id.to_string()))
+            .cloned()
+            .unwrap_or_default();
+        Ok(DeltaPage {
+            items: messages[from.min(messages.len())..]
+                .iter()
+                .map(|(id, _, received)| DeltaItem::Message {
+                    id: id.clone(),
+                    received_at: Some(*received),
+                })
+                .collect(),
+            next_link: None,
+            delta_link: Some(format!(
+                "delta:{user_id}:{folder_id}:{}:{}",
+                s.epoch,
+                messages.len()
+            )),
+        })
+    }
+
+    async fn add_category(
+        &self,
+        _ctx: GraphCtx<'_>,
+        _user_id: &str,
+        _message_id: &str,
+        _category: &str,
+    ) -> Result<()> {
+        self.call("add_category")?;
+        Ok(())
+    }
+
+    async fn message_mime(
+        &self,
+        _ctx: GraphCtx<'_>,
+        user_id: &str,
+        message_id: &str,
+    ) -> Result<MimeDownload> {
+        let s = self.enter("mime")?;
+        let mime = s
+            .folders
+            .iter()
+            .filter(|((user, _), _)| user == user_id)
+            .flat_map(|(_, messages)| messages)
+            .find(|(id, _, _)| id == message_id)
+            .map(|(_, mime, _)| mime.clone())
+            .ok_or_else(|| Error::NotFound(format!("message {message_id}")))?;
+        Ok(MimeDownload {
+            length: s.announce.unwrap_or(Some(mime.len() as u64)),
+            body: Box::new(Some(mime)),
+        })
+    }
+}
+
+/// Entra ID in memory: every refresh rotates the refresh token (`rt-1`, `rt-2`, …); a grant can
+/// be revoked; refreshes can be made to wait for each other, to stage a race.
+#[derive(Default)]
+pub struct FakeIdentity {
+    issued: Mutex<u32>,
+    revoked: Mutex<bool>,
+    /// Refreshes wait here, so that concurrent ones all read the same stored token first.
+    pub refresh_barrier: Mutex<Option<Arc<tokio::sync::Barrier>>>,
+}
+
+impl FakeIdentity {
+    fn issue(&self, lifetime: chrono::Duration) -> TokenSet {
+        let mut n = self.issued.lock().unwrap();
+        *n += 1;
+        TokenSet {
+            access_token: Secret::new(format!("at-{n}")),
+            expires_at: Utc::now() + lifetime,
+            refresh_token: Some(Secret::new(format!("rt-{n}"))),
+            tenant_id: Some("tenant-1".into()),
+        }
+    }
+
+    /// Token sets issued so far.
+    pub fn issued(&self) -> u32 {
+        *self.issued.lock().unwrap()
+    }
+
+    /// Refuses every refresh from now on, as a revoked grant does (AADSTS50173).
+    pub fn revoke(&self) {
+        *self.revoked.lock().unwrap() = true;
+    }
+}
+
+#[async_trait]
+impl Identity for FakeIdentity {
+    fn authorize_url(&self, _profile: &ServerProfile, req: &AuthorizeRequest) -> Result<String> {
+        Ok(format!(
+            "https://login.example/authorize?state={}",
+            req.state.expose()
+        ))
+    }
+
+    async fn exchange_code(
+        &self,
+        _profile: &ServerProfile,
+        _client_secret: &Secret,
+        _code: &str,
+        _pkce_verifier: &Secret,
+        _redirect_uri: &str,
+    ) -> Result<TokenSet> {
+        Ok(self.issue(chrono::Duration::hours(1)))
+    }
+
+    async fn refresh(
+        &self,
+        _profile: &ServerProfile,
+        _client_secret: &Secret,
+        _refresh_token: &Secret,
+    ) -> Result<TokenSet> {
+        let barrier = self.refresh_barrier.lock().unwrap().clone();
+        if let Some(b) = barrier {
+            b.wait().await;
+        }
+        if *self.revoked.lock().unwrap() {
+            return Err(Error::ReauthRequired {
+                code: "AADSTS50173".into(),
+                reason: "the grant was revoked".into(),
+            });
+        }
+        Ok(self.issue(chrono::Duration::hours(1)))
+    }
+
+    async fn client_credentials(
+        &self,
+        _profile: &ServerProfile,
+        _client_secret: &Secret,
+    ) -> Result<TokenSet> {
+        Ok(self.issue(chrono::Duration::hours(1)))
+    }
+}
+
+/// Every port in memory, and the mailbox services over them: what the services' unit tests start
+/// from.
+pub struct FakeWorld {
+    pub store: Arc<InMemoryStateStore>,
+    pub secrets: Arc<InMemorySecrets>,
+    pub identity: Arc<FakeIdentity>,
+    pub graph: Arc<FakeGraph>,
+    pub queue: Arc<InMemoryQueue>,
+    pub blobs: Arc<InMemoryBlobStore>,
+    pub events: Arc<InMemoryEvents>,
+    pub clock: Arc<ShiftedClock>,
+    pub services: crate::services::MailServices,
+}
+
+impl Default for FakeWorld {
+    fn default() -> Self {
+        Self::new(crate::services::Settings::new("https://mailbridge.example"))
+    }
+}
+
+impl FakeWorld {
+    pub fn new(settings: crate::services::Settings) -> Self {
+        let store = Arc::new(InMemoryStateStore::default());
+        let secrets = Arc::new(InMemorySecrets::default());
+        secrets.set(
+            &settings.token_key_name,
+            crate::crypto::SealingKey::generate_base64(),
+        );
+        secrets.set(
+            "mailbridge/profiles/contoso/client-secret",
+            Secret::new("client-secret"),
+        );
+        let identity = Arc::new(FakeIdentity::default());
+        let graph = Arc::new(FakeGraph::default());
+        let queue = Arc::new(InMemoryQueue::default());
+        let clock = Arc::new(ShiftedClock::default());
+        let services = crate::services::MailServices::new(
+            crate::services::MailPorts {
+                store: store.clone(),
+                secrets: secrets.clone(),
+                identity: identity.clone(),
+                graph: graph.clone(),
+                queue: queue.clone(),
+                clock: clock.clone(),
+            },
+            settings,
+        )
+        .expect("the fake world's settings are sound");
+        Self {
+            store,
+            secrets,
+            identity,
+            graph,
+            queue,
+            blobs: Arc::new(InMemoryBlobStore::default()),
+            events: Arc::new(InMemoryEvents::default()),
+            clock,
+            services,
+        }
+    }
+
+    /// The profile every fake mailbox uses.
+    pub fn profile() -> ServerProfile {
+        ServerProfile {
+            id: "contoso".into(),
+            name: "Contoso".into(),
+            cloud: Cloud::Global,
+            auth: AuthType::Delegated,
+            tenant: "organizations".into(),
+            client_id: "00000000-0000-0000-0000-000000000001".into(),
+            client_secret_ref: "mailbridge/profiles/contoso/client-secret".into(),
+            client_secret_expires_at: None,
+            is_default: true,
+            approval_required: false,
+            backfill_days: 0,
+            outlook_category: None,
+        }
+    }
+
+    /// A connected, approved mailbox of `user-1` with its Inbox chosen and a token stored that
+    /// is good for an hour.
+    pub async fn mailbox(&self) -> Mailbox {
+        let repos = &self.services.repos;
+        repos
+            .profiles
+            .put("contoso", &Self::profile(), Cond::Any)
+            .await
+            .unwrap();
+        let now = self.clock.now();
+        let mailbox = Mailbox {
+            id: "mbx_1".into(),
+            profile_id: "contoso".into(),
+            kind: MailboxKind::User,
+            address: "adele@contoso.example".into(),
+            display_name: "Adèle Vance".into(),
+            user_id: "user-1".into(),
+            tenant_id: "tenant-1".into(),
+            via: None,
+            approved: true,
+            enabled: true,
+            connection: ConnectionState::Connected,
+            folders: vec![FolderChoice {
+                id: "inbox".into(),
+                display_name: "Inbox".into(),
+            }],
+            created_at: now,
+            updated_at: now,
+        };
+        repos
+            .mailboxes
+            .put(&mailbox.id, &mailbox, Cond::Any)
+            .await
+            .unwrap();
+        let tokens = self
+            .identity
+            .exchange_code(
+                &Self::profile(),
+                &Secret::new("s"),
+                "code",
+                &Secret::new("v"),
+                "r",
+            )
+            .await
+            .unwrap();
+        self.services
+            .tokens
+            .store(&mailbox.id, &tokens, Cond::Any)
+            .await
+            .unwrap();
+        mailbox
     }
 }

@@ -299,3 +299,151 @@ impl Importer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::FakeWorld;
+    use crate::ports::BlobReader;
+    use std::time::Duration;
+
+    const MIME: &[u8] =
+        b"From: a@example.com\r\nSubject: Hello\r\nMessage-ID: <m1@example.com>\r\n\r\nHi\r\n";
+
+    async fn world() -> (FakeWorld, Arc<Importer>, Mailbox) {
+        let w = FakeWorld::default();
+        let mailbox = w.mailbox().await;
+        w.graph
+            .deliver("user-1", "inbox", "m1", MIME, w.clock.now());
+        let importer = w
+            .services
+            .worker(w.blobs.clone(), w.events.clone())
+            .importer;
+        (w, importer, mailbox)
+    }
+
+    #[tokio::test]
+    async fn imports_once_byte_exact_and_announces_it() {
+        let (w, importer, m) = world().await;
+        let done = importer.import(&m.id, "m1").await.unwrap();
+        let Done::Imported { eml_key, .. } = &done else {
+            panic!("{done:?}")
+        };
+        assert_eq!(&w.blobs.get(eml_key).await.unwrap().unwrap()[..], MIME);
+        assert_eq!(w.events.events().len(), 1);
+        assert_eq!(importer.import(&m.id, "m1").await.unwrap(), Done::Duplicate);
+        assert_eq!(w.graph.calls("mime"), 1);
+        assert_eq!(w.events.events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_message_held_by_another_worker_is_waited_for_then_taken_over() {
+        let (w, importer, m) = world().await;
+        let ledger = w.services.repos.imports.of(&m.id);
+        // Another worker claimed it just now (and may still finish): look again within seconds.
+        let now = w.clock.now();
+        let held = ImportState::InProgress {
+            lease_until: now + importer.settings.import_lease,
+            attempts: 1,
+        };
+        ledger.put("m1", &held, Cond::Absent).await.unwrap();
+        match importer.import(&m.id, "m1").await {
+            Err(Error::Retry { after: Some(d), .. }) => assert!(d <= Duration::from_secs(3)),
+            other => panic!("{other:?}"),
+        }
+        // Held for long, most likely by a crashed worker: wait for the rest of its lease.
+        w.clock.advance(chrono::Duration::minutes(1));
+        match importer.import(&m.id, "m1").await {
+            Err(Error::Retry { after: Some(d), .. }) => assert!(d > Duration::from_secs(200)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(w.graph.calls("mime"), 0);
+        // The lease ran out: this worker takes the message over, as attempt 2.
+        w.clock.advance(chrono::Duration::minutes(5));
+        assert!(matches!(
+            importer.import(&m.id, "m1").await.unwrap(),
+            Done::Imported { .. }
+        ));
+        assert_eq!(w.graph.calls("mime"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failure_gives_the_claim_back_at_once() {
+        let (w, importer, m) = world().await;
+        w.graph.fail_next(
+            "mime",
+            Error::Throttled {
+                after: Duration::from_secs(30),
+            },
+        );
+        assert!(matches!(
+            importer.import(&m.id, "m1").await,
+            Err(Error::Throttled { .. })
+        ));
+        let state = w
+            .services
+            .repos
+            .imports
+            .of(&m.id)
+            .get("m1")
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert!(
+            matches!(state, ImportState::InProgress { lease_until, attempts: 1 } if lease_until <= w.clock.now())
+        );
+        assert!(matches!(
+            importer.import(&m.id, "m1").await.unwrap(),
+            Done::Imported { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn too_large_is_refused_once_before_or_during_the_download() {
+        let mut settings = crate::services::Settings::new("https://x")
+            .with_max_message_mb(1)
+            .unwrap();
+        settings.token_key_name = "mailbridge/token-key".into();
+        let w = FakeWorld::new(settings);
+        let m = w.mailbox().await;
+        let big = vec![b'x'; 1024 * 1024 + 1];
+        w.graph
+            .deliver("user-1", "inbox", "big", &big, w.clock.now());
+        w.graph
+            .deliver("user-1", "inbox", "sly", &big, w.clock.now());
+        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
+        // Announced too large: refused before a byte is stored.
+        let done = worker.importer.import(&m.id, "big").await.unwrap();
+        assert!(matches!(done, Done::Refused(ref why) if why.contains("over the")));
+        // Announced small (or not at all), found too large on the way: refused too.
+        w.graph.announce_length(None);
+        let done = worker.importer.import(&m.id, "sly").await.unwrap();
+        assert!(matches!(done, Done::Refused(_)), "{done:?}");
+        let (eml, _) = object_keys(&m.id, "sly");
+        assert!(w.blobs.get(&eml).await.unwrap().is_none());
+        assert_eq!(
+            worker.importer.import(&m.id, "big").await.unwrap(),
+            Done::Duplicate
+        );
+        assert!(w.events.events().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_inactive_mailbox_parks_the_job() {
+        let (w, importer, m) = world().await;
+        w.services
+            .repos
+            .mailboxes
+            .update(&m.id, |m| {
+                let mut m = m?;
+                m.enabled = false;
+                Some(m)
+            })
+            .await
+            .unwrap();
+        let e = importer.import(&m.id, "m1").await.unwrap_err();
+        assert_eq!(e.disposition(), crate::Disposition::Park);
+        assert_eq!(w.graph.calls("mime"), 0);
+    }
+}

@@ -185,3 +185,105 @@ impl Sweeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fakes::FakeWorld;
+    use crate::model::*;
+    use crate::ports::{Clock, Cond};
+    use crate::Error;
+
+    fn ids(jobs: &[Job]) -> Vec<&str> {
+        jobs.iter()
+            .filter_map(|j| match j {
+                Job::Import { message_id, .. } => Some(message_id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_first_round_sets_the_cursor_without_importing_what_is_there() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        w.graph
+            .deliver("user-1", "inbox", "old", b"x", w.clock.now());
+        let sweeper = &w.services.sweeper;
+        sweeper.start_folder(&m, "inbox").await.unwrap();
+        assert!(w.queue.jobs().is_empty());
+        w.graph
+            .deliver("user-1", "inbox", "new", b"y", w.clock.now());
+        let report = sweeper.sweep_folder(&m, "inbox").await.unwrap();
+        assert_eq!(report.queued, 1);
+        assert_eq!(ids(&w.queue.jobs()), ["new"]);
+    }
+
+    #[tokio::test]
+    async fn the_cursor_moves_only_after_the_jobs_are_sent() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        let sweeper = &w.services.sweeper;
+        sweeper.start_folder(&m, "inbox").await.unwrap();
+        let cursors = w.services.repos.cursors.of(&m.id);
+        let before = cursors.get("inbox").await.unwrap().unwrap().value;
+        w.graph
+            .deliver("user-1", "inbox", "m1", b"x", w.clock.now());
+
+        w.queue.refuse(true);
+        assert!(matches!(
+            sweeper.sweep_folder(&m, "inbox").await,
+            Err(Error::Storage(_))
+        ));
+        assert_eq!(
+            cursors.get("inbox").await.unwrap().unwrap().value,
+            before,
+            "the cursor moved past jobs that were never queued"
+        );
+        w.queue.refuse(false);
+        sweeper.sweep_folder(&m, "inbox").await.unwrap();
+        assert_eq!(ids(&w.queue.jobs()), ["m1"]);
+        assert_ne!(cursors.get("inbox").await.unwrap().unwrap().value, before);
+        // Seen and queued: a further sweep finds nothing new.
+        assert_eq!(sweeper.sweep_folder(&m, "inbox").await.unwrap().queued, 0);
+    }
+
+    #[tokio::test]
+    async fn a_lost_delta_token_restarts_the_folder_without_reimporting() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        let sweeper = &w.services.sweeper;
+        w.graph.deliver(
+            "user-1",
+            "inbox",
+            "long-ago",
+            b"x",
+            w.clock.now() - chrono::Duration::days(30),
+        );
+        sweeper.start_folder(&m, "inbox").await.unwrap();
+        w.graph
+            .deliver("user-1", "inbox", "imported", b"y", w.clock.now());
+        w.graph
+            .deliver("user-1", "inbox", "missed", b"z", w.clock.now());
+        let done = ImportState::Imported {
+            eml_key: "k".into(),
+            metadata_key: "k".into(),
+            sha256: "h".into(),
+            size: 1,
+            at: w.clock.now(),
+        };
+        w.services
+            .repos
+            .imports
+            .of(&m.id)
+            .put("imported", &done, Cond::Absent)
+            .await
+            .unwrap();
+
+        w.graph.expire_deltas();
+        let report = sweeper.sweep_folder(&m, "inbox").await.unwrap();
+        assert!(report.restarted);
+        assert_eq!(ids(&w.queue.jobs()), ["missed"]);
+        // The new cursor works.
+        assert_eq!(sweeper.sweep_folder(&m, "inbox").await.unwrap().queued, 0);
+    }
+}

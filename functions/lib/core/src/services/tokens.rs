@@ -222,3 +222,87 @@ impl Tokens {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::fakes::FakeWorld;
+    use crate::model::{AlertKind, ConnectionState};
+    use crate::Error;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_fresh_token_is_used_without_a_refresh() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        let token = w.services.tokens.access_token(&m).await.unwrap();
+        assert_eq!(token.expose(), "at-1");
+        assert_eq!(w.identity.issued(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_refreshes_keep_one_rotated_token_and_agree_on_it() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        // The stored token is due: both callers load it, both refresh, one store wins.
+        let due = crate::model::TokenSet {
+            access_token: crate::Secret::new("at-old"),
+            expires_at: chrono::Utc::now() - chrono::Duration::minutes(1),
+            refresh_token: Some(crate::Secret::new("rt-old")),
+            tenant_id: None,
+        };
+        w.services
+            .tokens
+            .store(&m.id, &due, crate::ports::Cond::Any)
+            .await
+            .unwrap();
+        *w.identity.refresh_barrier.lock().unwrap() = Some(Arc::new(tokio::sync::Barrier::new(2)));
+        let tokens = w.services.tokens.clone();
+        let (a, b) = tokio::join!(tokens.access_token(&m), tokens.access_token(&m));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(w.identity.issued(), 3, "one sign-in and two refreshes");
+        // The loser's conditional write failed; it read the winner's token and used it.
+        assert_eq!(a.expose(), b.expose());
+        *w.identity.refresh_barrier.lock().unwrap() = None;
+        // The stored set is the winner's, with its rotated refresh token: a later call uses it.
+        assert_eq!(
+            w.services.tokens.access_token(&m).await.unwrap().expose(),
+            a.expose()
+        );
+        assert_eq!(w.identity.issued(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_grant_marks_the_mailbox_for_a_person() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        w.clock.advance(chrono::Duration::hours(2));
+        w.identity.revoke();
+        let e = w.services.tokens.access_token(&m).await.unwrap_err();
+        assert!(matches!(e, Error::ReauthRequired { ref code, .. } if code == "AADSTS50173"));
+        let stored = w.services.repos.mailbox(&m.id).await.unwrap();
+        assert!(matches!(
+            stored.connection,
+            ConnectionState::ReauthRequired { .. }
+        ));
+        let health = w.services.repos.health.get(&m.id).await.unwrap().unwrap();
+        assert!(health.value.has(AlertKind::ReauthRequired));
+    }
+
+    #[tokio::test]
+    async fn a_profile_that_fails_its_checks_gets_no_secret_and_no_token() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        let mut p = FakeWorld::profile();
+        p.client_secret_ref = "mailbridge/token-key".into();
+        w.services
+            .repos
+            .profiles
+            .put("contoso", &p, crate::ports::Cond::Any)
+            .await
+            .unwrap();
+        w.clock.advance(chrono::Duration::hours(2));
+        let e = w.services.tokens.access_token(&m).await.unwrap_err();
+        assert!(matches!(e, Error::Config { ref code, .. } if code == "profile-refused"));
+        assert_eq!(w.identity.issued(), 1);
+    }
+}

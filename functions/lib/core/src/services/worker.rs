@@ -274,6 +274,71 @@ impl Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fakes::FakeWorld;
+
+    #[tokio::test]
+    async fn throttling_is_raised_and_cleared_in_one_place_with_a_sweep_after_it() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        w.graph.deliver(
+            "user-1",
+            "inbox",
+            "m1",
+            b"Subject: x\r\n\r\nx",
+            w.clock.now(),
+        );
+        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
+        let job = Job::Import {
+            mailbox_id: m.id.clone(),
+            message_id: "m1".into(),
+            origin: Origin::Notification,
+        };
+        w.graph.fail_next(
+            "mime",
+            Error::Throttled {
+                after: Duration::from_secs(30),
+            },
+        );
+        let failed = worker.run(&job).await;
+        assert_eq!(
+            settle(&failed, 1),
+            Settlement::RetryAfter(Duration::from_secs(30))
+        );
+        let health = w
+            .services
+            .repos
+            .health
+            .get(&m.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert!(health.has(AlertKind::Throttled));
+        assert_eq!(health.incoming, IncomingStatus::Failure);
+        assert!(w.queue.jobs().is_empty());
+
+        assert!(matches!(worker.run(&job).await, Ok(Done::Imported { .. })));
+        let health = w
+            .services
+            .repos
+            .health
+            .get(&m.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert!(!health.has(AlertKind::Throttled));
+        assert_eq!(health.incoming, IncomingStatus::Success);
+        assert_eq!(health.imported, 1);
+        assert_eq!(
+            w.queue.jobs(),
+            vec![Job::Sweep {
+                mailbox_id: m.id.clone(),
+                folder_id: None,
+                reason: Reason::AfterThrottling
+            }]
+        );
+    }
 
     #[test]
     fn settlement_follows_the_disposition() {
