@@ -299,3 +299,66 @@ fn the_import_function_can_abort_its_uploads_and_no_bundle_policy_is_left() {
         }
     }
 }
+
+/// The SDK crate each port's adapter is built on.
+fn sdk_of(p: Port) -> &'static str {
+    match p {
+        Port::SubscriptionLookup | Port::State => "aws-sdk-dynamodb",
+        Port::MessageStore => "aws-sdk-s3",
+        Port::QueueSend | Port::QueueRedelivery | Port::QueueTrigger => "aws-sdk-sqs",
+        Port::ImportEvents => "aws-sdk-eventbridge",
+        Port::SealingKey | Port::ProfileSecrets | Port::AdminToken => "aws-sdk-secretsmanager",
+    }
+}
+
+#[test]
+fn each_binary_links_only_the_clients_of_its_ports_and_never_the_simulator() {
+    for f in functions() {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "--offline",
+                "-e",
+                "normal",
+                "--prefix",
+                "none",
+                "-p",
+            ])
+            .arg(f.binary)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo tree runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8(out.stdout).unwrap();
+        let crates: BTreeSet<&str> = tree
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let clients: BTreeSet<&str> = crates
+            .iter()
+            .copied()
+            .filter(|c| c.starts_with("aws-sdk-") && *c != "aws-sdk-sts")
+            .collect();
+        let expected: BTreeSet<&str> = f.ports.iter().map(|p| sdk_of(*p)).collect();
+        assert_eq!(clients, expected, "{} links other AWS clients", f.binary);
+        for never in [
+            "m365-sim",
+            "mailbridge-local",
+            "mailbridge-embedded",
+            "rusqlite",
+        ] {
+            assert!(!crates.contains(never), "{} links {never}", f.binary);
+        }
+        // Only a function that holds client secrets talks to Microsoft (the webhook does not).
+        assert_eq!(
+            crates.contains("mailbridge-graph"),
+            f.ports.contains(&Port::ProfileSecrets),
+            "{}",
+            f.binary
+        );
+    }
+}
