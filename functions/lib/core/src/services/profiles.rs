@@ -207,23 +207,9 @@ impl Secrets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::AuthType;
 
     fn profile() -> ServerProfile {
-        ServerProfile {
-            id: "contoso".into(),
-            name: "Contoso".into(),
-            cloud: Cloud::Global,
-            auth: AuthType::Delegated,
-            tenant: "organizations".into(),
-            client_id: "00000000-0000-0000-0000-000000000001".into(),
-            client_secret_ref: "mailbridge/profiles/contoso/client-secret".into(),
-            client_secret_expires_at: None,
-            is_default: true,
-            approval_required: false,
-            backfill_days: 0,
-            outlook_category: None,
-        }
+        crate::fakes::FakeWorld::profile()
     }
 
     fn custom(login: &str, graph: &str) -> ServerProfile {

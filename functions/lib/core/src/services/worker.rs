@@ -299,37 +299,25 @@ mod tests {
                 after: Duration::from_secs(30),
             },
         );
+        let health = || async {
+            let h = w.services.repos.health.get(&m.id).await.unwrap();
+            h.unwrap().value
+        };
         let failed = worker.run(&job).await;
         assert_eq!(
             settle(&failed, 1),
             Settlement::RetryAfter(Duration::from_secs(30))
         );
-        let health = w
-            .services
-            .repos
-            .health
-            .get(&m.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .value;
-        assert!(health.has(AlertKind::Throttled));
-        assert_eq!(health.incoming, IncomingStatus::Failure);
+        let now = health().await;
+        assert!(now.has(AlertKind::Throttled));
+        assert_eq!(now.incoming, IncomingStatus::Failure);
         assert!(w.queue.jobs().is_empty());
 
         assert!(matches!(worker.run(&job).await, Ok(Done::Imported { .. })));
-        let health = w
-            .services
-            .repos
-            .health
-            .get(&m.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .value;
-        assert!(!health.has(AlertKind::Throttled));
-        assert_eq!(health.incoming, IncomingStatus::Success);
-        assert_eq!(health.imported, 1);
+        let now = health().await;
+        assert!(!now.has(AlertKind::Throttled));
+        assert_eq!(now.incoming, IncomingStatus::Success);
+        assert_eq!(now.imported, 1);
         assert_eq!(
             w.queue.jobs(),
             vec![Job::Sweep {
