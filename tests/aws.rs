@@ -61,7 +61,7 @@ async fn dynamodb_conditional_writes() {
         .send()
         .await
         .unwrap();
-    let store = DynamoStateStore::new(client, &table);
+    let store = DynamoStateStore::new(client.clone(), &table);
     let k = Key::new("import#m1", "msg-1");
     assert_eq!(
         store.put(&k, "1".into(), Cond::Absent, None).await.unwrap(),
@@ -102,6 +102,22 @@ async fn dynamodb_conditional_writes() {
     assert_eq!(listed, ["msg-1", "msg-2"]);
     assert_eq!(store.take(&k).await.unwrap().unwrap().body, "2");
     assert!(store.get(&k).await.unwrap().is_none());
+
+    // The webhook's store: reads subscriptions, and nothing else, before IAM is even asked.
+    let sub = Key::new("subscription", "sub-1");
+    store.put(&sub, "s".into(), Cond::Any, None).await.unwrap();
+    let webhook = DynamoStateStore::read_only(client, &table, &["subscription"]);
+    assert_eq!(webhook.get(&sub).await.unwrap().unwrap().body, "s");
+    let other = Key::new("import#m1", "msg-2");
+    for refused in [
+        webhook.get(&other).await.map(drop),
+        webhook.put(&sub, "x".into(), Cond::Any, None).await.map(drop),
+        webhook.take(&sub).await.map(drop),
+        webhook.list("subscription").await.map(drop),
+    ] {
+        assert!(matches!(refused, Err(Error::Config { .. })), "{refused:?}");
+    }
+    assert_eq!(store.get(&sub).await.unwrap().unwrap().body, "s");
 }
 
 async fn bucket(config: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, String) {
