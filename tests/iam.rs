@@ -134,7 +134,7 @@ fn dummy_env(ports: &'static [Port]) -> AwsEnv {
         Some(match name {
             "PUBLIC_BASE_URL" => "https://api.example".into(),
             "TOKEN_KEY_SECRET" => {
-                "arn:aws:secretsmanager:eu-west-1:1:secret:mailbridge-keys/s/token-key-AbCdEf"
+                "arn:aws:secretsmanager:eu-west-1:1:secret:TokenKeySecret-x1Y2z3A4b5C6-AbCdEf"
                     .into()
             }
             "PROFILE_SECRET_PREFIX" => "mailbridge/profiles/".into(),

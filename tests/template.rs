@@ -38,6 +38,15 @@ fn the_dead_letter_limit_is_the_cores() {
 
 #[test]
 fn the_token_key_is_outside_the_profile_namespace() {
-    assert!(TEMPLATE.contains("Name: !Sub \"mailbridge-keys/${AWS::StackName}/token-key\""));
+    // The key's secret keeps its generated name, which has no "/"; the prefix must end with one.
+    let key = TEMPLATE
+        .split("  TokenKeySecret:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    assert!(!key.contains("Name:"), "{key}");
     assert!(TEMPLATE.contains("Default: mailbridge/profiles/"));
+    assert!(TEMPLATE.contains("AllowedPattern: \"^[A-Za-z0-9_+=.@-]+(/[A-Za-z0-9_+=.@-]+)*/$\""));
 }
