@@ -111,7 +111,10 @@ async fn dynamodb_conditional_writes() {
     let other = Key::new("import#m1", "msg-2");
     for refused in [
         webhook.get(&other).await.map(drop),
-        webhook.put(&sub, "x".into(), Cond::Any, None).await.map(drop),
+        webhook
+            .put(&sub, "x".into(), Cond::Any, None)
+            .await
+            .map(drop),
         webhook.take(&sub).await.map(drop),
         webhook.list("subscription").await.map(drop),
     ] {
