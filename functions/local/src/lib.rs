@@ -11,6 +11,7 @@ use mailbridge_core::repo::Repos;
 use mailbridge_core::services::admin::Admin;
 use mailbridge_core::services::connect::Connect;
 use mailbridge_core::services::maintenance::Maintenance;
+use mailbridge_core::services::pace::GraphLimits;
 use mailbridge_core::services::webhook::Webhook;
 use mailbridge_core::services::worker::{run_batch, Settlement, Worker, MAX_RECEIVES};
 use mailbridge_core::services::{MailPorts, MailServices, Settings};
@@ -44,6 +45,11 @@ pub struct Options {
     pub max_message_mb: u64,
     /// Where import events are POSTed (JSON), besides `events.jsonl` in the data directory.
     pub event_hook: Option<String>,
+    /// Graph's per-mailbox limits, as mailbridge holds them.
+    pub graph_limits: GraphLimits,
+    /// Independent import workers, each with its own in-memory state and one batch at a time,
+    /// as Lambda containers are; 1 (the default): one worker with several batches in flight.
+    pub containers: usize,
 }
 
 impl Default for Options {
@@ -57,6 +63,8 @@ impl Default for Options {
             sim_tls: false,
             max_message_mb: mailbridge_core::services::MAX_MESSAGE_MB,
             event_hook: None,
+            graph_limits: GraphLimits::default(),
+            containers: 1,
         }
     }
 }
@@ -97,6 +105,8 @@ pub struct Runner {
     pub base_url: String,
     pub data_dir: PathBuf,
     pub admin_token: Secret,
+    /// Jobs given up after [`MAX_RECEIVES`] receives since the start.
+    pub dead_lettered: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Name of the demo profile's client secret in the secret store.
@@ -124,9 +134,10 @@ impl Runner {
             .map_or(sim.base_url(), |(_, rest)| rest)
             .trim_end_matches('/')
             .to_string();
-        let settings = Settings::new(&base_url)
+        let mut settings = Settings::new(&base_url)
             .with_max_message_mb(opts.max_message_mb)?
             .with_custom_cloud_hosts(&[sim_host]);
+        settings.graph_limits = opts.graph_limits;
         let demo = sim.seed_demo(&settings.redirect_uri());
 
         let secrets = Arc::new(FileSecrets::open(opts.data_dir.join("secrets"))?);
@@ -143,17 +154,15 @@ impl Runner {
             opts.event_hook.clone().map(|url| (http.clone(), url)),
         )?);
         let (identity, graph) = mailbridge_graph::microsoft(sim.ca_pem())?;
-        let mail = MailServices::new(
-            MailPorts {
-                store: db.clone(),
-                secrets,
-                identity,
-                graph,
-                queue: db.clone(),
-                clock: opts.clock.clone(),
-            },
-            settings,
-        )?;
+        let ports = MailPorts {
+            store: db.clone(),
+            secrets,
+            identity,
+            graph,
+            queue: db.clone(),
+            clock: opts.clock.clone(),
+        };
+        let mail = MailServices::new(ports.clone(), settings.clone())?;
         let blobs = Arc::new(FileBlobStore::new(opts.data_dir.join("store")));
         let services = Services {
             repos: mail.repos.clone(),
@@ -194,8 +203,22 @@ impl Runner {
         });
         // Like concurrent Lambda invocations: several batches in flight, each job admitted by
         // the worker's per-mailbox pace.
-        for _ in 0..POLLERS {
-            tokio::spawn(work_queue(services.worker.clone(), db.clone()));
+        let dead_lettered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        if opts.containers <= 1 {
+            for _ in 0..POLLERS {
+                tokio::spawn(work_queue(
+                    services.worker.clone(),
+                    db.clone(),
+                    dead_lettered.clone(),
+                ));
+            }
+        } else {
+            // As separate containers: each builds its own services over the shared ports.
+            for _ in 0..opts.containers {
+                let own = MailServices::new(ports.clone(), settings.clone())?;
+                let worker = Arc::new(own.worker(services.blobs.clone(), events.clone()));
+                tokio::spawn(work_queue(worker, db.clone(), dead_lettered.clone()));
+            }
         }
         tokio::spawn(maintain(
             services.maintenance.clone(),
@@ -211,6 +234,7 @@ impl Runner {
             base_url,
             data_dir: opts.data_dir,
             admin_token,
+            dead_lettered,
         })
     }
 
@@ -248,7 +272,11 @@ const POLLERS: usize = 8;
 
 /// The local stand-in for Lambda's SQS trigger: receive, run, acknowledge or make visible again;
 /// after [`MAX_RECEIVES`] (the template's `maxReceiveCount`) a job is dead-lettered.
-async fn work_queue(worker: Arc<Worker>, db: Arc<SqliteDb>) {
+async fn work_queue(
+    worker: Arc<Worker>,
+    db: Arc<SqliteDb>,
+    dead_lettered: Arc<std::sync::atomic::AtomicU64>,
+) {
     const VISIBILITY: Duration = Duration::from_secs(120);
     loop {
         let batch = match db.receive(10, VISIBILITY).await {
@@ -281,6 +309,7 @@ async fn work_queue(worker: Arc<Worker>, db: Arc<SqliteDb>) {
                     db.retry_later(&receipt, delay).await
                 }
                 Settlement::RetryAfter(_) => {
+                    dead_lettered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     tracing::error!("job dead-lettered after {MAX_RECEIVES} attempts");
                     db.ack(&receipt).await
                 }

@@ -230,11 +230,14 @@ pub trait Identity: Send + Sync {
 /// Microsoft's identity platform and Graph, as the mailbox services take them.
 pub type Microsoft = (std::sync::Arc<dyn Identity>, std::sync::Arc<dyn MailGraph>);
 
-/// Which Graph, with which token.
+/// Which Graph, with which token, for which mailbox.
 #[derive(Debug, Clone, Copy)]
 pub struct GraphCtx<'a> {
     pub graph_base: &'a str,
     pub token: &'a Secret,
+    /// The mailbridge mailbox the call is for: the key of Graph's per-mailbox limits (empty
+    /// before the mailbox exists, while a sign-in completes).
+    pub mailbox: &'a str,
 }
 
 /// The handful of Microsoft Graph calls mailbridge makes.

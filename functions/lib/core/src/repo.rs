@@ -42,6 +42,9 @@ impl Record for ImportState {
     const KIND: &'static str = "import";
     const PER_MAILBOX: bool = true;
 }
+impl Record for crate::services::pace::PaceRecord {
+    const KIND: &'static str = "pace";
+}
 impl Record for PendingAuth {
     const KIND: &'static str = "authstate";
 }
@@ -247,6 +250,7 @@ pub struct Repos {
     pub imports: PerMailbox<ImportState>,
     pub auth_states: Repo<PendingAuth>,
     pub tokens: Repo<crate::crypto::Sealed>,
+    pub paces: Repo<crate::services::pace::PaceRecord>,
 }
 
 impl Repos {
@@ -260,7 +264,8 @@ impl Repos {
             cursors: PerMailbox::new(store.clone()),
             imports: PerMailbox::new(store.clone()),
             auth_states: Repo::new(store.clone()),
-            tokens: Repo::new(store),
+            tokens: Repo::new(store.clone()),
+            paces: Repo::new(store),
         }
     }
 

@@ -166,6 +166,7 @@ impl Connect {
             .me(GraphCtx {
                 graph_base: &graph_base,
                 token: &tokens.access_token,
+                mailbox: "",
             })
             .await?;
 
@@ -220,6 +221,7 @@ impl Connect {
                     GraphCtx {
                         graph_base: &graph_base,
                         token: &tokens.access_token,
+                        mailbox: &id,
                     },
                     &me.id,
                     "inbox",

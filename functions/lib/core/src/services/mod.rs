@@ -46,6 +46,8 @@ pub struct Settings {
     /// with a custom cloud is refused, so that no profile can send tokens or secrets elsewhere
     /// than Microsoft's clouds unless the deployment says so.
     pub custom_cloud_hosts: Vec<String>,
+    /// Graph's limits per app and mailbox, as mailbridge holds them across every process.
+    pub graph_limits: pace::GraphLimits,
 }
 
 impl Settings {
@@ -63,6 +65,7 @@ impl Settings {
             max_message_bytes: MAX_MESSAGE_MB * 1024 * 1024,
             profile_secret_prefix: "mailbridge/profiles/".into(),
             custom_cloud_hosts: Vec::new(),
+            graph_limits: pace::GraphLimits::default(),
         }
     }
 
@@ -108,6 +111,7 @@ use crate::repo::Repos;
 use std::sync::Arc;
 
 /// The ports behind the mailbox services: every function but the webhook builds on these.
+#[derive(Clone)]
 pub struct MailPorts {
     pub store: Arc<dyn StateStore>,
     pub secrets: Arc<dyn SecretStore>,
@@ -127,7 +131,9 @@ pub struct MailServices {
     pub sweeper: Arc<sweep::Sweeper>,
     pub subscriptions: Arc<subscriptions::Subscriptions>,
     pub identity: Arc<dyn Identity>,
+    /// Graph, paced by [`pace::SharedPace`]: every request waits for its mailbox's turn.
     pub graph: Arc<dyn MailGraph>,
+    pub pace: Arc<pace::SharedPace>,
     pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
@@ -138,6 +144,15 @@ impl MailServices {
     pub fn new(p: MailPorts, settings: Settings) -> Result<Self> {
         let repos = Repos::new(p.store);
         let secrets = profiles::Secrets::new(p.secrets, &settings)?;
+        let pace = Arc::new(pace::SharedPace::new(
+            repos.paces.clone(),
+            p.clock.clone(),
+            settings.graph_limits,
+        ));
+        let graph: Arc<dyn MailGraph> = Arc::new(pace::PacedGraph {
+            inner: p.graph,
+            pace: pace.clone(),
+        });
         let tokens = Arc::new(tokens::Tokens::new(
             repos.clone(),
             secrets,
@@ -147,14 +162,14 @@ impl MailServices {
         ));
         let sweeper = Arc::new(sweep::Sweeper {
             repos: repos.clone(),
-            graph: p.graph.clone(),
+            graph: graph.clone(),
             tokens: tokens.clone(),
             queue: p.queue.clone(),
             clock: p.clock.clone(),
         });
         let subscriptions = Arc::new(subscriptions::Subscriptions {
             repos: repos.clone(),
-            graph: p.graph.clone(),
+            graph: graph.clone(),
             tokens: tokens.clone(),
             sweeper: sweeper.clone(),
             clock: p.clock.clone(),
@@ -166,7 +181,8 @@ impl MailServices {
             sweeper,
             subscriptions,
             identity: p.identity,
-            graph: p.graph,
+            graph,
+            pace,
             queue: p.queue,
             clock: p.clock,
             settings,
@@ -204,7 +220,8 @@ impl MailServices {
             subscriptions: self.subscriptions.clone(),
             queue: self.queue.clone(),
             clock: self.clock.clone(),
-            pace: Arc::new(pace::Pace::default()),
+            pace: Arc::new(pace::Pace::with_limits(self.settings.graph_limits)),
+            shared: self.pace.clone(),
         }
     }
 

@@ -14,6 +14,7 @@ use tokio::sync::OnceCell;
 
 /// What a Graph call for a mailbox needs: its profile, its cloud's Graph and a fresh token.
 pub struct Session {
+    pub mailbox: String,
     pub profile: ServerProfile,
     pub graph_base: String,
     pub token: Secret,
@@ -24,6 +25,7 @@ impl Session {
         GraphCtx {
             graph_base: &self.graph_base,
             token: &self.token,
+            mailbox: &self.mailbox,
         }
     }
 }
@@ -102,6 +104,7 @@ impl Tokens {
         let profile = self.profile(&mailbox.profile_id).await?;
         let token = self.token_for(mailbox, &profile).await?;
         Ok(Session {
+            mailbox: mailbox.id.clone(),
             graph_base: profile.cloud.endpoints().graph,
             profile,
             token,

@@ -6,7 +6,7 @@ use crate::model::*;
 use crate::ports::{Clock, Delivery, JobQueue};
 use crate::repo::Repos;
 use crate::services::import::Importer;
-use crate::services::pace::Pace;
+use crate::services::pace::{Pace, SharedPace};
 use crate::services::subscriptions::Subscriptions;
 use crate::services::sweep::Sweeper;
 use crate::{Disposition, Error, Result};
@@ -21,8 +21,10 @@ pub struct Worker {
     /// For the sweep that follows a throttling backlog.
     pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
-    /// Per-mailbox admission under Graph's limits, shared by every job this process runs.
+    /// This process's admission of its own jobs, per mailbox.
     pub pace: Arc<Pace>,
+    /// Graph's per-mailbox limits across every process: a job holds one of the mailbox's slots.
+    pub shared: Arc<SharedPace>,
 }
 
 /// What a job came to.
@@ -126,8 +128,23 @@ impl Worker {
     }
 
     pub async fn run(&self, job: &Job) -> Result<Done> {
-        let _slot = self.pace.enter(job.mailbox_id()).await;
-        let result = match job {
+        let _local = self.pace.enter(job.mailbox_id()).await;
+        let lease = match self.shared.enter(job.mailbox_id()).await {
+            Ok(lease) => lease,
+            Err(e) => {
+                let failed = Err(e);
+                self.record(job.mailbox_id(), &failed).await;
+                return failed;
+            }
+        };
+        let result = self.work(job).await;
+        self.shared.leave(lease).await;
+        self.record(job.mailbox_id(), &result).await;
+        result
+    }
+
+    async fn work(&self, job: &Job) -> Result<Done> {
+        match job {
             Job::Import {
                 mailbox_id,
                 message_id,
@@ -143,9 +160,7 @@ impl Worker {
                 folder_id,
                 reason,
             } => self.resubscribe(mailbox_id, folder_id, *reason).await,
-        };
-        self.record(job.mailbox_id(), &result).await;
-        result
+        }
     }
 
     /// What a job's result means for its mailbox's health, in one place: the incoming status, the
