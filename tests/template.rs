@@ -25,6 +25,8 @@ fn every_function_binary_is_a_workspace_binary() {
 #[test]
 fn import_queue_reports_partial_failures_and_has_a_watched_dead_letter_queue() {
     assert!(TEMPLATE.contains("FunctionResponseTypes: [ReportBatchItemFailures]"));
+    // A backlog cannot take the account's concurrency from the webhook.
+    assert!(TEMPLATE.contains("ScalingConfig: { MaximumConcurrency: !Ref ImportConcurrency }"));
     assert!(TEMPLATE.contains("deadLetterTargetArn: !GetAtt ImportDeadLetterQueue.Arn"));
     assert!(TEMPLATE.contains("QueueName, Value: !GetAtt ImportDeadLetterQueue.QueueName"));
 }

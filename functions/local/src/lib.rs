@@ -156,6 +156,13 @@ impl Runner {
         let (identity, graph) = mailbridge_graph::microsoft(sim.ca_pem())?;
         let ports = MailPorts {
             store: db.clone(),
+            // One process: its Graph pace records need not leave memory; as several containers,
+            // they share the store, as Lambda containers share DynamoDB.
+            pace_store: if opts.containers <= 1 {
+                Arc::new(mailbridge_core::state::MemoryStore::default())
+            } else {
+                db.clone()
+            },
             secrets,
             identity,
             graph,

@@ -184,8 +184,11 @@ impl AwsEnv {
         microsoft: mailbridge_core::ports::Microsoft,
     ) -> Result<mailbridge_core::services::MailServices, BoxError> {
         let (identity, graph) = microsoft;
+        let store = self.state()?;
         let ports = mailbridge_core::services::MailPorts {
-            store: self.state()?,
+            // Every container works on the same mailboxes: the pace records are shared.
+            pace_store: store.clone(),
+            store,
             secrets: self.secrets(),
             identity,
             graph,

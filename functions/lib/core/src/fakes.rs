@@ -10,49 +10,8 @@ use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-#[derive(Default)]
-pub struct InMemoryStateStore {
-    items: Mutex<BTreeMap<Key, Stored>>,
-}
-
-#[async_trait]
-impl StateStore for InMemoryStateStore {
-    async fn get(&self, key: &Key) -> Result<Option<Stored>> {
-        Ok(self.items.lock().unwrap().get(key).cloned())
-    }
-
-    async fn put(
-        &self,
-        key: &Key,
-        body: String,
-        cond: Cond,
-        _expires_at: Option<DateTime<Utc>>,
-    ) -> Result<u64> {
-        let mut items = self.items.lock().unwrap();
-        let current = items.get(key).map(|s| s.version);
-        if !cond.holds(current) {
-            return Err(Error::Conflict(format!("{}/{}", key.partition, key.sort)));
-        }
-        let version = current.unwrap_or(0) + 1;
-        items.insert(key.clone(), Stored { body, version });
-        Ok(version)
-    }
-
-    async fn take(&self, key: &Key) -> Result<Option<Stored>> {
-        Ok(self.items.lock().unwrap().remove(key))
-    }
-
-    async fn list(&self, partition: &str) -> Result<Vec<(String, Stored)>> {
-        Ok(self
-            .items
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| k.partition == partition)
-            .map(|(k, v)| (k.sort.clone(), v.clone()))
-            .collect())
-    }
-}
+/// The in-memory state store (a real adapter, in `crate::state`), under the fakes' name.
+pub type InMemoryStateStore = crate::state::MemoryStore;
 
 #[derive(Default)]
 pub struct InMemoryBlobStore {
@@ -595,6 +554,7 @@ impl FakeWorld {
         let services = crate::services::MailServices::new(
             crate::services::MailPorts {
                 store: store.clone(),
+                pace_store: store.clone(),
                 secrets: secrets.clone(),
                 identity: identity.clone(),
                 graph: graph.clone(),

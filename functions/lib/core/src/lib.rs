@@ -13,6 +13,7 @@ pub mod ports;
 pub mod repo;
 pub mod secret;
 pub mod services;
+pub mod state;
 
 pub use error::{Disposition, Error, Result};
 pub use secret::Secret;

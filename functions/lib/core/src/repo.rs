@@ -250,7 +250,6 @@ pub struct Repos {
     pub imports: PerMailbox<ImportState>,
     pub auth_states: Repo<PendingAuth>,
     pub tokens: Repo<crate::crypto::Sealed>,
-    pub paces: Repo<crate::services::pace::PaceRecord>,
 }
 
 impl Repos {
@@ -264,8 +263,7 @@ impl Repos {
             cursors: PerMailbox::new(store.clone()),
             imports: PerMailbox::new(store.clone()),
             auth_states: Repo::new(store.clone()),
-            tokens: Repo::new(store.clone()),
-            paces: Repo::new(store),
+            tokens: Repo::new(store),
         }
     }
 

@@ -114,6 +114,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct MailPorts {
     pub store: Arc<dyn StateStore>,
+    /// Where the per-mailbox Graph pace records live: the shared store wherever several processes
+    /// work on the same mailboxes (every Lambda container); memory for a single process.
+    pub pace_store: Arc<dyn StateStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub identity: Arc<dyn Identity>,
     pub graph: Arc<dyn MailGraph>,
@@ -143,9 +146,10 @@ impl MailServices {
     /// Fails when the settings put the token-sealing key where a profile could name it.
     pub fn new(p: MailPorts, settings: Settings) -> Result<Self> {
         let repos = Repos::new(p.store);
+        let paces = crate::repo::Repo::new(p.pace_store);
         let secrets = profiles::Secrets::new(p.secrets, &settings)?;
         let pace = Arc::new(pace::SharedPace::new(
-            repos.paces.clone(),
+            paces,
             p.clock.clone(),
             settings.graph_limits,
         ));
