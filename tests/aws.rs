@@ -220,6 +220,7 @@ async fn sqs_sends_receives_delays_and_acknowledges_jobs() {
             mailbox_id: "m1".into(),
             message_id: format!("msg-{i}"),
             origin: Origin::Notification,
+            queued_at: None,
         })
         .collect();
     // More than SQS's batch of 10 in one call.

@@ -124,6 +124,7 @@ async fn connect_notify_import_exactly_once() {
             mailbox_id: mailbox.id.clone(),
             message_id: ids[0].clone(),
             origin: Origin::Sweep,
+            queued_at: None,
         })
         .await
         .unwrap();

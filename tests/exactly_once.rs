@@ -213,6 +213,7 @@ async fn a_crash_between_storing_the_mime_and_the_record_is_imported_once_on_ret
         mailbox_id: mailbox.clone(),
         message_id: id.clone(),
         origin: Origin::Notification,
+        queued_at: None,
     };
     r.services.worker.run(&job).await.unwrap();
     r.services.worker.run(&job).await.unwrap();

@@ -52,3 +52,43 @@ fn the_token_key_is_outside_the_profile_namespace() {
     assert!(TEMPLATE.contains("Default: mailbridge/profiles/"));
     assert!(TEMPLATE.contains("AllowedPattern: \"^[A-Za-z0-9_+=.@-]+(/[A-Za-z0-9_+=.@-]+)*/$\""));
 }
+
+/// The alarms the README explains, and a dashboard that shows every metric the functions emit.
+#[test]
+fn alarms_and_a_dashboard_of_every_metric() {
+    for alarm in [
+        "ImportBacklogAlarm:",
+        "FunctionErrorsAlarm:",
+        "Webhook5xxAlarm:",
+        "DeadLetterAlarm:",
+        "MetricName: ApproximateAgeOfOldestMessage",
+        "Route, Value: POST /notifications",
+    ] {
+        assert!(TEMPLATE.contains(alarm), "template.yaml lacks {alarm}");
+    }
+    use mailbridge_core::ports::Metric;
+    let emf = mailbridge_edge::metrics::EmfMetrics::new("import");
+    for metric in [
+        Metric::Imported {
+            bytes: 1,
+            latency_ms: Some(1),
+        },
+        Metric::Refused,
+        Metric::GraphThrottled,
+        Metric::GraphFailed,
+        Metric::AlertRaised,
+        Metric::NeedsPerson,
+    ] {
+        let doc = emf.document(metric, 0);
+        for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+        {
+            let name = m["Name"].as_str().unwrap();
+            assert!(
+                TEMPLATE.contains(&format!("[\"mailbridge\", \"{name}\"")),
+                "the dashboard does not show {name}"
+            );
+        }
+    }
+}

@@ -18,7 +18,8 @@ pub const PORTS: &[Port] = &[
 /// (optional).
 pub fn wire(env: &AwsEnv) -> Result<axum::Router, BoxError> {
     let microsoft = mailbridge_graph::microsoft(mailbridge_graph::extra_ca_from_env()?.as_deref())?;
-    let mail = env.mail_services(env.settings()?, microsoft)?;
+    let metrics = Arc::new(mailbridge_edge::metrics::EmfMetrics::new("admin"));
+    let mail = env.mail_services(env.settings()?, microsoft, metrics)?;
     let token = AdminToken::from_secret(env.secrets(), env.admin_token_name()?);
     Ok(mailbridge_edge::admin::admin_router(AdminApi {
         admin: Arc::new(mail.admin()),

@@ -36,7 +36,8 @@ pub fn wire(env: &AwsEnv) -> Result<Import, BoxError> {
         settings = settings.with_max_message_mb(mb)?;
     }
     let microsoft = mailbridge_graph::microsoft(mailbridge_graph::extra_ca_from_env()?.as_deref())?;
-    let mail = env.mail_services(settings, microsoft)?;
+    let metrics = Arc::new(mailbridge_edge::metrics::EmfMetrics::new("import"));
+    let mail = env.mail_services(settings, microsoft, metrics)?;
     Ok(Import {
         worker: Arc::new(mail.worker(env.message_store()?, env.import_events()?)),
         redelivery: env.redelivery()?,

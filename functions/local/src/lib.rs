@@ -168,13 +168,15 @@ impl Runner {
             graph,
             queue: db.clone(),
             clock: opts.clock.clone(),
+            // No CloudWatch here; the log and the admin API's status say what happens.
+            metrics: Arc::new(mailbridge_core::ports::NoMetrics),
         };
         let mail = MailServices::new(ports.clone(), settings.clone())?;
         let blobs = Arc::new(FileBlobStore::new(opts.data_dir.join("store")));
         let services = Services {
             repos: mail.repos.clone(),
             connect: Arc::new(mail.connect()),
-            webhook: Arc::new(Webhook::new(db.clone(), db.clone())),
+            webhook: Arc::new(Webhook::new(db.clone(), db.clone(), opts.clock.clone())),
             worker: Arc::new(mail.worker(blobs.clone(), events.clone())),
             maintenance: Arc::new(mail.maintenance()),
             admin: Arc::new(mail.admin()),

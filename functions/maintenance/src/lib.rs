@@ -17,6 +17,7 @@ pub const PORTS: &[Port] = &[
 /// `QUEUE_URL`, `TOKEN_KEY_SECRET`, `PROFILE_SECRET_PREFIX`, `CUSTOM_CLOUD_HOSTS` (optional).
 pub fn wire(env: &AwsEnv) -> Result<Arc<Maintenance>, BoxError> {
     let microsoft = mailbridge_graph::microsoft(mailbridge_graph::extra_ca_from_env()?.as_deref())?;
-    let mail = env.mail_services(env.settings()?, microsoft)?;
+    let metrics = Arc::new(mailbridge_edge::metrics::EmfMetrics::new("maintenance"));
+    let mail = env.mail_services(env.settings()?, microsoft, metrics)?;
     Ok(Arc::new(mail.maintenance()))
 }

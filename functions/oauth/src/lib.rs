@@ -16,7 +16,8 @@ pub const PORTS: &[Port] = &[
 /// `TOKEN_KEY_SECRET`, `PROFILE_SECRET_PREFIX`, `CUSTOM_CLOUD_HOSTS` (optional).
 pub fn wire(env: &AwsEnv) -> Result<axum::Router, BoxError> {
     let microsoft = mailbridge_graph::microsoft(mailbridge_graph::extra_ca_from_env()?.as_deref())?;
-    let mail = env.mail_services(env.settings()?, microsoft)?;
+    let metrics = Arc::new(mailbridge_edge::metrics::EmfMetrics::new("oauth"));
+    let mail = env.mail_services(env.settings()?, microsoft, metrics)?;
     Ok(mailbridge_edge::http::oauth_router(Arc::new(
         mail.connect(),
     )))

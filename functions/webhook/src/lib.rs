@@ -10,6 +10,10 @@ pub const PORTS: &[Port] = &[Port::SubscriptionLookup, Port::QueueSend];
 
 /// The webhook's routes over its ports. Variables: `TABLE_NAME`, `QUEUE_URL`.
 pub fn wire(env: &AwsEnv) -> Result<axum::Router, BoxError> {
-    let webhook = Webhook::new(env.subscription_lookup()?, env.queue()?);
+    let webhook = Webhook::new(
+        env.subscription_lookup()?,
+        env.queue()?,
+        Arc::new(mailbridge_core::ports::SystemClock),
+    );
     Ok(mailbridge_edge::http::webhook_router(Arc::new(webhook)))
 }

@@ -182,6 +182,7 @@ impl AwsEnv {
         &self,
         settings: Settings,
         microsoft: mailbridge_core::ports::Microsoft,
+        metrics: Arc<dyn mailbridge_core::ports::Metrics>,
     ) -> Result<mailbridge_core::services::MailServices, BoxError> {
         let (identity, graph) = microsoft;
         let store = self.state()?;
@@ -194,6 +195,7 @@ impl AwsEnv {
             graph,
             queue: self.queue()?,
             clock: Arc::new(mailbridge_core::ports::SystemClock),
+            metrics,
         };
         Ok(mailbridge_core::services::MailServices::new(
             ports, settings,

@@ -515,6 +515,24 @@ impl Identity for FakeIdentity {
     }
 }
 
+/// Keeps the metrics recorded, for tests to inspect.
+#[derive(Default)]
+pub struct RecordedMetrics {
+    recorded: Mutex<Vec<Metric>>,
+}
+
+impl RecordedMetrics {
+    pub fn recorded(&self) -> Vec<Metric> {
+        self.recorded.lock().unwrap().clone()
+    }
+}
+
+impl Metrics for RecordedMetrics {
+    fn record(&self, metric: Metric) {
+        self.recorded.lock().unwrap().push(metric);
+    }
+}
+
 /// Every port in memory, and the mailbox services over them: what the services' unit tests start
 /// from.
 pub struct FakeWorld {
@@ -526,6 +544,7 @@ pub struct FakeWorld {
     pub blobs: Arc<InMemoryBlobStore>,
     pub events: Arc<InMemoryEvents>,
     pub clock: Arc<ShiftedClock>,
+    pub metrics: Arc<RecordedMetrics>,
     pub services: crate::services::MailServices,
 }
 
@@ -551,6 +570,7 @@ impl FakeWorld {
         let graph = Arc::new(FakeGraph::default());
         let queue = Arc::new(InMemoryQueue::default());
         let clock = Arc::new(ShiftedClock::default());
+        let metrics = Arc::new(RecordedMetrics::default());
         let services = crate::services::MailServices::new(
             crate::services::MailPorts {
                 store: store.clone(),
@@ -560,6 +580,7 @@ impl FakeWorld {
                 graph: graph.clone(),
                 queue: queue.clone(),
                 clock: clock.clone(),
+                metrics: metrics.clone(),
             },
             settings,
         )
@@ -573,6 +594,7 @@ impl FakeWorld {
             blobs: Arc::new(InMemoryBlobStore::default()),
             events: Arc::new(InMemoryEvents::default()),
             clock,
+            metrics,
             services,
         }
     }

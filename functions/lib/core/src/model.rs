@@ -397,6 +397,9 @@ pub enum Job {
         /// Serialised as `source`, the name queued jobs have always carried.
         #[serde(rename = "source")]
         origin: Origin,
+        /// When the job was queued (a notification's intake, a sweep), for the latency metric.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queued_at: Option<DateTime<Utc>>,
     },
     /// Run the delta query of a mailbox's folders (all chosen folders when `folder_id` is none).
     Sweep {

@@ -177,6 +177,37 @@ pub trait SecretStore: Send + Sync {
     async fn get(&self, name: &str) -> Result<Secret>;
 }
 
+/// What operators watch: counted where mailbridge decides it (the worker's record of a job, the
+/// paced Graph port). CloudWatch's embedded metric format on AWS: no API call, no extra latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// A message stored; its size, and the time from its job's queueing (a notification's intake,
+    /// a sweep) to its record.
+    Imported { bytes: u64, latency_ms: Option<u64> },
+    /// A message refused for good (too large).
+    Refused,
+    /// Graph answered 429 (or 503 with Retry-After).
+    GraphThrottled,
+    /// Graph failed otherwise for now (5xx, a timeout, a broken connection).
+    GraphFailed,
+    /// An alert was raised on a mailbox (one that was not already raised).
+    AlertRaised,
+    /// A job waits for a person: sign in again, consent, licence, approval.
+    NeedsPerson,
+}
+
+/// Where metrics go.
+pub trait Metrics: Send + Sync {
+    fn record(&self, metric: Metric);
+}
+
+/// Metrics nowhere (the local runner, which has no CloudWatch).
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn record(&self, _metric: Metric) {}
+}
+
 /// Time, injectable for tests.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;

@@ -5,3 +5,4 @@
 pub mod admin;
 pub mod http;
 pub mod lambda;
+pub mod metrics;

@@ -271,6 +271,7 @@ mod tests {
             mailbox_id: "m".into(),
             message_id: "x".into(),
             origin: Src::Sweep,
+            queued_at: None,
         };
         d.send(&[job]).await.unwrap();
         let got = d.receive(10, Duration::from_millis(0)).await.unwrap();

@@ -170,6 +170,7 @@ impl Importer {
         Ok(Done::Imported {
             eml_key,
             metadata_key,
+            bytes: event.size,
             category_failure,
         })
     }

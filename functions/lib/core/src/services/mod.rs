@@ -105,7 +105,7 @@ impl Settings {
 }
 
 use crate::ports::{
-    BlobStore, Clock, EventSink, Identity, JobQueue, MailGraph, SecretStore, StateStore,
+    BlobStore, Clock, EventSink, Identity, JobQueue, MailGraph, Metrics, SecretStore, StateStore,
 };
 use crate::repo::Repos;
 use std::sync::Arc;
@@ -122,6 +122,7 @@ pub struct MailPorts {
     pub graph: Arc<dyn MailGraph>,
     pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn Metrics>,
 }
 
 /// The pieces each function is assembled from: tokens, sweeps and subscriptions over its ports,
@@ -139,6 +140,7 @@ pub struct MailServices {
     pub pace: Arc<pace::SharedPace>,
     pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn Metrics>,
     pub settings: Settings,
 }
 
@@ -156,6 +158,7 @@ impl MailServices {
         let graph: Arc<dyn MailGraph> = Arc::new(pace::PacedGraph {
             inner: p.graph,
             pace: pace.clone(),
+            metrics: p.metrics.clone(),
         });
         let tokens = Arc::new(tokens::Tokens::new(
             repos.clone(),
@@ -189,6 +192,7 @@ impl MailServices {
             pace,
             queue: p.queue,
             clock: p.clock,
+            metrics: p.metrics,
             settings,
         })
     }
@@ -226,6 +230,7 @@ impl MailServices {
             clock: self.clock.clone(),
             pace: Arc::new(pace::Pace::with_limits(self.settings.graph_limits)),
             shared: self.pace.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 

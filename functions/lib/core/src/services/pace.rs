@@ -258,13 +258,24 @@ impl SharedPace {
 }
 
 /// The Graph port, paced: every request for a mailbox waits for its turn at the mailbox's shared
-/// rate first.
+/// rate first; Graph's throttling and failures are counted here.
 pub struct PacedGraph {
     pub inner: Arc<dyn MailGraph>,
     pub pace: Arc<SharedPace>,
+    pub metrics: Arc<dyn crate::ports::Metrics>,
 }
 
 impl PacedGraph {
+    fn observe<T>(&self, answer: Result<T>) -> Result<T> {
+        use crate::ports::Metric;
+        match &answer {
+            Err(Error::Throttled { .. }) => self.metrics.record(Metric::GraphThrottled),
+            Err(Error::Retry { .. }) => self.metrics.record(Metric::GraphFailed),
+            _ => {}
+        }
+        answer
+    }
+
     async fn turn(&self, ctx: &GraphCtx<'_>) -> Result<()> {
         if ctx.mailbox.is_empty() {
             // A sign-in completing: the mailbox has no record (nor work) yet.
@@ -278,17 +289,17 @@ impl PacedGraph {
 impl MailGraph for PacedGraph {
     async fn me(&self, ctx: GraphCtx<'_>) -> Result<GraphUser> {
         self.turn(&ctx).await?;
-        self.inner.me(ctx).await
+        self.observe(self.inner.me(ctx).await)
     }
 
     async fn user(&self, ctx: GraphCtx<'_>, id_or_upn: &str) -> Result<GraphUser> {
         self.turn(&ctx).await?;
-        self.inner.user(ctx, id_or_upn).await
+        self.observe(self.inner.user(ctx, id_or_upn).await)
     }
 
     async fn folder(&self, ctx: GraphCtx<'_>, user_id: &str, folder: &str) -> Result<GraphFolder> {
         self.turn(&ctx).await?;
-        self.inner.folder(ctx, user_id, folder).await
+        self.observe(self.inner.folder(ctx, user_id, folder).await)
     }
 
     async fn child_folders(
@@ -298,7 +309,7 @@ impl MailGraph for PacedGraph {
         folder_id: &str,
     ) -> Result<Vec<GraphFolder>> {
         self.turn(&ctx).await?;
-        self.inner.child_folders(ctx, user_id, folder_id).await
+        self.observe(self.inner.child_folders(ctx, user_id, folder_id).await)
     }
 
     async fn create_subscription(
@@ -307,7 +318,7 @@ impl MailGraph for PacedGraph {
         req: &NewSubscription,
     ) -> Result<CreatedSubscription> {
         self.turn(&ctx).await?;
-        self.inner.create_subscription(ctx, req).await
+        self.observe(self.inner.create_subscription(ctx, req).await)
     }
 
     async fn renew_subscription(
@@ -317,12 +328,12 @@ impl MailGraph for PacedGraph {
         expiration: DateTime<Utc>,
     ) -> Result<DateTime<Utc>> {
         self.turn(&ctx).await?;
-        self.inner.renew_subscription(ctx, id, expiration).await
+        self.observe(self.inner.renew_subscription(ctx, id, expiration).await)
     }
 
     async fn delete_subscription(&self, ctx: GraphCtx<'_>, id: &str) -> Result<()> {
         self.turn(&ctx).await?;
-        self.inner.delete_subscription(ctx, id).await
+        self.observe(self.inner.delete_subscription(ctx, id).await)
     }
 
     async fn delta(
@@ -333,7 +344,7 @@ impl MailGraph for PacedGraph {
         link: Option<&str>,
     ) -> Result<DeltaPage> {
         self.turn(&ctx).await?;
-        self.inner.delta(ctx, user_id, folder_id, link).await
+        self.observe(self.inner.delta(ctx, user_id, folder_id, link).await)
     }
 
     async fn add_category(
@@ -344,9 +355,11 @@ impl MailGraph for PacedGraph {
         category: &str,
     ) -> Result<()> {
         self.turn(&ctx).await?;
-        self.inner
-            .add_category(ctx, user_id, message_id, category)
-            .await
+        self.observe(
+            self.inner
+                .add_category(ctx, user_id, message_id, category)
+                .await,
+        )
     }
 
     async fn message_mime(
@@ -356,7 +369,7 @@ impl MailGraph for PacedGraph {
         message_id: &str,
     ) -> Result<MimeDownload> {
         self.turn(&ctx).await?;
-        self.inner.message_mime(ctx, user_id, message_id).await
+        self.observe(self.inner.message_mime(ctx, user_id, message_id).await)
     }
 }
 

@@ -166,6 +166,7 @@ impl Sweeper {
                         mailbox_id: mailbox.id.clone(),
                         message_id: id.clone(),
                         origin: Origin::Sweep,
+                        queued_at: Some(self.clock.now()),
                     });
                 }
             }

@@ -66,14 +66,20 @@ pub struct Intake {
 pub struct Webhook {
     pub subscriptions: Repo<SubscriptionRecord>,
     pub queue: Arc<dyn JobQueue>,
+    pub clock: Arc<dyn crate::ports::Clock>,
 }
 
 impl Webhook {
     /// The webhook reads subscriptions (and nothing else) and sends jobs.
-    pub fn new(store: Arc<dyn crate::ports::StateStore>, queue: Arc<dyn JobQueue>) -> Self {
+    pub fn new(
+        store: Arc<dyn crate::ports::StateStore>,
+        queue: Arc<dyn JobQueue>,
+        clock: Arc<dyn crate::ports::Clock>,
+    ) -> Self {
         Self {
             subscriptions: Repo::new(store),
             queue,
+            clock,
         }
     }
 
@@ -138,6 +144,7 @@ impl Webhook {
                     mailbox_id: sub.mailbox_id.clone(),
                     message_id,
                     origin: Origin::Notification,
+                    queued_at: Some(self.clock.now()),
                 }),
                 (Some("deleted"), _) => {}
                 _ => {
@@ -206,6 +213,7 @@ mod tests {
             Webhook {
                 subscriptions,
                 queue: queue.clone(),
+                clock: Arc::new(crate::ports::SystemClock),
             },
             queue,
         )
@@ -237,14 +245,13 @@ mod tests {
                 lifecycle: 0
             }
         );
-        assert_eq!(
-            q.jobs(),
-            vec![Job::Import {
-                mailbox_id: "mbx_1".into(),
-                message_id: "m1".into(),
-                origin: Origin::Notification
-            }]
-        );
+        let jobs = q.jobs();
+        assert_eq!(jobs.len(), 1);
+        assert!(matches!(
+            &jobs[0],
+            Job::Import { mailbox_id, message_id, origin: Origin::Notification, queued_at: Some(_) }
+                if mailbox_id == "mbx_1" && message_id == "m1"
+        ));
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //! local runner alike.
 
 use crate::model::*;
-use crate::ports::{Clock, Delivery, JobQueue};
+use crate::ports::{Clock, Delivery, JobQueue, Metric, Metrics};
 use crate::repo::Repos;
 use crate::services::import::Importer;
 use crate::services::pace::{Pace, SharedPace};
@@ -25,6 +25,7 @@ pub struct Worker {
     pub pace: Arc<Pace>,
     /// Graph's per-mailbox limits across every process: a job holds one of the mailbox's slots.
     pub shared: Arc<SharedPace>,
+    pub metrics: Arc<dyn Metrics>,
 }
 
 /// What a job came to.
@@ -35,6 +36,7 @@ pub enum Done {
     Imported {
         eml_key: String,
         metadata_key: String,
+        bytes: u64,
         category_failure: Option<String>,
     },
     /// Already imported (or found gone) before: nothing done.
@@ -133,13 +135,13 @@ impl Worker {
             Ok(lease) => lease,
             Err(e) => {
                 let failed = Err(e);
-                self.record(job.mailbox_id(), &failed).await;
+                self.record(job, &failed).await;
                 return failed;
             }
         };
         let result = self.work(job).await;
         self.shared.leave(lease).await;
-        self.record(job.mailbox_id(), &result).await;
+        self.record(job, &result).await;
         result
     }
 
@@ -164,9 +166,32 @@ impl Worker {
     }
 
     /// What a job's result means for its mailbox's health, in one place: the incoming status, the
-    /// last error, and the alerts a job raises or clears (throttled, too large, category). After a
-    /// throttling spell, the first import that gets through queues a sweep for what was missed.
-    async fn record(&self, mailbox_id: &str, result: &Result<Done>) {
+    /// last error, the alerts a job raises or clears (throttled, too large, category), and the
+    /// metrics. After a throttling spell, the first import that gets through queues a sweep for
+    /// what was missed.
+    async fn record(&self, job: &Job, result: &Result<Done>) {
+        let mailbox_id = job.mailbox_id();
+        let now = self.clock.now();
+        match result {
+            Ok(Done::Imported { bytes, .. }) => {
+                let latency_ms = match job {
+                    Job::Import {
+                        queued_at: Some(at),
+                        ..
+                    } => (now - *at).num_milliseconds().try_into().ok(),
+                    _ => None,
+                };
+                self.metrics.record(Metric::Imported {
+                    bytes: *bytes,
+                    latency_ms,
+                });
+            }
+            Ok(Done::Refused(_)) => self.metrics.record(Metric::Refused),
+            Err(e) if e.disposition() == Disposition::Park => {
+                self.metrics.record(Metric::NeedsPerson)
+            }
+            _ => {}
+        }
         let relevant = match result {
             Ok(Done::Imported { .. } | Done::Refused(_) | Done::Swept { .. }) => true,
             Ok(_) => false,
@@ -180,48 +205,55 @@ impl Worker {
         if !relevant {
             return;
         }
-        let now = self.clock.now();
         let mut after_throttling = false;
+        let mut raised = false;
         let written = self
             .repos
-            .touch_health(mailbox_id, |h| match result {
-                Ok(Done::Imported {
-                    category_failure, ..
-                }) => {
-                    after_throttling = h.has(AlertKind::Throttled);
-                    h.clear(AlertKind::Throttled);
-                    h.incoming = IncomingStatus::Success;
-                    h.last_sync = Some(now);
-                    h.last_error = None;
-                    h.imported += 1;
-                    match category_failure {
-                        Some(why) => h.raise(AlertKind::CategoryNotSet, why.clone(), now),
-                        None => h.clear(AlertKind::CategoryNotSet),
+            .touch_health(mailbox_id, |h| {
+                let before = h.alerts.len();
+                match result {
+                    Ok(Done::Imported {
+                        category_failure, ..
+                    }) => {
+                        after_throttling = h.has(AlertKind::Throttled);
+                        h.clear(AlertKind::Throttled);
+                        h.incoming = IncomingStatus::Success;
+                        h.last_sync = Some(now);
+                        h.last_error = None;
+                        h.imported += 1;
+                        match category_failure {
+                            Some(why) => h.raise(AlertKind::CategoryNotSet, why.clone(), now),
+                            None => h.clear(AlertKind::CategoryNotSet),
+                        }
                     }
-                }
-                // A sweep that got through means Graph no longer throttles the mailbox.
-                Ok(Done::Swept { .. }) => h.clear(AlertKind::Throttled),
-                Ok(Done::Refused(reason)) => {
-                    h.raise(AlertKind::MessageTooLarge, reason.clone(), now)
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    h.incoming = IncomingStatus::Failure;
-                    h.last_error = Some(e.to_string());
-                    if let Error::Throttled { after } = e {
-                        h.raise(
-                            AlertKind::Throttled,
-                            format!(
-                                "Microsoft Graph is throttling this mailbox; imports resume \
+                    // A sweep that got through means Graph no longer throttles the mailbox.
+                    Ok(Done::Swept { .. }) => h.clear(AlertKind::Throttled),
+                    Ok(Done::Refused(reason)) => {
+                        h.raise(AlertKind::MessageTooLarge, reason.clone(), now)
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        h.incoming = IncomingStatus::Failure;
+                        h.last_error = Some(e.to_string());
+                        if let Error::Throttled { after } = e {
+                            h.raise(
+                                AlertKind::Throttled,
+                                format!(
+                                    "Microsoft Graph is throttling this mailbox; imports resume \
                                  after {} s.",
-                                after.as_secs()
-                            ),
-                            now,
-                        );
+                                    after.as_secs()
+                                ),
+                                now,
+                            );
+                        }
                     }
                 }
+                raised = h.alerts.len() > before;
             })
             .await;
+        if written.is_ok() && raised {
+            self.metrics.record(Metric::AlertRaised);
+        }
         if let Err(e) = written {
             tracing::warn!(mailbox = %mailbox_id, error = %e, "could not record the mailbox's health");
         }
@@ -307,6 +339,7 @@ mod tests {
             mailbox_id: m.id.clone(),
             message_id: "m1".into(),
             origin: Origin::Notification,
+            queued_at: None,
         };
         w.graph.fail_next(
             "mime",
@@ -326,6 +359,10 @@ mod tests {
         let now = health().await;
         assert!(now.has(AlertKind::Throttled));
         assert_eq!(now.incoming, IncomingStatus::Failure);
+        assert_eq!(
+            w.metrics.recorded(),
+            [Metric::GraphThrottled, Metric::AlertRaised]
+        );
         assert!(w.queue.jobs().is_empty());
 
         assert!(matches!(worker.run(&job).await, Ok(Done::Imported { .. })));
@@ -333,6 +370,13 @@ mod tests {
         assert!(!now.has(AlertKind::Throttled));
         assert_eq!(now.incoming, IncomingStatus::Success);
         assert_eq!(now.imported, 1);
+        assert_eq!(
+            w.metrics.recorded()[2..],
+            [Metric::Imported {
+                bytes: 15,
+                latency_ms: None
+            }]
+        );
         assert_eq!(
             w.queue.jobs(),
             vec![Job::Sweep {
