@@ -40,6 +40,31 @@ pub async fn connected(
     (r, mailbox)
 }
 
+/// Connects the demo user and `others` more users of the demo tenant through the real sign-in
+/// flow; their addresses, the demo user's first.
+pub async fn connect_users(r: &Runner, others: usize) -> Vec<String> {
+    let mut upns = vec![r.demo.user_upn.clone()];
+    for i in 0..others {
+        let upn = format!("user{i}@{}", r.demo.tenant_domain);
+        r.sim.add_mailbox(
+            &r.demo.tenant_id,
+            &upn,
+            &format!("User {i}"),
+            m365_sim::world::MailboxKind::User,
+        );
+        upns.push(upn);
+    }
+    for upn in &upns {
+        r.sim.sign_in_as(Some(upn));
+        let (status, page) = r
+            .connect_demo_mailbox()
+            .await
+            .expect("the sign-in flow runs");
+        assert_eq!(status, 200, "{page}");
+    }
+    upns
+}
+
 /// Waits until every message id is imported (or the deadline passes) and returns their states.
 pub async fn wait_imported(r: &Runner, mailbox: &str, ids: &[String]) -> Vec<Option<ImportState>> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

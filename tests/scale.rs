@@ -5,11 +5,10 @@
 //! to make the run short: 10,000 requests per 100 s, six times Graph's rate, and mailbridge holds
 //! the same limits scaled alike. Nothing may be throttled, dead-lettered, lost or imported twice.
 
-use m365_sim::world::MailboxKind;
 use mailbridge_core::model::ImportState;
 use mailbridge_core::services::pace::GraphLimits;
 use mailbridge_local::sample_messages;
-use mailbridge_tests::runner;
+use mailbridge_tests::{connect_users, runner};
 use std::time::Duration;
 
 const BACKLOG: usize = 2_000;
@@ -34,22 +33,7 @@ async fn eight_workers_hold_graphs_limits_on_a_backlog() {
         l.per_window = 10_000;
         l.window_seconds = 100;
     });
-    let mut upns = vec![r.demo.user_upn.clone()];
-    for i in 0..OTHERS {
-        let upn = format!("user{i}@{}", r.demo.tenant_domain);
-        r.sim.add_mailbox(
-            &r.demo.tenant_id,
-            &upn,
-            &format!("User {i}"),
-            MailboxKind::User,
-        );
-        upns.push(upn);
-    }
-    for upn in &upns {
-        r.sim.sign_in_as(Some(upn));
-        let (status, page) = r.connect_demo_mailbox().await.unwrap();
-        assert_eq!(status, 200, "{page}");
-    }
+    let upns = connect_users(&r, OTHERS).await;
     let mailboxes = r.services.admin.mailboxes().await.unwrap();
     assert_eq!(mailboxes.len(), OTHERS + 1);
 

@@ -5,9 +5,8 @@
 //! `cargo bench -p mailbridge-tests --bench pipeline`
 
 use m365_sim::control::generate_mime;
-use m365_sim::world::MailboxKind;
 use mailbridge_local::Runner;
-use mailbridge_tests::{created_notification, runner};
+use mailbridge_tests::{connect_users, created_notification, runner};
 use peak_alloc::PeakAlloc;
 use std::collections::HashMap;
 use std::path::Path;
@@ -63,22 +62,7 @@ async fn setup_with(
         o.containers = containers;
     })
     .await;
-    let mut upns = vec![r.demo.user_upn.clone()];
-    for i in 1..mailboxes {
-        let upn = format!("user{i}@{}", r.demo.tenant_domain);
-        r.sim.add_mailbox(
-            &r.demo.tenant_id,
-            &upn,
-            &format!("User {i}"),
-            MailboxKind::User,
-        );
-        upns.push(upn);
-    }
-    for upn in &upns {
-        r.sim.sign_in_as(Some(upn));
-        let (status, page) = r.connect_demo_mailbox().await.expect("connect");
-        assert_eq!(status, 200, "{page}");
-    }
+    let upns = connect_users(&r, mailboxes - 1).await;
     r.sim.set_faults(|f| f.graph_latency_ms = GRAPH_LATENCY_MS);
     (r, arrivals, upns)
 }
