@@ -153,7 +153,7 @@ impl Runner {
             &opts.data_dir.join("events.jsonl"),
             opts.event_hook.clone().map(|url| (http.clone(), url)),
         )?);
-        let (identity, graph) = mailbridge_graph::microsoft(sim.ca_pem())?;
+        let (identity, graph) = mailbridge_graph::microsoft_over(http.clone());
         let ports = MailPorts {
             store: db.clone(),
             // One process: its Graph pace records need not leave memory; as several containers,

@@ -12,9 +12,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use mailbridge_core::model::Mailbox;
 use mailbridge_core::model::ServerProfile;
 use mailbridge_core::ports::SecretStore;
-use mailbridge_core::services::admin::Admin;
+use mailbridge_core::services::admin::{Admin, FolderNode, MailboxView};
 use mailbridge_core::{Error, Secret};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -224,16 +225,16 @@ async fn put_profile(
     answer(api.admin.put_profile(profile).await)
 }
 
-async fn list_mailboxes(_: Administrator, State(api): State<AdminApi>) -> Response {
-    answer(api.admin.mailboxes().await).into_response()
+async fn list_mailboxes(_: Administrator, State(api): State<AdminApi>) -> Answer<Vec<MailboxView>> {
+    answer(api.admin.mailboxes().await)
 }
 
 async fn get_mailbox(
     _: Administrator,
     State(api): State<AdminApi>,
     Path(id): Path<String>,
-) -> Response {
-    answer(api.admin.mailbox(&id).await).into_response()
+) -> Answer<MailboxView> {
+    answer(api.admin.mailbox(&id).await)
 }
 
 #[derive(Deserialize)]
@@ -246,8 +247,8 @@ async fn set_approval(
     State(api): State<AdminApi>,
     Path(id): Path<String>,
     Body(a): Body<Approval>,
-) -> Response {
-    answer(api.admin.set_approved(&id, a.approved).await).into_response()
+) -> Answer<Mailbox> {
+    answer(api.admin.set_approved(&id, a.approved).await)
 }
 
 #[derive(Deserialize)]
@@ -260,8 +261,8 @@ async fn set_enabled(
     State(api): State<AdminApi>,
     Path(id): Path<String>,
     Body(e): Body<Enabled>,
-) -> Response {
-    answer(api.admin.set_enabled(&id, e.enabled).await).into_response()
+) -> Answer<Mailbox> {
+    answer(api.admin.set_enabled(&id, e.enabled).await)
 }
 
 #[derive(Deserialize)]
@@ -275,16 +276,16 @@ async fn add_shared(
     State(api): State<AdminApi>,
     Path(id): Path<String>,
     Body(s): Body<SharedMailbox>,
-) -> Response {
-    answer(api.admin.add_shared(&id, &s.address).await).into_response()
+) -> Answer<Mailbox> {
+    answer(api.admin.add_shared(&id, &s.address).await)
 }
 
 async fn folders(
     _: Administrator,
     State(api): State<AdminApi>,
     Path(id): Path<String>,
-) -> Response {
-    answer(api.admin.folders(&id).await).into_response()
+) -> Answer<Vec<FolderNode>> {
+    answer(api.admin.folders(&id).await)
 }
 
 #[derive(Deserialize)]
@@ -297,20 +298,19 @@ async fn set_folders(
     State(api): State<AdminApi>,
     Path(id): Path<String>,
     Body(f): Body<FolderIds>,
-) -> Response {
-    answer(api.admin.set_folders(&id, &f.folder_ids).await).into_response()
+) -> Answer<Mailbox> {
+    answer(api.admin.set_folders(&id, &f.folder_ids).await)
 }
 
 async fn test_mailbox(
     _: Administrator,
     State(api): State<AdminApi>,
     Path(id): Path<String>,
-) -> Response {
+) -> Answer<serde_json::Value> {
     answer(
         api.admin
             .test(&id)
             .await
             .map(|m| json!({"ok": true, "message": m})),
     )
-    .into_response()
 }

@@ -49,9 +49,13 @@ pub fn http_client_trusting(extra_ca_pem: Option<&str>) -> Result<reqwest::Clien
 /// Entra ID and Graph over one HTTP client (see [`http_client_trusting`]), as the ports the
 /// mailbox services take.
 pub fn microsoft(extra_ca_pem: Option<&str>) -> Result<mailbridge_core::ports::Microsoft, String> {
-    let http = http_client_trusting(extra_ca_pem)?;
-    Ok((
+    Ok(microsoft_over(http_client_trusting(extra_ca_pem)?))
+}
+
+/// Entra ID and Graph over a client the caller already has (built by [`http_client_trusting`]).
+pub fn microsoft_over(http: reqwest::Client) -> mailbridge_core::ports::Microsoft {
+    (
         std::sync::Arc::new(EntraIdentity::new(http.clone())),
         std::sync::Arc::new(GraphClient::new(http)),
-    ))
+    )
 }

@@ -41,24 +41,20 @@ pub fn mailbox_id(profile_id: &str, user_object_id: &str) -> MailboxId {
 impl Connect {
     /// The profile to use: the one named, or the default one.
     pub async fn profile(&self, id: Option<&str>) -> Result<ServerProfile> {
-        let id = match id {
-            Some(id) => id.to_string(),
-            None => {
-                self.repos
-                    .profiles
-                    .values()
-                    .await?
-                    .into_iter()
-                    .find(|p| p.is_default)
-                    .ok_or_else(|| {
-                        Error::Invalid(
-                            "no server profile is marked as the default; name one".into(),
-                        )
-                    })?
-                    .id
-            }
+        let Some(id) = id else {
+            let default = self
+                .repos
+                .profiles
+                .values()
+                .await?
+                .into_iter()
+                .find(|p| p.is_default)
+                .ok_or_else(|| {
+                    Error::Invalid("no server profile is marked as the default; name one".into())
+                })?;
+            return self.tokens.usable(default);
         };
-        self.tokens.profile(&id).await
+        self.tokens.profile(id).await
     }
 
     /// Starts a sign-in: stores the single-use state and the PKCE verifier, returns where to send

@@ -84,12 +84,16 @@ impl Tokens {
     /// A stored profile, checked again before mailbridge sends it a secret or a token (one stored
     /// before the checks existed, or written around the admin API, is refused here too).
     pub async fn profile(&self, id: &str) -> Result<ServerProfile> {
-        let profile = self.repos.profile(id).await?;
+        self.usable(self.repos.profile(id).await?)
+    }
+
+    /// A profile already read, if it passes the checks.
+    pub fn usable(&self, profile: ServerProfile) -> Result<ServerProfile> {
         self.settings
             .check_profile(&profile)
             .map_err(|e| Error::Config {
                 code: "profile-refused".into(),
-                reason: format!("server profile {id} cannot be used: {e}"),
+                reason: format!("server profile {} cannot be used: {e}", profile.id),
             })?;
         Ok(profile)
     }
