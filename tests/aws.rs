@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use bytes::Bytes;
+use mailbridge_aws::Port;
 use mailbridge_aws::{
     DynamoStateStore, EventBridgeEvents, S3BlobStore, SecretsManagerStore, SqsQueue,
 };
@@ -106,7 +107,8 @@ async fn dynamodb_conditional_writes() {
     // The webhook's store: reads subscriptions, and nothing else, before IAM is even asked.
     let sub = Key::new("subscription", "sub-1");
     store.put(&sub, "s".into(), Cond::Any, None).await.unwrap();
-    let webhook = DynamoStateStore::read_only(client, &table, &["subscription"]);
+    let webhook =
+        DynamoStateStore::limited(client.clone(), &table, Port::SubscriptionLookup.grant());
     assert_eq!(webhook.get(&sub).await.unwrap().unwrap().body, "s");
     let other = Key::new("import#m1", "msg-2");
     for refused in [
@@ -121,6 +123,17 @@ async fn dynamodb_conditional_writes() {
         assert!(matches!(refused, Err(Error::Config { .. })), "{refused:?}");
     }
     assert_eq!(store.get(&sub).await.unwrap().unwrap().body, "s");
+
+    // The maintenance round's store: queries its partitions whole, and does nothing else.
+    let round = DynamoStateStore::limited(client, &table, Port::StateScan.grant());
+    assert_eq!(round.list("subscription").await.unwrap().len(), 1);
+    for refused in [
+        round.get(&sub).await.map(drop),
+        round.put(&sub, "x".into(), Cond::Any, None).await.map(drop),
+        round.list("import#m1").await.map(drop),
+    ] {
+        assert!(matches!(refused, Err(Error::Config { .. })), "{refused:?}");
+    }
 }
 
 async fn bucket(config: &aws_config::SdkConfig) -> (aws_sdk_s3::Client, String) {

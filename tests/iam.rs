@@ -303,7 +303,7 @@ fn the_import_function_can_abort_its_uploads_and_no_bundle_policy_is_left() {
 /// The SDK crate each port's adapter is built on.
 fn sdk_of(p: Port) -> &'static str {
     match p {
-        Port::SubscriptionLookup | Port::State => "aws-sdk-dynamodb",
+        Port::SubscriptionLookup | Port::StateScan | Port::State => "aws-sdk-dynamodb",
         Port::MessageStore => "aws-sdk-s3",
         Port::QueueSend | Port::QueueRedelivery | Port::QueueTrigger => "aws-sdk-sqs",
         Port::ImportEvents => "aws-sdk-eventbridge",

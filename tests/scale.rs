@@ -55,7 +55,7 @@ async fn eight_workers_hold_graphs_limits_on_a_backlog() {
     r.sim.set_faults(|f| f.drop_notifications = false);
     let mime_before = r.sim.counter("mime");
     let report = r.services.maintenance.run().await.unwrap();
-    assert_eq!(report.sweeps_queued as usize, OTHERS + 1);
+    assert_eq!(report.sweeps_due as usize, OTHERS + 1);
 
     let by_upn: std::collections::HashMap<String, String> = mailboxes
         .iter()

@@ -48,7 +48,8 @@ pub struct Options {
     /// Graph's per-mailbox limits, as mailbridge holds them.
     pub graph_limits: GraphLimits,
     /// Independent import workers, each with its own in-memory state and one batch at a time,
-    /// as Lambda containers are; 1 (the default): one worker with several batches in flight.
+    /// as Lambda containers are; 1 (the default): one worker with several batches in flight;
+    /// 0: none, the caller works the queue (a benchmark that times each batch).
     pub containers: usize,
 }
 
@@ -213,7 +214,7 @@ impl Runner {
         // Like concurrent Lambda invocations: several batches in flight, each job admitted by
         // the worker's per-mailbox pace.
         let dead_lettered = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        if opts.containers <= 1 {
+        if opts.containers == 1 {
             for _ in 0..POLLERS {
                 tokio::spawn(work_queue(
                     services.worker.clone(),
@@ -221,7 +222,7 @@ impl Runner {
                     dead_lettered.clone(),
                 ));
             }
-        } else {
+        } else if opts.containers > 1 {
             // As separate containers: each builds its own services over the shared ports.
             for _ in 0..opts.containers {
                 let own = MailServices::new(ports.clone(), settings.clone())?;

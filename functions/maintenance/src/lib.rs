@@ -1,23 +1,23 @@
-//! The maintenance function's wiring: token refresh, subscription renewal, sweep jobs, alerts.
+//! The maintenance function's wiring: the scheduled round, which reads the state's partitions it
+//! decides from and queues each mailbox's due upkeep for the import function.
 
 use mailbridge_aws::{AwsEnv, BoxError, Port};
+use mailbridge_core::ports::SystemClock;
+use mailbridge_core::repo::Repos;
 use mailbridge_core::services::maintenance::Maintenance;
+use mailbridge_core::services::upkeep::Schedule;
 use std::sync::Arc;
 
 /// What the maintenance function uses of AWS; its IAM policy in `template.yaml` is derived from
-/// this.
-pub const PORTS: &[Port] = &[
-    Port::State,
-    Port::QueueSend,
-    Port::SealingKey,
-    Port::ProfileSecrets,
-];
+/// this. It reads, and queues: no secret, no token, no Graph.
+pub const PORTS: &[Port] = &[Port::StateScan, Port::QueueSend];
 
-/// The maintenance round over its ports. Variables: `PUBLIC_BASE_URL`, `TABLE_NAME`,
-/// `QUEUE_URL`, `TOKEN_KEY_SECRET`, `PROFILE_SECRET_PREFIX`, `CUSTOM_CLOUD_HOSTS` (optional).
+/// The maintenance round over its ports. Variables: `TABLE_NAME`, `QUEUE_URL`.
 pub fn wire(env: &AwsEnv) -> Result<Arc<Maintenance>, BoxError> {
-    let microsoft = mailbridge_graph::microsoft(mailbridge_graph::extra_ca_from_env()?.as_deref())?;
-    let metrics = Arc::new(mailbridge_edge::metrics::EmfMetrics::new("maintenance"));
-    let mail = env.mail_services(env.settings()?, microsoft, metrics)?;
-    Ok(Arc::new(mail.maintenance()))
+    Ok(Arc::new(Maintenance {
+        repos: Repos::new(env.state_scan()?),
+        queue: env.queue()?,
+        clock: Arc::new(SystemClock),
+        schedule: Schedule::default(),
+    }))
 }

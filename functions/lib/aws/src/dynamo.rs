@@ -1,5 +1,6 @@
 //! State in one DynamoDB table: `pk` (partition), `sk` (sort), `body`, `v` (version), `ttl`.
 
+use crate::iam::{Grant, Port};
 use crate::sdk;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -12,8 +13,9 @@ use std::collections::HashMap;
 pub struct DynamoStateStore {
     client: Client,
     table: String,
-    /// `Some`: this store only reads (GetItem) these partitions, as its function's IAM allows.
-    read_only: Option<Vec<String>>,
+    /// What this store may do, as its function's IAM allows: anything it does not grant fails
+    /// here, before AWS would refuse it.
+    grant: Grant,
 }
 
 fn s(v: &str) -> AttributeValue {
@@ -45,36 +47,39 @@ impl DynamoStateStore {
         Self {
             client,
             table: table.into(),
-            read_only: None,
+            grant: Port::State.grant(),
         }
     }
 
-    /// A store that only reads the items of these partitions: what the webhook may do. Anything
-    /// else fails here, before IAM would refuse it.
-    pub fn read_only(client: Client, table: impl Into<String>, partitions: &[&str]) -> Self {
+    /// A store that does only what `grant` allows: its actions, on its partitions (the webhook
+    /// reads subscription records; the maintenance round queries a few partitions).
+    pub fn limited(client: Client, table: impl Into<String>, grant: Grant) -> Self {
         Self {
-            read_only: Some(partitions.iter().map(|p| p.to_string()).collect()),
+            grant,
             ..Self::new(client, table)
         }
     }
 
-    fn may(&self, what: &str, partition: &str, write: bool) -> Result<()> {
-        match &self.read_only {
-            Some(allowed) if write || !allowed.iter().any(|p| p == partition) => {
-                Err(Error::Config {
-                    code: "not-granted".into(),
-                    reason: format!("this function may not {what} in partition {partition}"),
-                })
-            }
-            _ => Ok(()),
+    fn may(&self, action: &str, partition: &str) -> Result<()> {
+        let action_granted = self.grant.actions.contains(&action);
+        let partition_granted = self
+            .grant
+            .leading_keys
+            .is_none_or(|keys| keys.contains(&partition));
+        if action_granted && partition_granted {
+            return Ok(());
         }
+        Err(Error::Config {
+            code: "not-granted".into(),
+            reason: format!("this function may not {action} in partition {partition}"),
+        })
     }
 }
 
 #[async_trait]
 impl StateStore for DynamoStateStore {
     async fn get(&self, key: &Key) -> Result<Option<Stored>> {
-        self.may("read", &key.partition, false)?;
+        self.may("dynamodb:GetItem", &key.partition)?;
         let out = self
             .client
             .get_item()
@@ -95,7 +100,7 @@ impl StateStore for DynamoStateStore {
         cond: Cond,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<u64> {
-        self.may("write", &key.partition, true)?;
+        self.may("dynamodb:UpdateItem", &key.partition)?;
         let conflict = || Error::Conflict(format!("{}/{}", key.partition, key.sort));
         let mut update = self
             .client
@@ -146,7 +151,7 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn take(&self, key: &Key) -> Result<Option<Stored>> {
-        self.may("delete", &key.partition, true)?;
+        self.may("dynamodb:DeleteItem", &key.partition)?;
         let out = self
             .client
             .delete_item()
@@ -165,7 +170,7 @@ impl StateStore for DynamoStateStore {
     }
 
     async fn list(&self, partition: &str) -> Result<Vec<(String, Stored)>> {
-        self.may("list", partition, true)?;
+        self.may("dynamodb:Query", partition)?;
         let mut out = Vec::new();
         let mut start = None;
         loop {

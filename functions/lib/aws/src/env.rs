@@ -110,15 +110,22 @@ impl AwsEnv {
     /// The state table, read-only and for subscription records only (`TABLE_NAME`).
     #[cfg(feature = "dynamodb")]
     pub fn subscription_lookup(&self) -> Result<Arc<crate::DynamoStateStore>, BoxError> {
-        self.port(Port::SubscriptionLookup)?;
-        let partitions = Port::SubscriptionLookup
-            .grant()
-            .leading_keys
-            .expect("the lookup is limited to its partitions");
-        Ok(Arc::new(crate::DynamoStateStore::read_only(
+        self.limited_state(Port::SubscriptionLookup)
+    }
+
+    /// The state table, for the maintenance round's whole-partition reads only (`TABLE_NAME`).
+    #[cfg(feature = "dynamodb")]
+    pub fn state_scan(&self) -> Result<Arc<crate::DynamoStateStore>, BoxError> {
+        self.limited_state(Port::StateScan)
+    }
+
+    #[cfg(feature = "dynamodb")]
+    fn limited_state(&self, port: Port) -> Result<Arc<crate::DynamoStateStore>, BoxError> {
+        self.port(port)?;
+        Ok(Arc::new(crate::DynamoStateStore::limited(
             aws_sdk_dynamodb::Client::new(&self.config),
             self.var("TABLE_NAME")?,
-            partitions,
+            port.grant(),
         )))
     }
 

@@ -3,12 +3,18 @@
 //! from them and compares it with `template.yaml`, so that a port without its permission, or a
 //! permission without its port, fails the build.
 
+use mailbridge_core::model::SubscriptionRecord;
+use mailbridge_core::repo::Record;
+
 /// One thing a function uses of AWS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Port {
     /// Reads subscription records (GetItem on the `subscription` partition, nothing else): the
     /// webhook's only state.
     SubscriptionLookup,
+    /// Queries the partitions the maintenance round reads whole
+    /// ([`mailbridge_core::services::maintenance::PARTITIONS`]), nothing else.
+    StateScan,
     /// The state table: GetItem, UpdateItem (conditional writes), DeleteItem (single-use takes),
     /// Query (a partition's records).
     State,
@@ -48,7 +54,16 @@ impl Port {
     pub fn grant(self) -> Grant {
         let (actions, resource, leading_keys): (&'static [&'static str], &'static str, _) =
             match self {
-                Port::SubscriptionLookup => (&["dynamodb:GetItem"], TABLE, Some(&["subscription"][..])),
+                Port::SubscriptionLookup => (
+                    &["dynamodb:GetItem"],
+                    TABLE,
+                    Some(&[<SubscriptionRecord as Record>::KIND][..]),
+                ),
+                Port::StateScan => (
+                    &["dynamodb:Query"],
+                    TABLE,
+                    Some(mailbridge_core::services::maintenance::PARTITIONS),
+                ),
                 Port::State => (
                     &[
                         "dynamodb:DeleteItem",

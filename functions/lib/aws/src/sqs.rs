@@ -23,11 +23,40 @@ impl SqsQueue {
     }
 }
 
+/// Batches of ten sent at once, at most this many at a time: a maintenance round's thousands of
+/// jobs take seconds, not minutes.
+const BATCHES_IN_FLIGHT: usize = 16;
+
+async fn send_batch(
+    client: Client,
+    url: String,
+    entries: Vec<SendMessageBatchRequestEntry>,
+) -> Result<()> {
+    let count = entries.len();
+    let out = client
+        .send_message_batch()
+        .queue_url(url)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .map_err(|e| sdk("SQS SendMessageBatch", e))?;
+    if !out.failed().is_empty() {
+        return Err(Error::Storage(format!(
+            "SQS refused {} of {count} jobs",
+            out.failed().len(),
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl JobQueue for SqsQueue {
-    /// Sends in batches of ten; any entry SQS did not take fails the call, so that the webhook
-    /// answers 5xx and Graph sends the notification again.
+    /// Sends in batches of ten, several at once; any entry SQS did not take fails the call, so
+    /// that the webhook answers 5xx and Graph sends the notification again (a job sent twice is
+    /// harmless: every job is idempotent).
     async fn send(&self, jobs: &[Job]) -> Result<()> {
+        let mut sending = tokio::task::JoinSet::new();
+        let mut outcome = Ok(());
         for chunk in jobs.chunks(10) {
             let mut entries = Vec::with_capacity(chunk.len());
             for (i, job) in chunk.iter().enumerate() {
@@ -40,23 +69,23 @@ impl JobQueue for SqsQueue {
                         .map_err(|e| Error::storage(format!("SQS entry: {e}")))?,
                 );
             }
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| sdk("SQS SendMessageBatch", e))?;
-            if !out.failed().is_empty() {
-                return Err(Error::Storage(format!(
-                    "SQS refused {} of {} jobs",
-                    out.failed().len(),
-                    chunk.len()
-                )));
+            while sending.len() >= BATCHES_IN_FLIGHT {
+                outcome = outcome.and(joined(sending.join_next().await));
             }
+            sending.spawn(send_batch(self.client.clone(), self.url.clone(), entries));
         }
-        Ok(())
+        while !sending.is_empty() {
+            outcome = outcome.and(joined(sending.join_next().await));
+        }
+        outcome
+    }
+}
+
+fn joined(next: Option<std::result::Result<Result<()>, tokio::task::JoinError>>) -> Result<()> {
+    match next {
+        Some(Ok(sent)) => sent,
+        Some(Err(e)) => Err(Error::storage(format!("an SQS send failed: {e}"))),
+        None => Ok(()),
     }
 }
 

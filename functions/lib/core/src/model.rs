@@ -414,6 +414,9 @@ pub enum Job {
         folder_id: String,
         reason: Reason,
     },
+    /// Do what the schedule finds due for a mailbox: warn of its client secret, use its grant,
+    /// renew its subscriptions, sweep its folders.
+    Upkeep { mailbox_id: MailboxId },
 }
 
 impl Job {
@@ -422,7 +425,8 @@ impl Job {
         match self {
             Job::Import { mailbox_id, .. }
             | Job::Sweep { mailbox_id, .. }
-            | Job::Resubscribe { mailbox_id, .. } => mailbox_id,
+            | Job::Resubscribe { mailbox_id, .. }
+            | Job::Upkeep { mailbox_id } => mailbox_id,
         }
     }
 }

@@ -45,6 +45,9 @@ impl Record for ImportState {
 impl Record for crate::services::pace::PaceRecord {
     const KIND: &'static str = "pace";
 }
+impl Record for crate::services::upkeep::UpkeepRecord {
+    const KIND: &'static str = "upkeep";
+}
 impl Record for PendingAuth {
     const KIND: &'static str = "authstate";
 }
@@ -250,6 +253,7 @@ pub struct Repos {
     pub imports: PerMailbox<ImportState>,
     pub auth_states: Repo<PendingAuth>,
     pub tokens: Repo<crate::crypto::Sealed>,
+    pub upkeep: Repo<crate::services::upkeep::UpkeepRecord>,
 }
 
 impl Repos {
@@ -263,7 +267,8 @@ impl Repos {
             cursors: PerMailbox::new(store.clone()),
             imports: PerMailbox::new(store.clone()),
             auth_states: Repo::new(store.clone()),
-            tokens: Repo::new(store),
+            tokens: Repo::new(store.clone()),
+            upkeep: Repo::new(store),
         }
     }
 

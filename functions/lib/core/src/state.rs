@@ -11,6 +11,14 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct MemoryStore {
     items: Mutex<BTreeMap<Key, Stored>>,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryStore {
+    /// How many writes (puts and takes) the store has taken.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 #[async_trait]
@@ -33,10 +41,14 @@ impl StateStore for MemoryStore {
         }
         let version = current.unwrap_or(0) + 1;
         items.insert(key.clone(), Stored { body, version });
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(version)
     }
 
     async fn take(&self, key: &Key) -> Result<Option<Stored>> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.items.lock().unwrap().remove(key))
     }
 
@@ -45,8 +57,8 @@ impl StateStore for MemoryStore {
             .items
             .lock()
             .unwrap()
-            .iter()
-            .filter(|(k, _)| k.partition == partition)
+            .range(Key::new(partition, "")..)
+            .take_while(|(k, _)| k.partition == partition)
             .map(|(k, v)| (k.sort.clone(), v.clone()))
             .collect())
     }

@@ -1,31 +1,48 @@
-//! The scheduled round: keeps tokens alive, renews subscriptions, sweeps every folder, finds the
-//! connections that need a person, warns before client secrets expire.
+//! The scheduled round: finds each mailbox's due upkeep and queues it, one job per mailbox. It
+//! reads a few partitions whole (profiles, mailboxes, subscriptions, health, upkeep records), calls
+//! nobody and writes nothing: the work (token use, renewals, sweeps, warnings) is done by the import
+//! function under the mailbox's pace and lease, so the round's length grows with the number of
+//! mailboxes only by reads and queue sends.
 
 use crate::model::*;
 use crate::ports::{Clock, JobQueue};
-use crate::repo::Repos;
-use crate::services::subscriptions::Subscriptions;
-use crate::services::tokens::Tokens;
-use crate::services::Settings;
-use crate::{Error, Result};
+use crate::repo::{Record, Repos};
+use crate::services::upkeep::{due, secret_expiring, Known, Schedule, UpkeepRecord};
+use crate::Result;
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// The partitions the round reads, and all it reads: its function's IAM grants a Query on these.
+pub const PARTITIONS: &[&str] = &[
+    <ServerProfile as Record>::KIND,
+    <Mailbox as Record>::KIND,
+    <SubscriptionRecord as Record>::KIND,
+    <MailboxHealth as Record>::KIND,
+    <UpkeepRecord as Record>::KIND,
+];
 
 pub struct Maintenance {
     pub repos: Repos,
-    pub tokens: Arc<Tokens>,
-    pub subscriptions: Arc<Subscriptions>,
     pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
-    pub settings: Settings,
+    pub schedule: Schedule,
 }
 
+/// What a round found.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Report {
+    /// Approved and enabled mailboxes.
     pub mailboxes: u32,
-    pub sweeps_queued: u32,
-    pub subscriptions_checked: u32,
+    /// Mailboxes with something due: one upkeep job each.
+    pub queued: u32,
+    pub tokens_due: u32,
+    pub subscriptions_due: u32,
+    pub sweeps_due: u32,
+    /// Secret warnings to raise or clear.
+    pub alerts_due: u32,
+    /// Approved and enabled mailboxes waiting for a person to sign in again.
     pub needs_reauth: u32,
-    pub failures: u32,
+    /// Profiles whose client secret expires within the warning.
     pub secret_warnings: u32,
 }
 
@@ -33,70 +50,212 @@ impl Maintenance {
     pub async fn run(&self) -> Result<Report> {
         let mut report = Report::default();
         let now = self.clock.now();
-        let profiles = self.repos.profiles.values().await?;
-        let mailboxes = self.repos.mailboxes.values().await?;
-
-        for profile in &profiles {
-            let expiring = profile
-                .client_secret_expires_at
-                .filter(|t| *t - self.settings.secret_warning <= now);
-            if expiring.is_some() {
-                report.secret_warnings += 1;
-            }
-            for m in mailboxes.iter().filter(|m| m.profile_id == profile.id) {
-                self.repos
-                    .touch_health(&m.id, |h| match expiring {
-                        Some(t) => h.raise(
-                            AlertKind::SecretExpiring,
-                            format!("The client secret of profile '{}' expires on {}: create a new one and update the profile.", profile.name, t.format("%Y-%m-%d")),
-                            now,
-                        ),
-                        None => h.clear(AlertKind::SecretExpiring),
-                    })
-                    .await?;
-            }
+        let profiles: HashMap<String, ServerProfile> = self
+            .repos
+            .profiles
+            .values()
+            .await?
+            .into_iter()
+            .map(|p| (p.id.clone(), p))
+            .collect();
+        let health: HashMap<String, MailboxHealth> = self
+            .repos
+            .health
+            .list()
+            .await?
+            .into_iter()
+            .map(|(id, v)| (id, v.value))
+            .collect();
+        let upkeep: HashMap<String, UpkeepRecord> = self
+            .repos
+            .upkeep
+            .list()
+            .await?
+            .into_iter()
+            .map(|(id, v)| (id, v.value))
+            .collect();
+        let all_subscriptions = self.repos.subscriptions.values().await?;
+        let mut subscriptions: HashMap<&str, Vec<&SubscriptionRecord>> = HashMap::new();
+        for s in &all_subscriptions {
+            subscriptions.entry(&s.mailbox_id).or_default().push(s);
         }
+        report.secret_warnings = profiles
+            .values()
+            .filter(|p| secret_expiring(p, now, &self.schedule).is_some())
+            .count() as u32;
 
         let mut jobs = Vec::new();
-        for mailbox in mailboxes.iter().filter(|m| m.approved && m.enabled) {
-            report.mailboxes += 1;
-            if mailbox.connection != ConnectionState::Connected {
-                report.needs_reauth += 1;
+        for mailbox in self.repos.mailboxes.values().await? {
+            if mailbox.approved && mailbox.enabled {
+                report.mailboxes += 1;
+                if mailbox.connection != ConnectionState::Connected {
+                    report.needs_reauth += 1;
+                }
+            }
+            let due = due(
+                &Known {
+                    mailbox: &mailbox,
+                    profile: profiles.get(&mailbox.profile_id),
+                    subscriptions: subscriptions
+                        .get(mailbox.id.as_str())
+                        .map_or(&[], |v| v.as_slice()),
+                    health: health.get(&mailbox.id),
+                    upkeep: upkeep.get(&mailbox.id),
+                },
+                now,
+                &self.schedule,
+            );
+            if due.is_empty() {
                 continue;
             }
-            // Using the token refreshes it when due, which keeps the refresh token from expiring
-            // through inactivity and finds a revoked grant before mail is missed.
-            match self.tokens.access_token(mailbox).await {
-                Ok(_) => {}
-                Err(Error::ReauthRequired { .. }) => {
-                    report.needs_reauth += 1;
-                    continue;
-                }
-                Err(e) => {
-                    report.failures += 1;
-                    tracing::warn!(mailbox = %mailbox.id, error = %e, "maintenance could not get a token");
-                    continue;
-                }
-            }
-            if mailbox.can_subscribe() {
-                for folder in &mailbox.folders {
-                    report.subscriptions_checked += 1;
-                    if let Err(e) = self.subscriptions.ensure(mailbox, &folder.id).await {
-                        report.failures += 1;
-                        tracing::warn!(mailbox = %mailbox.id, folder = %folder.id, error = %e, "subscription check failed");
-                    }
-                }
-            }
-            jobs.push(Job::Sweep {
-                mailbox_id: mailbox.id.clone(),
-                folder_id: None,
-                reason: Reason::Schedule,
+            report.tokens_due += u32::from(due.token);
+            report.subscriptions_due += due.subscriptions.len() as u32;
+            report.sweeps_due += u32::from(due.sweep);
+            report.alerts_due += u32::from(due.secret_alert.is_some());
+            jobs.push(Job::Upkeep {
+                mailbox_id: mailbox.id,
             });
         }
         if !jobs.is_empty() {
             self.queue.send(&jobs).await?;
-            report.sweeps_queued = jobs.len() as u32;
+            report.queued = jobs.len() as u32;
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fakes::FakeWorld;
+    use crate::model::*;
+    use crate::ports::Clock;
+    use crate::services::worker::Done;
+
+    #[tokio::test]
+    async fn a_round_queues_only_due_work_and_writes_nothing() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        let round = w.services.maintenance();
+        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
+
+        // A new mailbox: everything is due, in one job.
+        let writes = w.store.writes();
+        let first = round.run().await.unwrap();
+        assert_eq!(w.store.writes(), writes, "the round writes nothing");
+        assert_eq!(
+            (first.queued, first.tokens_due, first.sweeps_due),
+            (1, 1, 1)
+        );
+        assert_eq!(first.subscriptions_due, 1);
+        let jobs = w.queue.drain();
+        assert_eq!(
+            jobs,
+            [Job::Upkeep {
+                mailbox_id: m.id.clone()
+            }]
+        );
+
+        // The same job twice (a duplicate delivery, or two overlapping rounds): one does it.
+        let done = worker.run(&jobs[0]).await.unwrap();
+        assert!(
+            matches!(done, Done::Maintained { renewed: 1, .. }),
+            "{done:?}"
+        );
+        assert_eq!(w.graph.calls("create_subscription"), 1);
+        let writes = w.store.writes();
+        let again = worker.run(&jobs[0]).await.unwrap();
+        assert!(matches!(again, Done::Skipped(_)), "{again:?}");
+        assert_eq!(w.store.writes(), writes, "nothing due: nothing written");
+
+        // The next round finds nothing due, and writes nothing.
+        let next = round.run().await.unwrap();
+        assert_eq!(next.queued, 0);
+        assert!(w.queue.jobs().is_empty());
+        assert_eq!(w.store.writes(), writes);
+
+        // An hour later the sweep is due again; a day later the grant too.
+        w.clock.advance(chrono::Duration::minutes(61));
+        let later = round.run().await.unwrap();
+        assert_eq!(
+            (later.queued, later.sweeps_due, later.tokens_due),
+            (1, 1, 0)
+        );
+        w.queue.drain();
+        w.clock.advance(chrono::Duration::days(1));
+        let day = round.run().await.unwrap();
+        assert_eq!((day.sweeps_due, day.tokens_due), (1, 1));
+        let issued = w.identity.issued();
+        let before = w.clock.now();
+        for job in w.queue.drain() {
+            worker.run(&job).await.unwrap();
+        }
+        // (The fake identity's tokens run on the real clock, not the test's: a day on, the
+        // sweep refreshes once more; what matters is that the grant was used.)
+        assert!(w.identity.issued() > issued, "the idle grant was used");
+        let record = w.services.repos.upkeep.get(&m.id).await.unwrap().unwrap();
+        assert!(record.value.token_checked_at >= Some(before));
+    }
+
+    #[tokio::test]
+    async fn a_held_lease_keeps_a_second_run_out_until_it_lapses() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
+        // A run that died holding the lease.
+        let now = w.clock.now();
+        w.services
+            .repos
+            .upkeep
+            .put(
+                &m.id,
+                &crate::services::upkeep::UpkeepRecord {
+                    lease_until: Some(now + chrono::Duration::minutes(5)),
+                    ..Default::default()
+                },
+                crate::ports::Cond::Absent,
+            )
+            .await
+            .unwrap();
+        let job = Job::Upkeep {
+            mailbox_id: m.id.clone(),
+        };
+        assert!(matches!(worker.run(&job).await.unwrap(), Done::Skipped(_)));
+        assert_eq!(w.graph.calls("create_subscription"), 0);
+        w.clock.advance(chrono::Duration::minutes(6));
+        assert!(matches!(
+            worker.run(&job).await.unwrap(),
+            Done::Maintained { .. }
+        ));
+        let record = w.services.repos.upkeep.get(&m.id).await.unwrap().unwrap();
+        assert_eq!(record.value.lease_until, None);
+        assert!(record.value.swept_at.is_some() && record.value.token_checked_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_secret_warning_reaches_the_mailbox_once() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        let mut profile = FakeWorld::profile();
+        profile.client_secret_expires_at = Some(w.clock.now() + chrono::Duration::days(7));
+        w.services
+            .repos
+            .profiles
+            .put(&profile.id, &profile, crate::ports::Cond::Any)
+            .await
+            .unwrap();
+        let round = w.services.maintenance();
+        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
+        let report = round.run().await.unwrap();
+        assert_eq!((report.secret_warnings, report.alerts_due), (1, 1));
+        for job in w.queue.drain() {
+            worker.run(&job).await.unwrap();
+        }
+        let health = w.services.repos.health.get(&m.id).await.unwrap().unwrap();
+        assert!(health.value.has(AlertKind::SecretExpiring));
+        let report = round.run().await.unwrap();
+        assert_eq!(
+            (report.secret_warnings, report.alerts_due, report.queued),
+            (1, 0, 0)
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod profiles;
 pub mod subscriptions;
 pub mod sweep;
 pub mod tokens;
+pub mod upkeep;
 pub mod webhook;
 pub mod worker;
 
@@ -31,12 +32,10 @@ pub struct Settings {
     pub import_lease: Duration,
     /// Subscription lifetime asked of Graph (Graph may grant less; what it returns is kept).
     pub subscription_lifetime: Duration,
-    /// Renew a subscription when it has less than this left.
-    pub renew_margin: Duration,
     /// Refresh an access token when it has less than this left.
     pub token_margin: Duration,
-    /// Warn this long before a client secret expires.
-    pub secret_warning: Duration,
+    /// When each part of a mailbox's upkeep falls due.
+    pub schedule: upkeep::Schedule,
     /// Messages larger than this are refused with an alert instead of imported.
     pub max_message_bytes: u64,
     /// Client secrets of server profiles are named under this prefix, and only there; the
@@ -59,9 +58,8 @@ impl Settings {
             import_lease: Duration::minutes(5),
             // Graph's maximum for Outlook messages is 10,080 minutes; stay under it.
             subscription_lifetime: Duration::minutes(10_070),
-            renew_margin: Duration::hours(36),
             token_margin: Duration::minutes(5),
-            secret_warning: Duration::days(30),
+            schedule: upkeep::Schedule::default(),
             max_message_bytes: MAX_MESSAGE_MB * 1024 * 1024,
             profile_secret_prefix: "mailbridge/profiles/".into(),
             custom_cloud_hosts: Vec::new(),
@@ -228,21 +226,27 @@ impl MailServices {
             subscriptions: self.subscriptions.clone(),
             queue: self.queue.clone(),
             clock: self.clock.clone(),
+            upkeep: Arc::new(upkeep::Upkeep {
+                repos: self.repos.clone(),
+                tokens: self.tokens.clone(),
+                subscriptions: self.subscriptions.clone(),
+                sweeper: self.sweeper.clone(),
+                clock: self.clock.clone(),
+                schedule: self.settings.schedule,
+            }),
             pace: Arc::new(pace::Pace::with_limits(self.settings.graph_limits)),
             shared: self.pace.clone(),
             metrics: self.metrics.clone(),
         }
     }
 
-    /// The maintenance function's service.
+    /// The maintenance function's service: the scheduled round, which reads state and queues.
     pub fn maintenance(&self) -> maintenance::Maintenance {
         maintenance::Maintenance {
             repos: self.repos.clone(),
-            tokens: self.tokens.clone(),
-            subscriptions: self.subscriptions.clone(),
             queue: self.queue.clone(),
             clock: self.clock.clone(),
-            settings: self.settings.clone(),
+            schedule: self.settings.schedule,
         }
     }
 

@@ -9,6 +9,7 @@ use crate::services::import::Importer;
 use crate::services::pace::{Pace, SharedPace};
 use crate::services::subscriptions::Subscriptions;
 use crate::services::sweep::Sweeper;
+use crate::services::upkeep::Upkeep;
 use crate::{Disposition, Error, Result};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ pub struct Worker {
     pub importer: Arc<Importer>,
     pub sweeper: Arc<Sweeper>,
     pub subscriptions: Arc<Subscriptions>,
+    pub upkeep: Arc<Upkeep>,
     /// For the sweep that follows a throttling backlog.
     pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
@@ -47,6 +49,8 @@ pub enum Done {
     Refused(String),
     /// A sweep ran and queued this many imports.
     Swept { queued: u32 },
+    /// A mailbox's due upkeep was done: subscriptions renewed or created, imports queued.
+    Maintained { renewed: u32, queued: u32 },
     /// Nothing to do (the mailbox is not active).
     Skipped(String),
 }
@@ -131,16 +135,19 @@ impl Worker {
 
     pub async fn run(&self, job: &Job) -> Result<Done> {
         let _local = self.pace.enter(job.mailbox_id()).await;
-        let lease = match self.shared.enter(job.mailbox_id()).await {
-            Ok(lease) => lease,
-            Err(e) => {
-                let failed = Err(e);
-                self.record(job, &failed).await;
-                return failed;
-            }
+        let result = match job {
+            // Upkeep takes its slot only once it knows something is due: a job that finds nothing
+            // to do writes nothing, not even a slot.
+            Job::Upkeep { .. } => self.work(job).await,
+            _ => match self.shared.enter(job.mailbox_id()).await {
+                Ok(lease) => {
+                    let result = self.work(job).await;
+                    self.shared.leave(lease).await;
+                    result
+                }
+                Err(e) => Err(e),
+            },
         };
-        let result = self.work(job).await;
-        self.shared.leave(lease).await;
         self.record(job, &result).await;
         result
     }
@@ -162,6 +169,7 @@ impl Worker {
                 folder_id,
                 reason,
             } => self.resubscribe(mailbox_id, folder_id, *reason).await,
+            Job::Upkeep { mailbox_id } => self.upkeep.run(mailbox_id, &self.shared).await,
         }
     }
 
@@ -193,7 +201,12 @@ impl Worker {
             _ => {}
         }
         let relevant = match result {
-            Ok(Done::Imported { .. } | Done::Refused(_) | Done::Swept { .. }) => true,
+            Ok(
+                Done::Imported { .. }
+                | Done::Refused(_)
+                | Done::Swept { .. }
+                | Done::Maintained { .. },
+            ) => true,
             Ok(_) => false,
             // Not active: a state the mailbox already shows, not a failed run.
             Err(Error::Inactive(_)) => false,
@@ -227,7 +240,9 @@ impl Worker {
                         }
                     }
                     // A sweep that got through means Graph no longer throttles the mailbox.
-                    Ok(Done::Swept { .. }) => h.clear(AlertKind::Throttled),
+                    Ok(Done::Swept { .. } | Done::Maintained { .. }) => {
+                        h.clear(AlertKind::Throttled)
+                    }
                     Ok(Done::Refused(reason)) => {
                         h.raise(AlertKind::MessageTooLarge, reason.clone(), now)
                     }

@@ -1,0 +1,392 @@
+//! A mailbox's scheduled upkeep: what is due (one decision, [`due`], shared by the scheduled round
+//! that finds it and the job that does it), and the job that does it under the mailbox's lease.
+
+use crate::model::*;
+use crate::ports::{Clock, Cond};
+use crate::repo::{Repos, Versioned};
+use crate::services::pace::SharedPace;
+use crate::services::subscriptions::Subscriptions;
+use crate::services::sweep::Sweeper;
+use crate::services::tokens::Tokens;
+use crate::services::worker::Done;
+use crate::{Error, Result};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// When each part of a mailbox's upkeep falls due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Renew a subscription when it has less than this left.
+    pub renew_margin: Duration,
+    /// Warn this long before a client secret expires.
+    pub secret_warning: Duration,
+    /// Use a mailbox's grant at least this often: a refresh token kept alive (Entra ID lets an
+    /// unused one lapse after 90 days) and a revoked grant found within this long.
+    pub check_token_every: Duration,
+    /// Sweep a mailbox whose folders have subscriptions this often: the safety net under
+    /// notifications that never came.
+    pub sweep_every: Duration,
+    /// Sweep a mailbox that cannot subscribe (a delegated shared mailbox) this often: its only way
+    /// in. A little under the schedule's 5 minutes, so that every round finds it due.
+    pub poll_every: Duration,
+    /// How long one run holds a mailbox's upkeep before another may take it over.
+    pub lease: Duration,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            renew_margin: Duration::hours(36),
+            secret_warning: Duration::days(30),
+            check_token_every: Duration::days(1),
+            sweep_every: Duration::hours(1),
+            poll_every: Duration::minutes(4),
+            lease: Duration::minutes(5),
+        }
+    }
+}
+
+/// When a mailbox's upkeep last ran, and who holds it now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpkeepRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_checked_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swept_at: Option<DateTime<Utc>>,
+    /// A run holds the mailbox until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+/// What a mailbox's upkeep must do now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Due {
+    /// The client secret's warning: `Some(true)` to raise it, `Some(false)` to clear it.
+    pub secret_alert: Option<bool>,
+    /// Use the grant (refreshing the access token when it has lapsed).
+    pub token: bool,
+    /// Folders whose subscription is missing or near its end.
+    pub subscriptions: Vec<String>,
+    /// Sweep every chosen folder.
+    pub sweep: bool,
+}
+
+impl Due {
+    pub fn is_empty(&self) -> bool {
+        self == &Due::default()
+    }
+}
+
+/// What is known of a mailbox when its upkeep is decided.
+pub struct Known<'a> {
+    pub mailbox: &'a Mailbox,
+    pub profile: Option<&'a ServerProfile>,
+    /// The mailbox's subscriptions.
+    pub subscriptions: &'a [&'a SubscriptionRecord],
+    pub health: Option<&'a MailboxHealth>,
+    pub upkeep: Option<&'a UpkeepRecord>,
+}
+
+/// The client secret's expiry, when it is within the warning.
+pub fn secret_expiring(
+    profile: &ServerProfile,
+    now: DateTime<Utc>,
+    s: &Schedule,
+) -> Option<DateTime<Utc>> {
+    profile
+        .client_secret_expires_at
+        .filter(|t| *t - s.secret_warning <= now)
+}
+
+/// The one decision of what a mailbox's upkeep must do. Only an active mailbox is worked on; the
+/// secret's warning reaches every mailbox of the profile.
+pub fn due(k: &Known, now: DateTime<Utc>, s: &Schedule) -> Due {
+    let mut due = Due::default();
+    if let Some(profile) = k.profile {
+        let expiring = secret_expiring(profile, now, s).is_some();
+        let shown = k.health.is_some_and(|h| h.has(AlertKind::SecretExpiring));
+        if expiring != shown {
+            due.secret_alert = Some(expiring);
+        }
+    }
+    if !k.mailbox.is_active() {
+        return due;
+    }
+    let upkeep = k.upkeep.cloned().unwrap_or_default();
+    let older = |at: Option<DateTime<Utc>>, every: Duration| at.is_none_or(|t| t + every <= now);
+    due.token = older(upkeep.token_checked_at, s.check_token_every);
+    let every = if k.mailbox.can_subscribe() {
+        for folder in &k.mailbox.folders {
+            let live = k
+                .subscriptions
+                .iter()
+                .any(|sub| sub.folder_id == folder.id && sub.expires_at - s.renew_margin > now);
+            if !live {
+                due.subscriptions.push(folder.id.clone());
+            }
+        }
+        s.sweep_every
+    } else {
+        s.poll_every
+    };
+    due.sweep = older(upkeep.swept_at, every);
+    due
+}
+
+/// Does a mailbox's due upkeep, one run at a time per mailbox.
+pub struct Upkeep {
+    pub repos: Repos,
+    pub tokens: Arc<Tokens>,
+    pub subscriptions: Arc<Subscriptions>,
+    pub sweeper: Arc<Sweeper>,
+    pub clock: Arc<dyn Clock>,
+    pub schedule: Schedule,
+}
+
+impl Upkeep {
+    /// Decides again what is due (the round's view may be old), takes the mailbox's lease, does
+    /// it, and records what was done as it gives the lease back. Nothing due, or another run
+    /// holding the lease: nothing is written.
+    pub async fn run(&self, mailbox_id: &str, pace: &SharedPace) -> Result<Done> {
+        let now = self.clock.now();
+        let Some(mailbox) = self.repos.mailboxes.get(mailbox_id).await?.map(|v| v.value) else {
+            return Ok(Done::Skipped(format!("mailbox {mailbox_id} is gone")));
+        };
+        let profile = self.repos.profiles.get(&mailbox.profile_id).await?;
+        let subscriptions = self.repos.mailbox_subscriptions(mailbox_id).await?;
+        let health = self.repos.health.get(mailbox_id).await?;
+        let record = self.repos.upkeep.get(mailbox_id).await?;
+        let due = due(
+            &Known {
+                mailbox: &mailbox,
+                profile: profile.as_ref().map(|p| &p.value),
+                subscriptions: &subscriptions.iter().collect::<Vec<_>>(),
+                health: health.as_ref().map(|h| &h.value),
+                upkeep: record.as_ref().map(|r| &r.value),
+            },
+            now,
+            &self.schedule,
+        );
+        if due.is_empty() {
+            return Ok(Done::Skipped("nothing is due".into()));
+        }
+        let Some(held) = self.take_lease(mailbox_id, record, now).await? else {
+            return Ok(Done::Skipped(
+                "another run holds the mailbox's upkeep".into(),
+            ));
+        };
+        let mut done = UpkeepRecord {
+            lease_until: None,
+            ..held.value.clone()
+        };
+        let result = match pace.enter(mailbox_id).await {
+            Ok(slot) => {
+                let result = self
+                    .work(&mailbox, profile.map(|p| p.value), &due, &mut done)
+                    .await;
+                pace.leave(slot).await;
+                result
+            }
+            Err(e) => Err(e),
+        };
+        // Give the lease back with what was done; if this fails the lease lapses on its own.
+        if let Err(e) = self
+            .repos
+            .upkeep
+            .put(mailbox_id, &done, Cond::Version(held.version))
+            .await
+        {
+            tracing::warn!(mailbox = %mailbox_id, error = %e, "could not record the upkeep; its lease lapses");
+        }
+        result
+    }
+
+    async fn take_lease(
+        &self,
+        mailbox_id: &str,
+        record: Option<Versioned<UpkeepRecord>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Versioned<UpkeepRecord>>> {
+        let (mut value, cond) = match record {
+            Some(r) if r.value.lease_until.is_some_and(|t| t > now) => return Ok(None),
+            Some(r) => (r.value, Cond::Version(r.version)),
+            None => (UpkeepRecord::default(), Cond::Absent),
+        };
+        value.lease_until = Some(now + self.schedule.lease);
+        match self.repos.upkeep.put(mailbox_id, &value, cond).await {
+            Ok(version) => Ok(Some(Versioned { value, version })),
+            Err(Error::Conflict(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn work(
+        &self,
+        mailbox: &Mailbox,
+        profile: Option<ServerProfile>,
+        due: &Due,
+        done: &mut UpkeepRecord,
+    ) -> Result<Done> {
+        let now = self.clock.now();
+        if let (Some(raise), Some(profile)) = (due.secret_alert, profile) {
+            self.repos
+                .touch_health(&mailbox.id, |h| match secret_expiring(&profile, now, &self.schedule) {
+                    Some(t) if raise => h.raise(
+                        AlertKind::SecretExpiring,
+                        format!("The client secret of profile '{}' expires on {}: create a new one and update the profile.", profile.name, t.format("%Y-%m-%d")),
+                        now,
+                    ),
+                    _ => h.clear(AlertKind::SecretExpiring),
+                })
+                .await?;
+        }
+        if due.token {
+            // Using the grant refreshes it when due; a revoked one marks the mailbox for a person.
+            self.tokens.access_token(mailbox).await?;
+            done.token_checked_at = Some(now);
+        }
+        for folder in &due.subscriptions {
+            self.subscriptions.ensure(mailbox, folder).await?;
+        }
+        let mut queued = 0;
+        if due.sweep {
+            for folder in &mailbox.folders {
+                let report = self.sweeper.sweep_folder(mailbox, &folder.id).await?;
+                queued += report.queued;
+            }
+            done.swept_at = Some(now);
+        }
+        Ok(Done::Maintained {
+            renewed: due.subscriptions.len() as u32,
+            queued,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailbox(kind: MailboxKind) -> Mailbox {
+        let now = Utc::now();
+        Mailbox {
+            id: "m".into(),
+            profile_id: "p".into(),
+            kind,
+            address: "a@b".into(),
+            display_name: "A".into(),
+            user_id: "u".into(),
+            tenant_id: "t".into(),
+            via: None,
+            approved: true,
+            enabled: true,
+            connection: ConnectionState::Connected,
+            folders: vec![FolderChoice {
+                id: "inbox".into(),
+                display_name: "Inbox".into(),
+            }],
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn sub(expires_at: DateTime<Utc>) -> SubscriptionRecord {
+        SubscriptionRecord {
+            id: "s".into(),
+            mailbox_id: "m".into(),
+            folder_id: "inbox".into(),
+            resource: "r".into(),
+            client_state_sha256: "x".into(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn only_what_has_fallen_due_is_done() {
+        let s = Schedule::default();
+        let now = Utc::now();
+        let m = mailbox(MailboxKind::User);
+        let fresh = sub(now + Duration::days(6));
+        let recent = UpkeepRecord {
+            token_checked_at: Some(now - Duration::hours(2)),
+            swept_at: Some(now - Duration::minutes(10)),
+            lease_until: None,
+        };
+        let known = |subs: &[&SubscriptionRecord], upkeep: Option<&UpkeepRecord>| {
+            due(
+                &Known {
+                    mailbox: &m,
+                    profile: None,
+                    subscriptions: subs,
+                    health: None,
+                    upkeep,
+                },
+                now,
+                &s,
+            )
+        };
+        // Never worked on: everything is due.
+        let first = known(&[], None);
+        assert!(first.token && first.sweep);
+        assert_eq!(first.subscriptions, ["inbox"]);
+        // Worked on recently, subscription with days left: nothing.
+        assert!(known(&[&fresh], Some(&recent)).is_empty());
+        // A subscription within the renewal margin.
+        let ending = sub(now + Duration::hours(20));
+        assert_eq!(known(&[&ending], Some(&recent)).subscriptions, ["inbox"]);
+        // The grant unused for a day, the last sweep an hour ago.
+        let old = UpkeepRecord {
+            token_checked_at: Some(now - Duration::days(1)),
+            swept_at: Some(now - Duration::hours(1)),
+            lease_until: None,
+        };
+        let d = known(&[&fresh], Some(&old));
+        assert!(d.token && d.sweep && d.subscriptions.is_empty());
+    }
+
+    #[test]
+    fn a_shared_mailbox_is_polled_and_an_inactive_one_only_warned() {
+        let s = Schedule::default();
+        let now = Utc::now();
+        let mut m = mailbox(MailboxKind::Shared);
+        let upkeep = UpkeepRecord {
+            token_checked_at: Some(now),
+            swept_at: Some(now - Duration::minutes(5)),
+            lease_until: None,
+        };
+        let profile = ServerProfile {
+            client_secret_expires_at: Some(now + Duration::days(10)),
+            ..crate::fakes::FakeWorld::profile()
+        };
+        let d = due(
+            &Known {
+                mailbox: &m,
+                profile: Some(&profile),
+                subscriptions: &[],
+                health: None,
+                upkeep: Some(&upkeep),
+            },
+            now,
+            &s,
+        );
+        // No subscription for a shared mailbox; swept every round.
+        assert!(d.sweep && d.subscriptions.is_empty() && !d.token);
+        assert_eq!(d.secret_alert, Some(true));
+        m.enabled = false;
+        let mut health = MailboxHealth::default();
+        health.raise(AlertKind::SecretExpiring, "x", now);
+        let d = due(
+            &Known {
+                mailbox: &m,
+                profile: Some(&profile),
+                subscriptions: &[],
+                health: Some(&health),
+                upkeep: None,
+            },
+            now,
+            &s,
+        );
+        assert!(d.is_empty(), "the warning is shown, the mailbox is off");
+    }
+}
