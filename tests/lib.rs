@@ -1,5 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 
+pub mod lambda;
+
 use mailbridge_core::model::{ImportState, Mailbox};
 use mailbridge_local::{Options, Runner};
 use std::time::Duration;
