@@ -5,10 +5,11 @@
 //! gone, fails here.
 
 use mailbridge_aws::{AwsEnv, BoxError, Port};
+use mailbridge_tests::template_yaml::{
+    function_and_role, parse as template, strings, written, TEMPLATE,
+};
 use serde_yaml::Value;
 use std::collections::BTreeSet;
-
-const TEMPLATE: &str = include_str!("../template.yaml");
 
 /// A function: its binary, its declared ports, and its wiring run against an environment.
 struct Function {
@@ -47,33 +48,6 @@ fn functions() -> Vec<Function> {
     ]
 }
 
-fn template() -> Value {
-    serde_yaml::from_str(TEMPLATE).expect("template.yaml parses")
-}
-
-/// A value as the template writes it: `!GetAtt A.B`, `!Sub text`, `!Ref X`, or the plain text.
-fn written(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Tagged(t) => {
-            let inner = match &t.value {
-                Value::Sequence(parts) => parts.iter().map(written).collect::<Vec<_>>().join("."),
-                other => written(other),
-            };
-            format!("{} {inner}", t.tag)
-        }
-        Value::Sequence(items) => items.iter().map(written).collect::<Vec<_>>().join(","),
-        other => serde_yaml::to_string(other).unwrap().trim().to_string(),
-    }
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    match v {
-        Value::Sequence(items) => items.iter().map(written).collect(),
-        other => vec![written(other)],
-    }
-}
-
 /// A statement as a comparable row: sorted actions, resource, leading keys.
 type Row = (Vec<String>, String, Vec<String>);
 
@@ -106,23 +80,6 @@ fn row_of_statement(s: &Value) -> Row {
         })
         .unwrap_or_default();
     (actions, written(&s["Resource"]), keys)
-}
-
-/// The function resource that builds `binary`, and its role.
-fn function_and_role<'a>(t: &'a Value, binary: &str) -> (&'a Value, &'a Value) {
-    let resources = t["Resources"].as_mapping().unwrap();
-    let function = resources
-        .values()
-        .find(|r| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary))
-        .unwrap_or_else(|| panic!("template.yaml builds no {binary}"));
-    let role_ref = written(&function["Properties"]["Role"]);
-    let role_name = role_ref
-        .strip_prefix("!GetAtt ")
-        .and_then(|r| r.strip_suffix(".Arn"))
-        .unwrap_or_else(|| {
-            panic!("{binary} must name its own role (Role: !GetAtt X.Arn), not {role_ref}")
-        });
-    (function, &t["Resources"][role_name])
 }
 
 fn dummy_env(ports: &'static [Port]) -> AwsEnv {
@@ -204,12 +161,8 @@ fn each_wiring_takes_exactly_its_declared_ports_and_reads_exactly_its_variables(
             "{}: a declared port the wiring does not use keeps a permission nobody needs",
             f.binary
         );
-        let (function, _) = function_and_role(&t, f.binary);
-        let set: BTreeSet<String> = function["Properties"]["Environment"]["Variables"]
-            .as_mapping()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str().unwrap().to_string())
+        let set: BTreeSet<String> = mailbridge_tests::template_yaml::variables(&t, f.binary)
+            .into_keys()
             .collect();
         assert_eq!(
             env.variables(),

@@ -234,3 +234,59 @@ pub fn binary(name: &str) -> std::path::PathBuf {
     };
     target.join(profile).join(name)
 }
+
+/// An API Gateway HTTP API request as Lambda receives it (payload format 2.0).
+pub fn http_api_event(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> serde_json::Value {
+    let now = chrono::Utc::now();
+    let query_parameters: serde_json::Map<String, serde_json::Value> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), serde_json::Value::String(v.to_string()))
+        })
+        .collect();
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_ascii_lowercase(),
+                serde_json::Value::String(v.to_string()),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": headers,
+        "queryStringParameters": if query_parameters.is_empty() { serde_json::Value::Null } else { query_parameters.into() },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "api",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "52.159.0.1",
+                "userAgent": "test"
+            },
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis()
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}

@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod lambda;
+pub mod template_yaml;
 
 use mailbridge_core::model::{ImportState, Mailbox};
 use mailbridge_local::{Options, Runner};
