@@ -243,3 +243,33 @@ async fn without_the_token_the_admin_api_says_401_before_reading_any_body() {
     let answer: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(answer["code"], "unsupported_media_type");
 }
+
+/// The deploy guide's profile (README, step 6) is one the admin API accepts, once the placeholders
+/// are filled in as a reader would.
+#[test]
+fn the_readme_profile_example_is_accepted() {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("/admin/profiles/contoso")
+        .and_then(|at| readme[at..].find("-d '{").map(|d| at + d + 4))
+        .expect("the deploy guide creates a profile");
+    let end = start + readme[start..].find("}'").expect("the JSON ends") + 1;
+    let json = readme[start..end]
+        .replace(
+            "<Directory (tenant) ID>",
+            "8f3e1c52-7a4d-4b6e-9d21-3c5f0a7b9e14",
+        )
+        .replace(
+            "<Application (client) ID>",
+            "0b7c2d41-5e6f-4a38-b9c0-1d2e3f4a5b6c",
+        );
+    let profile: mailbridge_core::model::ServerProfile =
+        serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    mailbridge_core::services::Settings::new("https://api.example")
+        .check_profile(&profile)
+        .unwrap();
+    assert_eq!(
+        profile.client_secret_ref,
+        "mailbridge/profiles/contoso/client-secret"
+    );
+}
