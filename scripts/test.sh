@@ -5,10 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ] || [ ! -x .venv/bin/moto_server ]; then
-  echo "== installing aws-sam-cli, cfn-lint and moto into .venv"
+if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ] || [ ! -x .venv/bin/moto_server ] \
+  || [ ! -x .venv/bin/cargo-lambda ]; then
+  echo "== installing aws-sam-cli, cfn-lint, moto and cargo-lambda (with its zig) into .venv"
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check aws-sam-cli cfn-lint "moto[server]"
+  .venv/bin/pip install --quiet --disable-pip-version-check aws-sam-cli cfn-lint "moto[server]" \
+    cargo-lambda
 fi
 export SAM_CLI_TELEMETRY=0
 
@@ -22,7 +24,10 @@ echo "== template: sam validate --lint, cfn-lint"
 echo "== cargo test"
 cargo test --workspace
 
-echo "== AWS adapters against moto"
+echo "== the function binaries, for the deployed shape's test"
+cargo build --workspace --bins
+
+echo "== AWS adapters and the deployed shape against moto"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 moto_log=$(mktemp)
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" > "$moto_log" 2>&1 &
@@ -40,4 +45,6 @@ else:
     sys.exit("moto did not start:\n" + open(sys.argv[2]).read())
 PY
 AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
-  AWS_REGION=us-east-1 cargo test -p mailbridge-tests --features moto --test aws
+  AWS_REGION=us-east-1 cargo test -p mailbridge-tests --features moto --test aws --test aws_shape
+
+MAILBRIDGE_QUICK_RELEASE=1 scripts/sam-build.sh

@@ -1,0 +1,742 @@
+//! The deployed shape, run as AWS runs it: the resources `template.yaml` declares, created in moto
+//! from the template's own properties; the five real function binaries, each under a Lambda
+//! Runtime API with the variables the template sets for it; API Gateway's HTTP API in front
+//! (payload 2.0 events, routes from the template); the SQS event source mapping behind the import
+//! function (batches of up to 10, `ReportBatchItemFailures`, the queue's redrive policy); the
+//! schedule's event for maintenance. Microsoft is the simulator.
+//!
+//! Needs a moto server (`AWS_ENDPOINT_URL`) and the binaries (`cargo build --bins`): `scripts/test.sh`
+//! provides both.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use mailbridge_aws::DynamoStateStore;
+use mailbridge_core::model::SubscriptionRecord;
+use mailbridge_core::repo::Repos;
+use mailbridge_tests::lambda::{binary, http_api_event, LambdaHost, Outcome};
+use mailbridge_tests::template_yaml::{self, written};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+const REGION: &str = "us-east-1";
+
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+    )
+}
+
+/// The resources of the template, as moto created them: physical ids by logical id.
+struct Stack {
+    table: String,
+    queue_url: String,
+    queue_arn: String,
+    dlq_url: String,
+    bucket: String,
+    secrets: BTreeMap<String, String>,
+    max_receives: u32,
+}
+
+async fn create_stack(config: &aws_config::SdkConfig, t: &serde_yaml::Value) -> Stack {
+    let r = &t["Resources"];
+    // The table: its keys, billing and TTL as the template declares them.
+    let ddb = aws_sdk_dynamodb::Client::new(config);
+    let table = unique("mailbridge-StateTable");
+    let p = &r["StateTable"]["Properties"];
+    let mut create = ddb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::from(p["BillingMode"].as_str().unwrap()));
+    for a in p["AttributeDefinitions"].as_sequence().unwrap() {
+        create = create.attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(a["AttributeName"].as_str().unwrap())
+                .attribute_type(ScalarAttributeType::from(
+                    a["AttributeType"].as_str().unwrap(),
+                ))
+                .build()
+                .unwrap(),
+        );
+    }
+    for k in p["KeySchema"].as_sequence().unwrap() {
+        create = create.key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(k["AttributeName"].as_str().unwrap())
+                .key_type(KeyType::from(k["KeyType"].as_str().unwrap()))
+                .build()
+                .unwrap(),
+        );
+    }
+    create.send().await.unwrap();
+    let ttl = &p["TimeToLiveSpecification"];
+    ddb.update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .attribute_name(ttl["AttributeName"].as_str().unwrap())
+                .enabled(ttl["Enabled"].as_bool().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // The queue and its dead-letter queue, with the template's redrive policy and timeout.
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let dlq_url = sqs
+        .create_queue()
+        .queue_name(unique("mailbridge-ImportDeadLetterQueue"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_arn = queue_arn(&sqs, &dlq_url).await;
+    let q = &r["ImportQueue"]["Properties"];
+    let max_receives = q["RedrivePolicy"]["maxReceiveCount"].as_u64().unwrap() as u32;
+    let redrive = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives});
+    let queue_url = sqs
+        .create_queue()
+        .queue_name(unique("mailbridge-ImportQueue"))
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            written(&q["VisibilityTimeout"]),
+        )
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = queue_arn(&sqs, &queue_url).await;
+
+    // The bucket, with the template's lifecycle rule.
+    let s3 = s3_client(config);
+    let bucket = unique("mailbridge-messagebucket").to_lowercase();
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let rule = &r["MessageBucket"]["Properties"]["LifecycleConfiguration"]["Rules"][0];
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .lifecycle_configuration(
+            aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+                .rules(
+                    aws_sdk_s3::types::LifecycleRule::builder()
+                        .id(rule["Id"].as_str().unwrap())
+                        .status(aws_sdk_s3::types::ExpirationStatus::Enabled)
+                        .filter(
+                            aws_sdk_s3::types::LifecycleRuleFilter::builder()
+                                .prefix("")
+                                .build(),
+                        )
+                        .abort_incomplete_multipart_upload(
+                            aws_sdk_s3::types::AbortIncompleteMultipartUpload::builder()
+                                .days_after_initiation(
+                                    rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+                                        .as_i64()
+                                        .unwrap() as i32,
+                                )
+                                .build(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // The generated secrets: a generated value of the template's length, under a generated name.
+    let sm = aws_sdk_secretsmanager::Client::new(config);
+    let mut secrets = BTreeMap::new();
+    for logical in ["TokenKeySecret", "AdminTokenSecret"] {
+        let length = r[logical]["Properties"]["GenerateSecretString"]["PasswordLength"]
+            .as_u64()
+            .unwrap();
+        let value = sm
+            .get_random_password()
+            .password_length(length as i64)
+            .exclude_punctuation(true)
+            .send()
+            .await
+            .unwrap()
+            .random_password
+            .unwrap();
+        let arn = sm
+            .create_secret()
+            .name(unique(logical))
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap();
+        secrets.insert(logical.to_string(), arn);
+    }
+    Stack {
+        table,
+        queue_url,
+        queue_arn,
+        dlq_url,
+        bucket,
+        secrets,
+        max_receives,
+    }
+}
+
+fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(config)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone()
+}
+
+/// A function's variables, resolved as CloudFormation would: resources to their physical ids,
+/// parameters to their defaults unless the test deploys with another value.
+fn resolve(
+    t: &serde_yaml::Value,
+    stack: &Stack,
+    api_url: &str,
+    overrides: &BTreeMap<&str, String>,
+    written: &str,
+) -> String {
+    if let Some(name) = written.strip_prefix("!Ref ") {
+        return match name {
+            "StateTable" => stack.table.clone(),
+            "ImportQueue" => stack.queue_url.clone(),
+            "MessageBucket" => stack.bucket.clone(),
+            other if stack.secrets.contains_key(other) => stack.secrets[other].clone(),
+            parameter => overrides.get(parameter).cloned().unwrap_or_else(|| {
+                written_default(&t["Parameters"][parameter]["Default"])
+                    .unwrap_or_else(|| panic!("no value for {parameter}"))
+            }),
+        };
+    }
+    if let Some(sub) = written.strip_prefix("!Sub ") {
+        assert!(
+            sub.starts_with("https://${HttpApi}.execute-api"),
+            "an unexpected !Sub: {sub}"
+        );
+        return format!(
+            "{api_url}{}",
+            sub.split_once("${AWS::URLSuffix}").unwrap().1
+        );
+    }
+    written.to_string()
+}
+
+fn written_default(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::Null => None,
+        other => Some(written(other)),
+    }
+}
+
+/// API Gateway's HTTP API in front of the functions: each request becomes a payload 2.0 event for
+/// the function whose route (from the template) matches, and its answer the HTTP response.
+async fn api_gateway(routes: Vec<(String, String, Arc<LambdaHost>)>) -> String {
+    let routes = Arc::new(routes);
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let routes = routes.clone();
+        async move {
+            let method = req.method().as_str().to_string();
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or("").to_string();
+            let headers: Vec<(String, String)> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                .collect();
+            let body = axum::body::to_bytes(req.into_body(), 10 << 20)
+                .await
+                .unwrap();
+            let Some((_, _, host)) = routes.iter().find(|(m, p, _)| {
+                (m == "ANY" || *m == method)
+                    && match p.strip_suffix("{proxy+}") {
+                        Some(prefix) => path.starts_with(prefix),
+                        None => *p == path,
+                    }
+            }) else {
+                return (axum::http::StatusCode::NOT_FOUND, "no route").into_response();
+            };
+            let header_refs: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let body = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).to_string());
+            let event = http_api_event(&method, &path, &query, &header_refs, body.as_deref());
+            match host.invoke(&event).await {
+                Outcome::Response(r) => http_response(&r),
+                // API Gateway answers 500 when the function fails.
+                Outcome::Error(_) => (
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal Server Error",
+                )
+                    .into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+use axum::response::IntoResponse;
+
+fn http_response(r: &Value) -> axum::response::Response {
+    let status =
+        axum::http::StatusCode::from_u16(r["statusCode"].as_u64().unwrap_or(200) as u16).unwrap();
+    let body = r["body"].as_str().unwrap_or("").to_string();
+    let body = if r["isBase64Encoded"].as_bool() == Some(true) {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap()
+    } else {
+        body.into_bytes()
+    };
+    let mut response = (status, body).into_response();
+    if let Some(headers) = r["headers"].as_object() {
+        for (k, v) in headers {
+            if let (Ok(k), Some(Ok(v))) = (
+                axum::http::HeaderName::from_bytes(k.as_bytes()),
+                v.as_str().map(axum::http::HeaderValue::from_str),
+            ) {
+                response.headers_mut().insert(k, v);
+            }
+        }
+    }
+    for cookie in r["cookies"].as_array().into_iter().flatten() {
+        if let Some(c) = cookie.as_str() {
+            response.headers_mut().append(
+                axum::http::header::SET_COOKIE,
+                axum::http::HeaderValue::from_str(c).unwrap(),
+            );
+        }
+    }
+    response
+}
+
+/// What Lambda's SQS event source mapping did for one batch.
+#[derive(Debug, Default)]
+struct Polled {
+    records: usize,
+    reported: Vec<String>,
+}
+
+/// The SQS event source mapping: receives up to 10 records, invokes the function with them, deletes
+/// those it did not report as failed (`ReportBatchItemFailures`); reported ones come back when
+/// their visibility timeout ends, and the queue's redrive policy moves a record received too often.
+async fn poll_once(sqs: &aws_sdk_sqs::Client, stack: &Stack, import: &LambdaHost) -> Polled {
+    let got = sqs
+        .receive_message()
+        .queue_url(&stack.queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let messages = got.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return Polled::default();
+    }
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.as_str().to_string(), Value::String(v)))
+                .collect();
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": stack.queue_arn,
+                "awsRegion": REGION
+            })
+        })
+        .collect();
+    let outcome = import.invoke(&json!({ "Records": records })).await;
+    let reported: Vec<String> = match &outcome {
+        Outcome::Response(r) => r["batchItemFailures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f["itemIdentifier"].as_str().map(String::from))
+            .collect(),
+        // A failed invocation: the whole batch comes back.
+        Outcome::Error(_) => messages
+            .iter()
+            .filter_map(|m| m.message_id.clone())
+            .collect(),
+    };
+    for m in &messages {
+        if !reported.contains(m.message_id.as_ref().unwrap()) {
+            sqs.delete_message()
+                .queue_url(&stack.queue_url)
+                .receipt_handle(m.receipt_handle.as_ref().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    Polled {
+        records: messages.len(),
+        reported,
+    }
+}
+
+/// Polls until the queue has nothing visible for a few empty receives, or the deadline passes.
+async fn drain(sqs: &aws_sdk_sqs::Client, stack: &Stack, import: &LambdaHost) -> Vec<Polled> {
+    let mut batches = Vec::new();
+    let mut empty = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while empty < 2 && tokio::time::Instant::now() < deadline {
+        let p = poll_once(sqs, stack, import).await;
+        if p.records == 0 {
+            empty += 1;
+        } else {
+            empty = 0;
+            batches.push(p);
+        }
+    }
+    batches
+}
+
+/// The browser's part of the sign-in: `/connect` through Microsoft's authorize, back to the
+/// callback.
+async fn connect(api_url: &str) -> (u16, String) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut url = format!("{api_url}/connect");
+    for _ in 0..5 {
+        let resp = browser.get(&url).send().await.unwrap();
+        match resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+        {
+            Some(next) if resp.status().is_redirection() => url = next.to_string(),
+            _ => {
+                let status = resp.status().as_u16();
+                return (status, resp.text().await.unwrap());
+            }
+        }
+    }
+    (508, "too many redirects".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_deployed_shape_runs_end_to_end() {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL must point at a moto server: run scripts/test.sh"
+    );
+    let config = aws_config::load_from_env().await;
+    let t = template_yaml::parse();
+    let stack = create_stack(&config, &t).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+
+    // Every function, under its own Runtime API, with the template's timeout.
+    let mut hosts: BTreeMap<String, Arc<LambdaHost>> = BTreeMap::new();
+    let mut routes = Vec::new();
+    let resources = t["Resources"].as_mapping().unwrap();
+    for (_, r) in resources {
+        let Some(binary_name) = r["Metadata"]["BuildProperties"]["Binary"].as_str() else {
+            continue;
+        };
+        let timeout = r["Properties"]["Timeout"].as_u64().unwrap_or(3);
+        let host = Arc::new(LambdaHost::start(binary_name, Duration::from_secs(timeout)).await);
+        for (_, e) in r["Properties"]["Events"].as_mapping().into_iter().flatten() {
+            if e["Type"].as_str() == Some("HttpApi") {
+                routes.push((
+                    e["Properties"]["Method"].as_str().unwrap().to_string(),
+                    e["Properties"]["Path"].as_str().unwrap().to_string(),
+                    host.clone(),
+                ));
+            }
+        }
+        hosts.insert(binary_name.to_string(), host);
+    }
+    assert_eq!(hosts.len(), 5);
+    let api_url = api_gateway(routes).await;
+
+    // Microsoft: the simulator, whose demo app redirects to this deployment's callback.
+    let sim = m365_sim::Sim::start("127.0.0.1:0").await.unwrap();
+    let demo = sim.seed_demo(&format!("{api_url}/oauth/callback"));
+    let sim_host = sim
+        .base_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+
+    // Deployed with the simulator allowed as a custom cloud, and a 1 MB message limit.
+    let overrides: BTreeMap<&str, String> = [
+        ("CustomCloudHosts", sim_host.to_string()),
+        ("MaxMessageMb", "1".to_string()),
+    ]
+    .into();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    for (name, host) in &hosts {
+        let mut env: Vec<(String, String)> = template_yaml::variables(&t, name)
+            .into_iter()
+            .map(|(k, v)| {
+                let value = resolve(&t, &stack, &api_url, &overrides, &v);
+                (k, value)
+            })
+            .collect();
+        for (k, v) in [
+            ("AWS_REGION", REGION),
+            ("AWS_DEFAULT_REGION", REGION),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("RUST_LOG", "info"),
+        ] {
+            env.push((k.into(), v.into()));
+        }
+        host.spawn(&binary(name), &env);
+        host.initialised().await.unwrap();
+    }
+
+    // The profile's client secret, where the deployment's prefix says, and the profile through
+    // the admin API with the stack's admin token.
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    sm.create_secret()
+        .name("mailbridge/profiles/demo/client-secret")
+        .secret_string(&demo.client_secret)
+        .send()
+        .await
+        .ok();
+    sm.put_secret_value()
+        .secret_id("mailbridge/profiles/demo/client-secret")
+        .secret_string(&demo.client_secret)
+        .send()
+        .await
+        .unwrap();
+    let admin_token = sm
+        .get_secret_value()
+        .secret_id(&stack.secrets["AdminTokenSecret"])
+        .send()
+        .await
+        .unwrap()
+        .secret_string
+        .unwrap();
+    let http = reqwest::Client::new();
+    let profile = json!({
+        "id": "demo", "name": "Simulated tenant",
+        "cloud": {"name": "custom", "login": sim.base_url(), "graph": sim.base_url(), "resource": "https://graph.microsoft.com"},
+        "auth": "delegated", "tenant": demo.tenant_id, "client_id": demo.client_id,
+        "client_secret_ref": "mailbridge/profiles/demo/client-secret",
+        "is_default": true, "approval_required": false, "backfill_days": 0
+    });
+    let put = http
+        .put(format!("{api_url}/admin/profiles/demo"))
+        .bearer_auth(&admin_token)
+        .json(&profile)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+
+    // Connect: the oauth function, through API Gateway, against the simulator.
+    let (status, page) = connect(&api_url).await;
+    assert_eq!(status, 200, "{page}");
+    let mailboxes: Value = http
+        .get(format!("{api_url}/admin/mailboxes"))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mailbox_id = mailboxes[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        sim.subscription_ids().len(),
+        1,
+        "the webhook answered Graph's validation"
+    );
+
+    // A message arrives: Graph notifies the webhook, which queues; the event source mapping
+    // feeds the import function, which stores the .eml byte for byte and its metadata.
+    let (_, mime) = mailbridge_local::sample_messages().remove(2);
+    sim.deliver(&demo.user_upn, "inbox", mime.clone()).unwrap();
+    let import = hosts["mailbridge-import"].clone();
+    let mut batches = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while batches.is_empty() && tokio::time::Instant::now() < deadline {
+        batches = drain(&sqs, &stack, &import).await;
+    }
+    assert!(batches.iter().all(|b| b.reported.is_empty()), "{batches:?}");
+    let s3 = s3_client(&config);
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .prefix("messages/")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(String::from))
+        .collect();
+    let eml = keys
+        .iter()
+        .find(|k| k.ends_with(".eml"))
+        .unwrap_or_else(|| panic!("no .eml stored: {keys:?}"));
+    let stored = s3
+        .get_object()
+        .bucket(&stack.bucket)
+        .key(eml)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(stored.as_ref(), mime.as_slice(), "the .eml is byte-exact");
+    assert!(keys.iter().any(|k| k.ends_with(".json")), "{keys:?}");
+
+    // A failure inside a batch brings back only its record: two messages, the first `$value`
+    // answered 503 with Retry-After (the import hands it back with a visibility change).
+    let store = Arc::new(DynamoStateStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &stack.table,
+    ));
+    let repos = Repos::new(store);
+    sim.set_faults(|f| f.hold_notifications = true);
+    let ids: Vec<String> = mailbridge_local::sample_messages()
+        .into_iter()
+        .take(2)
+        .map(|(_, m)| sim.deliver(&demo.user_upn, "inbox", m).unwrap())
+        .collect();
+    sim.flush_notifications();
+    sim.set_faults(|f| {
+        f.hold_notifications = false;
+        f.graph_errors = 1;
+        f.graph_error_status = 429;
+    });
+    let first = poll_once(&sqs, &stack, &import).await;
+    assert_eq!(first.records, 2, "{first:?}");
+    assert_eq!(
+        first.reported.len(),
+        1,
+        "only the throttled record: {first:?}"
+    );
+    // Its visibility was changed to Graph's Retry-After (1 s), not left at the queue's 30 minutes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // It comes back (with, after it, the sweep that follows a throttling spell).
+    let again = drain(&sqs, &stack, &import).await;
+    assert!(again.iter().all(|b| b.reported.is_empty()), "{again:?}");
+    for id in &ids {
+        let state = repos.imports.of(&mailbox_id).get(id).await.unwrap();
+        assert!(
+            matches!(
+                state.map(|s| s.value),
+                Some(mailbridge_core::model::ImportState::Imported { .. })
+            ),
+            "{id}"
+        );
+    }
+
+    // Too large (the deployment's limit is 1 MB): refused, and no multipart upload left behind.
+    let big = m365_sim::control::generate_mime(
+        "a@fabrikam.example",
+        &demo.user_upn,
+        "Too large",
+        3 << 20,
+    );
+    let big_id = sim.deliver(&demo.user_upn, "inbox", big).unwrap();
+    drain(&sqs, &stack, &import).await;
+    let state = repos.imports.of(&mailbox_id).get(&big_id).await.unwrap();
+    assert!(
+        matches!(
+            state.map(|s| s.value),
+            Some(mailbridge_core::model::ImportState::Refused { .. })
+        ),
+        "the big message is refused"
+    );
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(&stack.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+
+    // Maintenance on its schedule renews a subscription near its end: the round queues the
+    // mailbox's upkeep, the import function renews it with Graph.
+    let sub_id = sim.subscription_ids()[0].clone();
+    let ending = chrono::Utc::now() + chrono::Duration::hours(2);
+    repos
+        .subscriptions
+        .update(&sub_id, |s| {
+            let mut s: SubscriptionRecord = s?;
+            s.expires_at = ending;
+            Some(s)
+        })
+        .await
+        .unwrap();
+    let scheduled = json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(),
+        "detail-type": "Scheduled Event", "source": "aws.scheduler",
+        "account": "123456789012", "time": chrono::Utc::now().to_rfc3339(),
+        "region": REGION, "resources": [], "detail": "{}"
+    });
+    let report = match hosts["mailbridge-maintenance"].invoke(&scheduled).await {
+        Outcome::Response(r) => r,
+        Outcome::Error(e) => panic!("maintenance failed: {e}"),
+    };
+    assert_eq!(report["subscriptions_due"], 1, "{report}");
+    drain(&sqs, &stack, &import).await;
+    let renewed = repos.subscriptions.get(&sub_id).await.unwrap().unwrap();
+    assert!(renewed.value.expires_at > ending + chrono::Duration::days(1));
+
+    // Nothing went to the dead-letter queue.
+    let dead = sqs
+        .receive_message()
+        .queue_url(&stack.dlq_url)
+        .send()
+        .await
+        .unwrap();
+    assert!(dead.messages.unwrap_or_default().is_empty());
+    assert!(stack.max_receives >= 1);
+    for host in hosts.values() {
+        host.stop().await;
+    }
+}
