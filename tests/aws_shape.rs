@@ -433,31 +433,6 @@ async fn drain(sqs: &aws_sdk_sqs::Client, stack: &Stack, import: &LambdaHost) ->
     batches
 }
 
-/// The browser's part of the sign-in: `/connect` through Microsoft's authorize, back to the
-/// callback.
-async fn connect(api_url: &str) -> (u16, String) {
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let mut url = format!("{api_url}/connect");
-    for _ in 0..5 {
-        let resp = browser.get(&url).send().await.unwrap();
-        match resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|l| l.to_str().ok())
-        {
-            Some(next) if resp.status().is_redirection() => url = next.to_string(),
-            _ => {
-                let status = resp.status().as_u16();
-                return (status, resp.text().await.unwrap());
-            }
-        }
-    }
-    (508, "too many redirects".into())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_deployed_shape_runs_end_to_end() {
     assert!(
@@ -571,7 +546,13 @@ async fn the_deployed_shape_runs_end_to_end() {
     assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
 
     // Connect: the oauth function, through API Gateway, against the simulator.
-    let (status, page) = connect(&api_url).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (status, page) = mailbridge_local::follow_sign_in(&browser, format!("{api_url}/connect"))
+        .await
+        .unwrap();
     assert_eq!(status, 200, "{page}");
     let mailboxes: Value = http
         .get(format!("{api_url}/admin/mailboxes"))

@@ -69,6 +69,15 @@ async fn main() {
     let seeding = Instant::now();
     let tokens = r.services.worker.upkeep.tokens.clone();
     let now = SystemClock.now();
+    let scopes: std::collections::BTreeSet<String> = r
+        .services
+        .repos
+        .profile("demo")
+        .await
+        .unwrap()
+        .delegated_scopes()
+        .into_iter()
+        .collect();
     let grants = {
         let w = r.sim.world();
         w.users[&r.demo.user_id].grants.clone()
@@ -85,13 +94,12 @@ async fn main() {
             let mut w = r.sim.world();
             w.users.get_mut(&user_id).unwrap().grants = grants.clone();
             let refresh = m365_sim::world::new_id("1.AAAA");
-            let scopes = demo_scopes();
             w.refresh_tokens.insert(
                 refresh.clone(),
                 m365_sim::world::RefreshGrant {
                     client_id: r.demo.client_id.clone(),
                     user_id: user_id.clone(),
-                    scopes,
+                    scopes: scopes.clone(),
                     issued_at: now,
                 },
             );
@@ -203,20 +211,4 @@ async fn main() {
     );
     assert_eq!(again.queued, 0, "the second round found work");
     assert_eq!(upkept, mailboxes, "some mailbox's upkeep was not done");
-}
-
-/// The scopes the demo profile asks for, as the simulator keeps a grant's.
-fn demo_scopes() -> std::collections::BTreeSet<String> {
-    [
-        "offline_access",
-        "openid",
-        "profile",
-        "email",
-        "https://graph.microsoft.com/User.Read",
-        "https://graph.microsoft.com/Mail.Read",
-        "https://graph.microsoft.com/Mail.Read.Shared",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect()
 }

@@ -257,24 +257,33 @@ impl Runner {
             browser =
                 browser.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
         }
-        let browser = browser.build()?;
-        let mut url = format!("{}/connect", self.base_url);
-        for _ in 0..5 {
-            let resp = browser.get(&url).send().await?;
-            match resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok())
-            {
-                Some(next) if resp.status().is_redirection() => url = next.to_string(),
-                _ => {
-                    let status = resp.status().as_u16();
-                    return Ok((status, resp.text().await?));
-                }
+        follow_sign_in(&browser.build()?, format!("{}/connect", self.base_url)).await
+    }
+}
+
+/// A browser's part of a sign-in: from mailbridge's `/connect`, through Microsoft's authorize
+/// redirects, to the callback page. `browser` must not follow redirects itself. Returns the last
+/// page's status and text.
+pub async fn follow_sign_in(
+    browser: &reqwest::Client,
+    connect_url: String,
+) -> Result<(u16, String), reqwest::Error> {
+    let mut url = connect_url;
+    for _ in 0..5 {
+        let resp = browser.get(&url).send().await?;
+        match resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+        {
+            Some(next) if resp.status().is_redirection() => url = next.to_string(),
+            _ => {
+                let status = resp.status().as_u16();
+                return Ok((status, resp.text().await?));
             }
         }
-        Ok((508, "too many redirects".into()))
     }
+    Ok((508, "too many redirects".into()))
 }
 
 /// Queue pollers, each with a batch of up to 10 jobs in flight.

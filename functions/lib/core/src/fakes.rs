@@ -617,17 +617,9 @@ impl FakeWorld {
         }
     }
 
-    /// A connected, approved mailbox of `user-1` with its Inbox chosen and a token stored that
-    /// is good for an hour.
-    pub async fn mailbox(&self) -> Mailbox {
-        let repos = &self.services.repos;
-        repos
-            .profiles
-            .put("contoso", &Self::profile(), Cond::Any)
-            .await
-            .unwrap();
-        let now = self.clock.now();
-        let mailbox = Mailbox {
+    /// The fake mailbox's record: `user-1`'s, connected and approved, its Inbox chosen.
+    pub fn mailbox_record(now: DateTime<Utc>) -> Mailbox {
+        Mailbox {
             id: "mbx_1".into(),
             profile_id: "contoso".into(),
             kind: MailboxKind::User,
@@ -645,7 +637,18 @@ impl FakeWorld {
             }],
             created_at: now,
             updated_at: now,
-        };
+        }
+    }
+
+    /// The fake mailbox, stored, with a token stored that is good for an hour.
+    pub async fn mailbox(&self) -> Mailbox {
+        let repos = &self.services.repos;
+        repos
+            .profiles
+            .put("contoso", &Self::profile(), Cond::Any)
+            .await
+            .unwrap();
+        let mailbox = Self::mailbox_record(self.clock.now());
         repos
             .mailboxes
             .put(&mailbox.id, &mailbox, Cond::Any)

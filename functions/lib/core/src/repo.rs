@@ -197,6 +197,16 @@ impl<T: Record> Repo<T> {
         Ok(out)
     }
 
+    /// Every record of the partition by its id, without versions.
+    pub async fn by_id(&self) -> Result<std::collections::HashMap<String, T>> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .map(|(id, v)| (id, v.value))
+            .collect())
+    }
+
     /// Every record of the partition, without keys or versions.
     pub async fn values(&self) -> Result<Vec<T>> {
         Ok(self

@@ -50,30 +50,9 @@ impl Maintenance {
     pub async fn run(&self) -> Result<Report> {
         let mut report = Report::default();
         let now = self.clock.now();
-        let profiles: HashMap<String, ServerProfile> = self
-            .repos
-            .profiles
-            .values()
-            .await?
-            .into_iter()
-            .map(|p| (p.id.clone(), p))
-            .collect();
-        let health: HashMap<String, MailboxHealth> = self
-            .repos
-            .health
-            .list()
-            .await?
-            .into_iter()
-            .map(|(id, v)| (id, v.value))
-            .collect();
-        let upkeep: HashMap<String, UpkeepRecord> = self
-            .repos
-            .upkeep
-            .list()
-            .await?
-            .into_iter()
-            .map(|(id, v)| (id, v.value))
-            .collect();
+        let profiles = self.repos.profiles.by_id().await?;
+        let health = self.repos.health.by_id().await?;
+        let upkeep = self.repos.upkeep.by_id().await?;
         let all_subscriptions = self.repos.subscriptions.values().await?;
         let mut subscriptions: HashMap<&str, Vec<&SubscriptionRecord>> = HashMap::new();
         for s in &all_subscriptions {

@@ -51,7 +51,7 @@ impl Subscriptions {
     pub async fn ensure(&self, mailbox: &Mailbox, folder_id: &str) -> Result<SubscriptionRecord> {
         let now = self.clock.now();
         for sub in self.of_folder(&mailbox.id, folder_id).await? {
-            if sub.expires_at - self.settings.schedule.renew_margin > now {
+            if self.settings.schedule.keeps(&sub, now) {
                 return Ok(sub);
             }
             match self.renew(mailbox, &sub).await {

@@ -67,6 +67,22 @@ impl Sweeper {
             .await
     }
 
+    /// Sweeps the given folders of a mailbox one after the other; how many imports were queued.
+    pub async fn sweep_folders(
+        &self,
+        mailbox: &Mailbox,
+        folders: &[&str],
+        reason: Reason,
+    ) -> Result<u32> {
+        let mut queued = 0;
+        for &folder in folders {
+            let report = self.sweep_folder(mailbox, folder).await?;
+            queued += report.queued;
+            tracing::info!(mailbox = %mailbox.id, folder, %reason, queued = report.queued, pages = report.pages, "folder swept");
+        }
+        Ok(queued)
+    }
+
     /// Follows the folder's delta from its cursor, queues what is not imported yet, and moves the
     /// cursor only after those jobs are persisted.
     pub async fn sweep_folder(&self, mailbox: &Mailbox, folder_id: &str) -> Result<SweepReport> {

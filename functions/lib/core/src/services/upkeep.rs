@@ -34,6 +34,13 @@ pub struct Schedule {
     pub lease: Duration,
 }
 
+impl Schedule {
+    /// Whether a subscription has time left, or is due for renewal.
+    pub fn keeps(&self, sub: &SubscriptionRecord, now: DateTime<Utc>) -> bool {
+        sub.expires_at - self.renew_margin > now
+    }
+}
+
 impl Default for Schedule {
     fn default() -> Self {
         Self {
@@ -121,7 +128,7 @@ pub fn due(k: &Known, now: DateTime<Utc>, s: &Schedule) -> Due {
             let live = k
                 .subscriptions
                 .iter()
-                .any(|sub| sub.folder_id == folder.id && sub.expires_at - s.renew_margin > now);
+                .any(|sub| sub.folder_id == folder.id && s.keeps(sub, now));
             if !live {
                 due.subscriptions.push(folder.id.clone());
             }
@@ -251,10 +258,11 @@ impl Upkeep {
         }
         let mut queued = 0;
         if due.sweep {
-            for folder in &mailbox.folders {
-                let report = self.sweeper.sweep_folder(mailbox, &folder.id).await?;
-                queued += report.queued;
-            }
+            let all: Vec<&str> = mailbox.folders.iter().map(|f| f.id.as_str()).collect();
+            queued = self
+                .sweeper
+                .sweep_folders(mailbox, &all, Reason::Schedule)
+                .await?;
             done.swept_at = Some(now);
         }
         Ok(Done::Maintained {
@@ -269,32 +277,16 @@ mod tests {
     use super::*;
 
     fn mailbox(kind: MailboxKind) -> Mailbox {
-        let now = Utc::now();
         Mailbox {
-            id: "m".into(),
-            profile_id: "p".into(),
             kind,
-            address: "a@b".into(),
-            display_name: "A".into(),
-            user_id: "u".into(),
-            tenant_id: "t".into(),
-            via: None,
-            approved: true,
-            enabled: true,
-            connection: ConnectionState::Connected,
-            folders: vec![FolderChoice {
-                id: "inbox".into(),
-                display_name: "Inbox".into(),
-            }],
-            created_at: now,
-            updated_at: now,
+            ..crate::fakes::FakeWorld::mailbox_record(Utc::now())
         }
     }
 
     fn sub(expires_at: DateTime<Utc>) -> SubscriptionRecord {
         SubscriptionRecord {
             id: "s".into(),
-            mailbox_id: "m".into(),
+            mailbox_id: "mbx_1".into(),
             folder_id: "inbox".into(),
             resource: "r".into(),
             client_state_sha256: "x".into(),

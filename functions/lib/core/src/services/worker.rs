@@ -299,16 +299,14 @@ impl Worker {
         let Some(mailbox) = self.active(mailbox_id).await? else {
             return Ok(Done::Skipped(format!("mailbox {mailbox_id} is not active")));
         };
-        let folders: Vec<String> = match folder_id {
-            Some(f) => vec![f.to_string()],
-            None => mailbox.folders.iter().map(|f| f.id.clone()).collect(),
+        let folders: Vec<&str> = match folder_id {
+            Some(f) => vec![f],
+            None => mailbox.folders.iter().map(|f| f.id.as_str()).collect(),
         };
-        let mut queued = 0;
-        for folder in folders {
-            let report = self.sweeper.sweep_folder(&mailbox, &folder).await?;
-            queued += report.queued;
-            tracing::info!(mailbox = %mailbox.id, folder, %reason, queued = report.queued, pages = report.pages, "folder swept");
-        }
+        let queued = self
+            .sweeper
+            .sweep_folders(&mailbox, &folders, reason)
+            .await?;
         Ok(Done::Swept { queued })
     }
 
