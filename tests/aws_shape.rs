@@ -41,6 +41,8 @@ struct Stack {
     bucket: String,
     secrets: BTreeMap<String, String>,
     max_receives: u32,
+    /// The consuming application's queue, fed by the rule on the event bus.
+    events_queue_url: String,
 }
 
 async fn create_stack(config: &aws_config::SdkConfig, t: &serde_yaml::Value) -> Stack {
@@ -115,7 +117,7 @@ async fn create_stack(config: &aws_config::SdkConfig, t: &serde_yaml::Value) -> 
         .unwrap()
         .queue_url
         .unwrap();
-    let queue_arn = queue_arn(&sqs, &queue_url).await;
+    let import_queue_arn = queue_arn(&sqs, &queue_url).await;
 
     // The bucket, with the template's lifecycle rule.
     let s3 = s3_client(config);
@@ -154,6 +156,51 @@ async fn create_stack(config: &aws_config::SdkConfig, t: &serde_yaml::Value) -> 
         .await
         .unwrap();
 
+    // The consuming application's feed: its queue, and the rule on the bus that targets it.
+    let p = &r["ImportedEventsQueue"]["Properties"];
+    let events_queue_url = sqs
+        .create_queue()
+        .queue_name(unique("mailbridge-ImportedEventsQueue"))
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            written(&p["MessageRetentionPeriod"]),
+        )
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let events_queue_arn = queue_arn(&sqs, &events_queue_url).await;
+    let p = &r["ImportedEventsRule"]["Properties"];
+    assert_eq!(written(&p["EventBusName"]), "!Ref EventBusName");
+    assert_eq!(
+        written(&p["Targets"][0]["Arn"]),
+        "!GetAtt ImportedEventsQueue.Arn"
+    );
+    let bus = written(&t["Parameters"]["EventBusName"]["Default"]);
+    let eb = aws_sdk_eventbridge::Client::new(config);
+    let rule = unique("mailbridge-ImportedEventsRule");
+    eb.put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(serde_json::to_string(&p["EventPattern"]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id(p["Targets"][0]["Id"].as_str().unwrap())
+                .arn(events_queue_arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
     // The generated secrets: a generated value of the template's length, under a generated name.
     let sm = aws_sdk_secretsmanager::Client::new(config);
     let mut secrets = BTreeMap::new();
@@ -184,11 +231,12 @@ async fn create_stack(config: &aws_config::SdkConfig, t: &serde_yaml::Value) -> 
     Stack {
         table,
         queue_url,
-        queue_arn,
+        queue_arn: import_queue_arn,
         dlq_url,
         bucket,
         secrets,
         max_receives,
+        events_queue_url,
     }
 }
 
@@ -210,6 +258,230 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .attributes
         .unwrap()[&QueueAttributeName::QueueArn]
         .clone()
+}
+
+/// Moto's IAM and STS, called before it enforces anything: unsigned query calls, XML answers.
+async fn moto_query(endpoint: &str, service: &str, action: &str, params: &[(&str, &str)]) -> String {
+    let version = if service == "iam" {
+        "2010-05-08"
+    } else {
+        "2011-06-15"
+    };
+    let mut form = vec![("Action", action), ("Version", version)];
+    form.extend_from_slice(params);
+    let response = reqwest::Client::new()
+        .post(endpoint)
+        // Moto routes a call by the service its credential scope names.
+        .header(
+            "Authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=test/20260101/{REGION}/{service}/aws4_request, \
+                 SignedHeaders=host, Signature=unsigned"
+            ),
+        )
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{service} {action}: {text}");
+    text
+}
+
+fn xml_value<'a>(xml: &'a str, tag: &str) -> &'a str {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open).unwrap_or_else(|| panic!("no <{tag}> in {xml}")) + open.len();
+    let end = start + xml[start..].find(&format!("</{tag}>")).unwrap();
+    &xml[start..end]
+}
+
+/// A role's policies from the template, as moto can enforce them. Moto checks the action of every
+/// call, but the resource only of SQS and S3 calls (it checks the others' against "*"), and no
+/// condition of an identity policy; and it asks for `sqs:SendMessageBatch` (and the other batch
+/// calls) where AWS authorises a batch with its single action. So the actions stay exactly as
+/// written, SQS and S3 resources are resolved as CloudFormation would, the others become "*", and
+/// conditions are left out: `tests/iam.rs` checks resources and conditions as written.
+fn enforceable_policy(role: &serde_yaml::Value, stack: &Stack) -> Value {
+    let mut statements = Vec::new();
+    for policy in role["Properties"]["Policies"].as_sequence().unwrap() {
+        for st in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+            let mut actions = template_yaml::strings(&st["Action"]);
+            let batches: Vec<String> = actions
+                .iter()
+                .filter(|a| {
+                    ["sqs:SendMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+                        .contains(&a.as_str())
+                })
+                .map(|a| format!("{a}Batch"))
+                .collect();
+            actions.extend(batches);
+            let service = actions[0].split(':').next().unwrap();
+            let resources: Vec<String> = match service {
+                "sqs" | "s3" => template_yaml::strings(&st["Resource"])
+                    .iter()
+                    .map(|r| arn_of(r, stack))
+                    .collect(),
+                _ => vec!["*".into()],
+            };
+            statements.push(json!({
+                "Effect": written(&st["Effect"]), "Action": actions, "Resource": resources
+            }));
+        }
+    }
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// A queue's or the bucket's ARN as the template writes it, resolved.
+fn arn_of(written: &str, stack: &Stack) -> String {
+    let arn = match written {
+        "!GetAtt ImportQueue.Arn" => stack.queue_arn.clone(),
+        other => other
+            .strip_prefix("!Sub ")
+            .unwrap_or_else(|| panic!("the test cannot resolve {other}"))
+            .replace("${MessageBucket.Arn}", &format!("arn:aws:s3:::{}", stack.bucket)),
+    };
+    assert!(!arn.contains("${"), "the test cannot resolve {written}");
+    arn
+}
+
+/// A session of `binary`'s role, created in moto from the template: the variables Lambda gives
+/// the function for its credentials.
+async fn role_session(
+    endpoint: &str,
+    t: &serde_yaml::Value,
+    stack: &Stack,
+    binary: &str,
+) -> Vec<(String, String)> {
+    let (_, role) = template_yaml::function_and_role(t, binary);
+    let name = unique(binary);
+    let trust = serde_json::to_string(&role["Properties"]["AssumeRolePolicyDocument"]).unwrap();
+    let created = moto_query(
+        endpoint,
+        "iam",
+        "CreateRole",
+        &[("RoleName", &name), ("AssumeRolePolicyDocument", &trust)],
+    )
+    .await;
+    let arn = xml_value(&created, "Arn").to_string();
+    let policy = enforceable_policy(role, stack).to_string();
+    moto_query(
+        endpoint,
+        "iam",
+        "PutRolePolicy",
+        &[
+            ("RoleName", &name),
+            ("PolicyName", "ports"),
+            ("PolicyDocument", &policy),
+        ],
+    )
+    .await;
+    let session = moto_query(
+        endpoint,
+        "sts",
+        "AssumeRole",
+        &[("RoleArn", &arn), ("RoleSessionName", binary)],
+    )
+    .await;
+    ["AccessKeyId", "SecretAccessKey", "SessionToken"]
+        .iter()
+        .zip([
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ])
+        .map(|(tag, var)| (var.to_string(), xml_value(&session, tag).to_string()))
+        .collect()
+}
+
+/// The test's own credentials once moto enforces IAM: a user allowed everything.
+async fn administrator(endpoint: &str) -> aws_sdk_sqs::config::Credentials {
+    let name = unique("tester");
+    moto_query(endpoint, "iam", "CreateUser", &[("UserName", &name)]).await;
+    let everything = json!({"Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+    .to_string();
+    moto_query(
+        endpoint,
+        "iam",
+        "PutUserPolicy",
+        &[
+            ("UserName", &name),
+            ("PolicyName", "everything"),
+            ("PolicyDocument", &everything),
+        ],
+    )
+    .await;
+    let key = moto_query(endpoint, "iam", "CreateAccessKey", &[("UserName", &name)]).await;
+    aws_sdk_sqs::config::Credentials::new(
+        xml_value(&key, "AccessKeyId"),
+        xml_value(&key, "SecretAccessKey"),
+        None,
+        None,
+        "moto-administrator",
+    )
+}
+
+/// Moto enforces IAM while this lives: every call must be signed by a key it knows and be allowed
+/// by that key's policies. Dropping it (also when the test fails) turns enforcement off again for
+/// the other tests that share the server.
+struct Enforced(String);
+
+impl Enforced {
+    fn start(endpoint: &str) -> Self {
+        let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+        reset_auth(host, "0");
+        Enforced(host.to_string())
+    }
+}
+
+impl Drop for Enforced {
+    fn drop(&mut self) {
+        reset_auth(&self.0, "inf");
+    }
+}
+
+/// Moto's control call that sets how many calls go unchecked before it enforces IAM.
+fn reset_auth(host: &str, count: &str) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    write!(
+        s,
+        "POST /moto-api/reset-auth HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{count}",
+        count.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// The events the rule delivered to the consuming application's queue since the last call.
+async fn delivered_events(sqs: &aws_sdk_sqs::Client, stack: &Stack) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&stack.events_queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return events;
+        }
+        for m in messages {
+            events.push(serde_json::from_str(m.body.as_deref().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(&stack.events_queue_url)
+                .receipt_handle(m.receipt_handle.unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
 }
 
 /// A function's variables, resolved as CloudFormation would: resources to their physical ids,
@@ -416,6 +688,24 @@ async fn poll_once(sqs: &aws_sdk_sqs::Client, stack: &Stack, import: &LambdaHost
     }
 }
 
+/// How many messages a queue holds, visible or not.
+async fn waiting(sqs: &aws_sdk_sqs::Client, url: &str) -> usize {
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap_or_default();
+    attributes
+        .values()
+        .map(|v| v.parse::<usize>().unwrap())
+        .sum()
+}
+
 /// Polls until the queue has nothing visible for a few empty receives, or the deadline passes.
 async fn drain(sqs: &aws_sdk_sqs::Client, stack: &Stack, import: &LambdaHost) -> Vec<Polled> {
     let mut batches = Vec::new();
@@ -439,10 +729,9 @@ async fn the_deployed_shape_runs_end_to_end() {
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "AWS_ENDPOINT_URL must point at a moto server: run scripts/test.sh"
     );
-    let config = aws_config::load_from_env().await;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
     let t = template_yaml::parse();
-    let stack = create_stack(&config, &t).await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
+    let stack = create_stack(&aws_config::load_from_env().await, &t).await;
 
     // Every function, under its own Runtime API, with the template's timeout.
     let mut hosts: BTreeMap<String, Arc<LambdaHost>> = BTreeMap::new();
@@ -468,6 +757,40 @@ async fn the_deployed_shape_runs_end_to_end() {
     assert_eq!(hosts.len(), 5);
     let api_url = api_gateway(routes).await;
 
+    // From here on moto enforces IAM: each function runs with a session of its own role, as the
+    // template writes it, so that a call its role does not allow fails here as on AWS. The test
+    // itself acts as an administrator; the event source mapping, as on AWS, with the import
+    // function's role.
+    let mut sessions = BTreeMap::new();
+    for name in hosts.keys() {
+        sessions.insert(name.clone(), role_session(&endpoint, &t, &stack, name).await);
+    }
+    let administrator = administrator(&endpoint).await;
+    let _enforced = Enforced::start(&endpoint);
+    let config = aws_config::load_from_env()
+        .await
+        .to_builder()
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            administrator,
+        ))
+        .build();
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let session = &sessions["mailbridge-import"];
+    let esm = aws_sdk_sqs::Client::new(
+        &config
+            .to_builder()
+            .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+                aws_sdk_sqs::config::Credentials::new(
+                    &session[0].1,
+                    &session[1].1,
+                    Some(session[2].1.clone()),
+                    None,
+                    "import-role",
+                ),
+            ))
+            .build(),
+    );
+
     // Microsoft: the simulator, whose demo app redirects to this deployment's callback.
     let sim = m365_sim::Sim::start("127.0.0.1:0").await.unwrap();
     let demo = sim.seed_demo(&format!("{api_url}/oauth/callback"));
@@ -482,7 +805,6 @@ async fn the_deployed_shape_runs_end_to_end() {
         ("MaxMessageMb", "1".to_string()),
     ]
     .into();
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
     for (name, host) in &hosts {
         let mut env: Vec<(String, String)> = template_yaml::variables(&t, name)
             .into_iter()
@@ -494,13 +816,12 @@ async fn the_deployed_shape_runs_end_to_end() {
         for (k, v) in [
             ("AWS_REGION", REGION),
             ("AWS_DEFAULT_REGION", REGION),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
             ("RUST_LOG", "info"),
         ] {
             env.push((k.into(), v.into()));
         }
+        env.extend(sessions[name].iter().cloned());
         host.spawn(&binary(name), &env);
         host.initialised().await.unwrap();
     }
@@ -573,12 +894,12 @@ async fn the_deployed_shape_runs_end_to_end() {
     // A message arrives: Graph notifies the webhook, which queues; the event source mapping
     // feeds the import function, which stores the .eml byte for byte and its metadata.
     let (_, mime) = mailbridge_local::sample_messages().remove(2);
-    sim.deliver(&demo.user_upn, "inbox", mime.clone()).unwrap();
+    let first_id = sim.deliver(&demo.user_upn, "inbox", mime.clone()).unwrap();
     let import = hosts["mailbridge-import"].clone();
     let mut batches = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while batches.is_empty() && tokio::time::Instant::now() < deadline {
-        batches = drain(&sqs, &stack, &import).await;
+        batches = drain(&esm, &stack, &import).await;
     }
     assert!(batches.iter().all(|b| b.reported.is_empty()), "{batches:?}");
     let s3 = s3_client(&config);
@@ -613,6 +934,21 @@ async fn the_deployed_shape_runs_end_to_end() {
     assert_eq!(stored.as_ref(), mime.as_slice(), "the .eml is byte-exact");
     assert!(keys.iter().any(|k| k.ends_with(".json")), "{keys:?}");
 
+    // The import's event, delivered through the rule to the consuming application's queue.
+    let events = delivered_events(&sqs, &stack).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let event = &events[0];
+    assert_eq!(event["source"], "mailbridge", "{event}");
+    assert_eq!(event["detail-type"], "MessageImported");
+    assert_eq!(event["detail"]["messageId"], first_id.as_str(), "{event}");
+    assert_eq!(event["detail"]["mailboxId"], mailbox_id.as_str());
+    assert_eq!(event["detail"]["emlKey"], eml.as_str());
+    assert_eq!(event["detail"]["size"], mime.len());
+    assert_eq!(
+        event["detail"]["emlLocation"],
+        format!("s3://{}/{eml}", stack.bucket)
+    );
+
     // A failure inside a batch brings back only its record: two messages, the first `$value`
     // answered 503 with Retry-After (the import hands it back with a visibility change).
     let store = Arc::new(DynamoStateStore::new(
@@ -632,7 +968,7 @@ async fn the_deployed_shape_runs_end_to_end() {
         f.graph_errors = 1;
         f.graph_error_status = 429;
     });
-    let first = poll_once(&sqs, &stack, &import).await;
+    let first = poll_once(&esm, &stack, &import).await;
     assert_eq!(first.records, 2, "{first:?}");
     assert_eq!(
         first.reported.len(),
@@ -642,7 +978,7 @@ async fn the_deployed_shape_runs_end_to_end() {
     // Its visibility was changed to Graph's Retry-After (1 s), not left at the queue's 30 minutes.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // It comes back (with, after it, the sweep that follows a throttling spell).
-    let again = drain(&sqs, &stack, &import).await;
+    let again = drain(&esm, &stack, &import).await;
     assert!(again.iter().all(|b| b.reported.is_empty()), "{again:?}");
     for id in &ids {
         let state = repos.imports.of(&mailbox_id).get(id).await.unwrap();
@@ -663,7 +999,7 @@ async fn the_deployed_shape_runs_end_to_end() {
         3 << 20,
     );
     let big_id = sim.deliver(&demo.user_upn, "inbox", big).unwrap();
-    drain(&sqs, &stack, &import).await;
+    drain(&esm, &stack, &import).await;
     let state = repos.imports.of(&mailbox_id).get(&big_id).await.unwrap();
     assert!(
         matches!(
@@ -704,19 +1040,75 @@ async fn the_deployed_shape_runs_end_to_end() {
         Outcome::Error(e) => panic!("maintenance failed: {e}"),
     };
     assert_eq!(report["subscriptions_due"], 1, "{report}");
-    drain(&sqs, &stack, &import).await;
+    drain(&esm, &stack, &import).await;
     let renewed = repos.subscriptions.get(&sub_id).await.unwrap().unwrap();
     assert!(renewed.value.expires_at > ending + chrono::Duration::days(1));
 
-    // Nothing went to the dead-letter queue.
+    // Nothing went to the dead-letter queue so far, and each imported message was announced.
+    assert_eq!(waiting(&sqs, &stack.dlq_url).await, 0);
+    let announced: Vec<Value> = delivered_events(&sqs, &stack)
+        .await
+        .into_iter()
+        .map(|e| e["detail"]["messageId"].clone())
+        .collect();
+    for id in &ids {
+        assert!(announced.contains(&json!(id)), "{id}: {announced:?}");
+    }
+
+    // A job that keeps failing (Graph throttles the mailbox without end): the event source
+    // mapping gets it back after each Retry-After, the queue's redrive policy moves it to the
+    // dead-letter queue after maxReceiveCount receives, and nothing else is lost. The operator's
+    // redrive (README, "Operate it") then brings it home.
+    sim.set_faults(|f| {
+        f.graph_errors = 10_000;
+        f.graph_error_status = 429;
+    });
+    let stuck_id = sim
+        .deliver(&demo.user_upn, "inbox", mailbridge_local::sample_messages().remove(0).1)
+        .unwrap();
+    let mut receives = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while waiting(&sqs, &stack.dlq_url).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{receives} receives");
+        let p = poll_once(&esm, &stack, &import).await;
+        assert_eq!(p.reported.len(), p.records, "{p:?}");
+        receives += p.records;
+    }
+    assert_eq!(receives, stack.max_receives as usize);
+    sim.set_faults(|f| f.graph_errors = 0);
     let dead = sqs
         .receive_message()
         .queue_url(&stack.dlq_url)
         .send()
         .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1);
+    let job: Value = serde_json::from_str(dead[0].body.as_deref().unwrap()).unwrap();
+    assert_eq!(job["message_id"], stuck_id.as_str(), "{job}");
+    sqs.send_message()
+        .queue_url(&stack.queue_url)
+        .message_body(dead[0].body.clone().unwrap())
+        .send()
+        .await
         .unwrap();
-    assert!(dead.messages.unwrap_or_default().is_empty());
-    assert!(stack.max_receives >= 1);
+    sqs.delete_message()
+        .queue_url(&stack.dlq_url)
+        .receipt_handle(dead[0].receipt_handle.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    drain(&esm, &stack, &import).await;
+    let state = repos.imports.of(&mailbox_id).get(&stuck_id).await.unwrap();
+    assert!(
+        matches!(
+            state.map(|s| s.value),
+            Some(mailbridge_core::model::ImportState::Imported { .. })
+        ),
+        "the redriven job imported its message"
+    );
+    assert_eq!(waiting(&sqs, &stack.dlq_url).await, 0);
     for host in hosts.values() {
         host.stop().await;
     }
