@@ -261,7 +261,12 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
 }
 
 /// Moto's IAM and STS, called before it enforces anything: unsigned query calls, XML answers.
-async fn moto_query(endpoint: &str, service: &str, action: &str, params: &[(&str, &str)]) -> String {
+async fn moto_query(
+    endpoint: &str,
+    service: &str,
+    action: &str,
+    params: &[(&str, &str)],
+) -> String {
     let version = if service == "iam" {
         "2010-05-08"
     } else {
@@ -291,7 +296,10 @@ async fn moto_query(endpoint: &str, service: &str, action: &str, params: &[(&str
 
 fn xml_value<'a>(xml: &'a str, tag: &str) -> &'a str {
     let open = format!("<{tag}>");
-    let start = xml.find(&open).unwrap_or_else(|| panic!("no <{tag}> in {xml}")) + open.len();
+    let start = xml
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{tag}> in {xml}"))
+        + open.len();
     let end = start + xml[start..].find(&format!("</{tag}>")).unwrap();
     &xml[start..end]
 }
@@ -310,8 +318,12 @@ fn enforceable_policy(role: &serde_yaml::Value, stack: &Stack) -> Value {
             let batches: Vec<String> = actions
                 .iter()
                 .filter(|a| {
-                    ["sqs:SendMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
-                        .contains(&a.as_str())
+                    [
+                        "sqs:SendMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:ChangeMessageVisibility",
+                    ]
+                    .contains(&a.as_str())
                 })
                 .map(|a| format!("{a}Batch"))
                 .collect();
@@ -339,7 +351,10 @@ fn arn_of(written: &str, stack: &Stack) -> String {
         other => other
             .strip_prefix("!Sub ")
             .unwrap_or_else(|| panic!("the test cannot resolve {other}"))
-            .replace("${MessageBucket.Arn}", &format!("arn:aws:s3:::{}", stack.bucket)),
+            .replace(
+                "${MessageBucket.Arn}",
+                &format!("arn:aws:s3:::{}", stack.bucket),
+            ),
     };
     assert!(!arn.contains("${"), "the test cannot resolve {written}");
     arn
@@ -763,7 +778,10 @@ async fn the_deployed_shape_runs_end_to_end() {
     // function's role.
     let mut sessions = BTreeMap::new();
     for name in hosts.keys() {
-        sessions.insert(name.clone(), role_session(&endpoint, &t, &stack, name).await);
+        sessions.insert(
+            name.clone(),
+            role_session(&endpoint, &t, &stack, name).await,
+        );
     }
     let administrator = administrator(&endpoint).await;
     let _enforced = Enforced::start(&endpoint);
@@ -1064,12 +1082,19 @@ async fn the_deployed_shape_runs_end_to_end() {
         f.graph_error_status = 429;
     });
     let stuck_id = sim
-        .deliver(&demo.user_upn, "inbox", mailbridge_local::sample_messages().remove(0).1)
+        .deliver(
+            &demo.user_upn,
+            "inbox",
+            mailbridge_local::sample_messages().remove(0).1,
+        )
         .unwrap();
     let mut receives = 0;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while waiting(&sqs, &stack.dlq_url).await == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "{receives} receives");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{receives} receives"
+        );
         let p = poll_once(&esm, &stack, &import).await;
         assert_eq!(p.reported.len(), p.records, "{p:?}");
         receives += p.records;

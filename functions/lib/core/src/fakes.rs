@@ -101,17 +101,24 @@ impl JobQueue for InMemoryQueue {
 #[derive(Default)]
 pub struct InMemorySecrets {
     values: Mutex<HashMap<String, Secret>>,
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 impl InMemorySecrets {
     pub fn set(&self, name: &str, value: Secret) {
         self.values.lock().unwrap().insert(name.into(), value);
     }
+
+    /// How many times a secret was asked for.
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[async_trait]
 impl SecretStore for InMemorySecrets {
     async fn get(&self, name: &str) -> Result<Secret> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.values
             .lock()
             .unwrap()

@@ -147,7 +147,7 @@ impl MailServices {
     pub fn new(p: MailPorts, settings: Settings) -> Result<Self> {
         let repos = Repos::new(p.store);
         let paces = crate::repo::Repo::new(p.pace_store);
-        let secrets = profiles::Secrets::new(p.secrets, &settings)?;
+        let secrets = profiles::Secrets::new(p.secrets, &settings, p.clock.clone())?;
         let pace = Arc::new(pace::SharedPace::new(
             paces,
             p.clock.clone(),

@@ -3,10 +3,12 @@
 //! seals tokens, and the client secrets of profiles, which no profile can name across.
 
 use crate::model::{Cloud, ServerProfile};
-use crate::ports::SecretStore;
+use crate::ports::{Clock, SecretStore};
 use crate::services::Settings;
 use crate::{Error, Result, Secret};
-use std::sync::Arc;
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The longest backfill window a profile may ask for, in days (ten years).
 pub const MAX_BACKFILL_DAYS: u32 = 3650;
@@ -164,17 +166,30 @@ fn secret_name(name_or_arn: &str) -> &str {
     }
 }
 
-/// The secrets mailbridge reads, in two namespaces no name crosses.
+/// How long a process keeps a secret it read (a client secret, the token-sealing key) before it
+/// reads it again: a rotated secret is in use everywhere within this time, and a busy container
+/// asks the secret store a few times an hour, not at every token.
+pub const SECRETS_CACHED_FOR: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The secrets mailbridge reads, in two namespaces no name crosses; each kept for
+/// [`SECRETS_CACHED_FOR`] (clones share what was read). A failed read is not kept: a secret put
+/// right is used at once.
 #[derive(Clone)]
 pub struct Secrets {
     store: Arc<dyn SecretStore>,
     settings: Settings,
+    clock: Arc<dyn Clock>,
+    read: Arc<Mutex<HashMap<String, (Secret, DateTime<Utc>)>>>,
 }
 
 impl Secrets {
     /// Refuses a deployment whose token-sealing key lies under the profile prefix, where a
     /// profile could name it.
-    pub fn new(store: Arc<dyn SecretStore>, settings: &Settings) -> Result<Self> {
+    pub fn new(
+        store: Arc<dyn SecretStore>,
+        settings: &Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         let key = secret_name(&settings.token_key_name);
         if key.starts_with(settings.profile_secret_prefix.as_str()) {
             return Err(Error::Config {
@@ -189,18 +204,35 @@ impl Secrets {
         Ok(Self {
             store,
             settings: settings.clone(),
+            clock,
+            read: Arc::default(),
         })
     }
 
     /// The key that seals tokens at rest.
     pub async fn sealing_key(&self) -> Result<Secret> {
-        self.store.get(&self.settings.token_key_name).await
+        self.get(&self.settings.token_key_name).await
     }
 
     /// A profile's client secret: only from the profile namespace.
     pub async fn client_secret(&self, profile: &ServerProfile) -> Result<Secret> {
         self.settings.check_secret_ref(&profile.client_secret_ref)?;
-        self.store.get(&profile.client_secret_ref).await
+        self.get(&profile.client_secret_ref).await
+    }
+
+    async fn get(&self, name: &str) -> Result<Secret> {
+        let now = self.clock.now();
+        if let Some((value, at)) = self.read.lock().unwrap().get(name) {
+            if *at <= now && now - *at < SECRETS_CACHED_FOR {
+                return Ok(value.clone());
+            }
+        }
+        let value = self.store.get(name).await?;
+        self.read
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), (value.clone(), now));
+        Ok(value)
     }
 }
 
@@ -311,18 +343,64 @@ mod tests {
         }
     }
 
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(crate::fakes::ShiftedClock::default())
+    }
+
+    #[tokio::test]
+    async fn secrets_are_read_again_once_they_are_five_minutes_old() {
+        let store = Arc::new(crate::fakes::InMemorySecrets::default());
+        let clock = Arc::new(crate::fakes::ShiftedClock::default());
+        let mut settings = Settings::new("https://x");
+        settings.token_key_name = "token-key".into();
+        let secrets = Secrets::new(store.clone(), &settings, clock.clone()).unwrap();
+        let mut profile = profile();
+        profile.client_secret_ref = format!("{}demo", settings.profile_secret_prefix);
+
+        // Missing: an error, not kept; put right, it is used at once.
+        assert!(secrets.sealing_key().await.is_err());
+        store.set("token-key", Secret::new("key-1"));
+        store.set(&profile.client_secret_ref, Secret::new("secret-1"));
+        assert_eq!(secrets.sealing_key().await.unwrap().expose(), "key-1");
+        assert_eq!(
+            secrets.client_secret(&profile).await.unwrap().expose(),
+            "secret-1"
+        );
+        let reads = store.reads();
+
+        // Rotated: the old values serve until they are five minutes old, in every clone.
+        store.set("token-key", Secret::new("key-2"));
+        store.set(&profile.client_secret_ref, Secret::new("secret-2"));
+        clock.advance(SECRETS_CACHED_FOR - chrono::Duration::seconds(1));
+        let clone = secrets.clone();
+        assert_eq!(clone.sealing_key().await.unwrap().expose(), "key-1");
+        assert_eq!(
+            clone.client_secret(&profile).await.unwrap().expose(),
+            "secret-1"
+        );
+        assert_eq!(store.reads(), reads);
+
+        clock.advance(chrono::Duration::seconds(1));
+        assert_eq!(secrets.sealing_key().await.unwrap().expose(), "key-2");
+        assert_eq!(
+            secrets.client_secret(&profile).await.unwrap().expose(),
+            "secret-2"
+        );
+        assert_eq!(store.reads(), reads + 2);
+    }
+
     #[test]
     fn the_sealing_key_cannot_live_in_the_profile_namespace() {
         let store: Arc<dyn SecretStore> = Arc::new(crate::fakes::InMemorySecrets::default());
         let mut s = Settings::new("https://x");
         s.token_key_name = "mailbridge/profiles/key".into();
         assert!(matches!(
-            Secrets::new(store.clone(), &s),
+            Secrets::new(store.clone(), &s, clock()),
             Err(Error::Config { .. })
         ));
         s.token_key_name =
             "arn:aws:secretsmanager:eu-west-1:123456789012:secret:TokenKeySecret-AbCdEf".into();
-        assert!(Secrets::new(store, &s).is_ok());
+        assert!(Secrets::new(store, &s, clock()).is_ok());
         assert_eq!(
             secret_name("arn:aws:secretsmanager:r:1:secret:mailbridge/profiles/k-AbCdEf"),
             "mailbridge/profiles/k"

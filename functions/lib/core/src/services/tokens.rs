@@ -10,8 +10,6 @@ use crate::services::profiles::Secrets;
 use crate::services::Settings;
 use crate::{Error, Result};
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 /// What a Graph call for a mailbox needs: its profile, its cloud's Graph and a fresh token.
 pub struct Session {
@@ -31,18 +29,12 @@ impl Session {
     }
 }
 
-/// How long a container keeps the token-sealing key before reading it again: a short expiry, like
-/// the client secrets' in the secret store adapters.
-pub const KEY_CACHED_FOR: Duration = Duration::from_secs(300);
-
 pub struct Tokens {
     repos: Repos,
     secrets: Secrets,
     identity: Arc<dyn Identity>,
     clock: Arc<dyn Clock>,
     settings: Settings,
-    /// The sealing key, read again from the secret store once it is this old ([`KEY_CACHED_FOR`]).
-    key: Mutex<Option<(SealingKey, Instant)>>,
 }
 
 impl Tokens {
@@ -59,19 +51,12 @@ impl Tokens {
             identity,
             clock,
             settings,
-            key: Mutex::new(None),
         }
     }
 
+    /// The sealing key (kept by [`Secrets`] for a few minutes, like every secret).
     async fn key(&self) -> Result<SealingKey> {
-        if let Some((key, at)) = self.key.lock().unwrap().as_ref() {
-            if at.elapsed() < KEY_CACHED_FOR {
-                return Ok(key.clone());
-            }
-        }
-        let key = SealingKey::from_base64(&self.secrets.sealing_key().await?)?;
-        *self.key.lock().unwrap() = Some((key.clone(), Instant::now()));
-        Ok(key)
+        SealingKey::from_base64(&self.secrets.sealing_key().await?)
     }
 
     /// Seals and stores a token set for `owner` (a mailbox id, or `app-{profile}`).
