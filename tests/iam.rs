@@ -88,17 +88,7 @@ fn dummy_env(ports: &'static [Port]) -> AwsEnv {
         .region(aws_config::Region::new("eu-west-1"))
         .build();
     AwsEnv::new(config, ports, |name| {
-        Some(match name {
-            "PUBLIC_BASE_URL" => "https://api.example".into(),
-            "TOKEN_KEY_SECRET" => {
-                "arn:aws:secretsmanager:eu-west-1:1:secret:TokenKeySecret-x1Y2z3A4b5C6-AbCdEf"
-                    .into()
-            }
-            "PROFILE_SECRET_PREFIX" => "mailbridge/profiles/".into(),
-            "MAX_MESSAGE_MB" => "150".into(),
-            "CUSTOM_CLOUD_HOSTS" => "".into(),
-            other => format!("value-of-{other}"),
-        })
+        Some(mailbridge_tests::template_yaml::deployed_value(name))
     })
 }
 

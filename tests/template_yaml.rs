@@ -64,3 +64,30 @@ pub fn variables(t: &Value, binary: &str) -> BTreeMap<String, String> {
         })
         .unwrap_or_default()
 }
+
+/// A plausible deployed value for a variable the template sets with `!Ref` or `!Sub`, as
+/// CloudFormation would give it in eu-west-1: for the tests and benchmarks that need a function's
+/// environment without a stack.
+pub fn deployed_value(variable: &str) -> String {
+    match variable {
+        "PUBLIC_BASE_URL" => "https://abc123.execute-api.eu-west-1.amazonaws.com".into(),
+        "TABLE_NAME" => "mailbridge-StateTable-1ABC".into(),
+        "QUEUE_URL" => {
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/mailbridge-ImportQueue".into()
+        }
+        "BUCKET_NAME" => "mailbridge-messagebucket-1abc".into(),
+        "TOKEN_KEY_SECRET" | "ADMIN_TOKEN_SECRET" => {
+            let logical = if variable == "TOKEN_KEY_SECRET" {
+                "TokenKeySecret"
+            } else {
+                "AdminTokenSecret"
+            };
+            format!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:{logical}-x1Y2z3A4b5C6-AbCdEf")
+        }
+        "PROFILE_SECRET_PREFIX" => "mailbridge/profiles/".into(),
+        "CUSTOM_CLOUD_HOSTS" => "".into(),
+        "EVENT_BUS_NAME" => "default".into(),
+        "MAX_MESSAGE_MB" => "150".into(),
+        other => format!("value-of-{other}"),
+    }
+}

@@ -13,32 +13,16 @@ use std::time::Duration;
 
 const RUNS: usize = 20;
 
-/// A plausible deployed value for each variable, as the template writes it.
-fn resolved(name: &str, written: &str) -> String {
-    match name {
-        "PUBLIC_BASE_URL" => "https://abc123.execute-api.eu-west-1.amazonaws.com".into(),
-        "TABLE_NAME" => "mailbridge-StateTable-1ABC".into(),
-        "QUEUE_URL" => {
-            "https://sqs.eu-west-1.amazonaws.com/123456789012/mailbridge-ImportQueue".into()
-        }
-        "BUCKET_NAME" => "mailbridge-messagebucket-1abc".into(),
-        "TOKEN_KEY_SECRET" | "ADMIN_TOKEN_SECRET" => {
-            format!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:{name}-AbCdEf")
-        }
-        "PROFILE_SECRET_PREFIX" => "mailbridge/profiles/".into(),
-        "CUSTOM_CLOUD_HOSTS" => "".into(),
-        "EVENT_BUS_NAME" => "default".into(),
-        _ if !written.starts_with('!') => written.into(),
-        _ => "150".into(),
-    }
-}
-
 fn environment(binary: &str) -> Vec<(String, String)> {
     let t = template_yaml::parse();
     let mut env: Vec<(String, String)> = template_yaml::variables(&t, binary)
         .into_iter()
         .map(|(k, v)| {
-            let value = resolved(&k, &v);
+            let value = if v.starts_with('!') {
+                template_yaml::deployed_value(&k)
+            } else {
+                v
+            };
             (k, value)
         })
         .collect();
