@@ -3,7 +3,9 @@
 //! Runtime API with the variables the template sets for it; API Gateway's HTTP API in front
 //! (payload 2.0 events, routes from the template); the SQS event source mapping behind the import
 //! function (batches of up to 10, `ReportBatchItemFailures`, the queue's redrive policy); the
-//! schedule's event for maintenance. Microsoft is the simulator.
+//! schedule's event for maintenance; the event bus rule to the consumer's queue. Moto enforces
+//! IAM: each binary runs with a session of its own role from the template. Microsoft is the
+//! simulator.
 //!
 //! Needs a moto server (`AWS_ENDPOINT_URL`) and the binaries (`cargo build --bins`): `scripts/test.sh`
 //! provides both.
@@ -967,13 +969,42 @@ async fn the_deployed_shape_runs_end_to_end() {
         format!("s3://{}/{eml}", stack.bucket)
     );
 
-    // A failure inside a batch brings back only its record: two messages, the first `$value`
-    // answered 503 with Retry-After (the import hands it back with a visibility change).
+    // Notifications lost: Graph says so with a `missed` lifecycle event, sent to the webhook's
+    // lifecycle route; the sweep it queues finds the message.
+    sim.set_faults(|f| f.drop_notifications = true);
+    let missed = m365_sim::control::generate_mime(
+        "a@fabrikam.example",
+        &demo.user_upn,
+        "Notified to nobody",
+        2_000,
+    );
+    let missed_id = sim.deliver(&demo.user_upn, "inbox", missed).unwrap();
+    sim.set_faults(|f| f.drop_notifications = false);
+    assert!(sim.lifecycle(&sim.subscription_ids()[0], "missed"));
     let store = Arc::new(DynamoStateStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         &stack.table,
     ));
     let repos = Repos::new(store);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let batches = drain(&esm, &stack, &import).await;
+        assert!(batches.iter().all(|b| b.reported.is_empty()), "{batches:?}");
+        let state = repos.imports.of(&mailbox_id).get(&missed_id).await.unwrap();
+        if matches!(
+            state.map(|s| s.value),
+            Some(mailbridge_core::model::ImportState::Imported { .. })
+        ) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the missed message was not swept in"
+        );
+    }
+
+    // A failure inside a batch brings back only its record: two messages, the first `$value`
+    // answered 429 with Retry-After (the import hands it back with a visibility change).
     sim.set_faults(|f| f.hold_notifications = true);
     let ids: Vec<String> = mailbridge_local::sample_messages()
         .into_iter()

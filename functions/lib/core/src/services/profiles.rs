@@ -179,8 +179,11 @@ pub struct Secrets {
     store: Arc<dyn SecretStore>,
     settings: Settings,
     clock: Arc<dyn Clock>,
-    read: Arc<Mutex<HashMap<String, (Secret, DateTime<Utc>)>>>,
+    read: Arc<Mutex<HashMap<String, Kept>>>,
 }
+
+/// A secret as read, and when.
+type Kept = (Secret, DateTime<Utc>);
 
 impl Secrets {
     /// Refuses a deployment whose token-sealing key lies under the profile prefix, where a
