@@ -579,3 +579,41 @@ async fn a_shared_mailbox_is_followed_by_polling_alone() {
         .iter()
         .all(|e| e.mailbox_address == sales && e.mailbox_id == shared.id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_on_the_same_data_directory_stops_before_touching_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let state_before = std::fs::metadata(r.data_dir.join("state.db"))
+        .unwrap()
+        .len();
+
+    // Started again on the same directory (as a second `serve` would be, on the same port or
+    // another): refused, with a clear reason, before it opens, writes or deletes anything.
+    let second = mailbridge_local::Runner::start(mailbridge_local::Options {
+        data_dir: r.data_dir.clone(),
+        listen: r.addr.to_string(),
+        sim_listen: "127.0.0.1:0".into(),
+        ..mailbridge_local::Options::default()
+    })
+    .await;
+    let Err(e) = second else {
+        panic!("a second instance started on a directory in use")
+    };
+    assert!(
+        e.to_string().contains("another mailbridge is running"),
+        "{e}"
+    );
+    assert!(
+        std::fs::metadata(r.data_dir.join("state.db"))
+            .unwrap()
+            .len()
+            >= state_before
+    );
+
+    // The first goes on importing.
+    let (_, mime) = sample_messages().remove(0);
+    let id = r.sim.deliver(&r.demo.user_upn, "inbox", mime).unwrap();
+    let states = wait_imported(&r, &mailbox.id, std::slice::from_ref(&id)).await;
+    assert!(matches!(states[0], Some(ImportState::Imported { .. })));
+}

@@ -1,8 +1,10 @@
 //! The local runner: every mailbridge function in one process, on embedded storage (SQLite, files,
 //! an encrypted secrets file), against the in-process Microsoft 365 simulator.
 
+mod data_dir;
 mod events;
 
+pub use data_dir::{DataDir, Purpose};
 pub use events::LocalEvents;
 use m365_sim::{Demo, Options as SimOptions, Sim};
 use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
@@ -29,8 +31,11 @@ use std::time::Duration;
 /// How to run.
 #[derive(Clone)]
 pub struct Options {
-    /// Where state, messages and secrets go. Cleared at start: the simulated tenant starts afresh too.
+    /// Where state, messages and secrets go: opened as found, never deleted, locked while in use
+    /// ([`DataDir`]).
     pub data_dir: PathBuf,
+    /// `Serve` keeps the directory's data; `Demo` starts its own directory afresh.
+    pub purpose: Purpose,
     /// Address of mailbridge's HTTP endpoints (`127.0.0.1:0` for any free port).
     pub listen: String,
     /// Address of the Microsoft 365 simulator.
@@ -57,6 +62,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from(".local/mailbridge"),
+            purpose: Purpose::Serve,
             listen: "127.0.0.1:8300".into(),
             sim_listen: "127.0.0.1:8400".into(),
             maintenance_every: Duration::from_secs(300),
@@ -108,6 +114,8 @@ pub struct Runner {
     pub admin_token: Secret,
     /// Jobs given up after [`MAX_RECEIVES`] receives since the start.
     pub dead_lettered: Arc<std::sync::atomic::AtomicU64>,
+    /// The data directory, locked while the runner lives.
+    pub data: Arc<DataDir>,
 }
 
 /// Name of the demo profile's client secret in the secret store.
@@ -115,10 +123,7 @@ pub const DEMO_SECRET: &str = "mailbridge/profiles/demo/client-secret";
 
 impl Runner {
     pub async fn start(opts: Options) -> Result<Runner, Box<dyn std::error::Error + Send + Sync>> {
-        if opts.data_dir.exists() {
-            std::fs::remove_dir_all(&opts.data_dir)?;
-        }
-        std::fs::create_dir_all(&opts.data_dir)?;
+        let data = DataDir::open(&opts.data_dir, opts.purpose)?;
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
         let addr = listener.local_addr()?;
         let base_url = format!("http://{addr}");
@@ -245,6 +250,7 @@ impl Runner {
             data_dir: opts.data_dir,
             admin_token,
             dead_lettered,
+            data: Arc::new(data),
         })
     }
 

@@ -1,8 +1,10 @@
 //! `mailbridge-local [serve|demo]`: run mailbridge on this machine against the simulator.
+//! `serve` keeps its data directory (default `.local/mailbridge`) from one run to the next;
+//! `demo` starts afresh in its own (default `.local/mailbridge-demo`).
 
 use mailbridge_core::model::ImportState;
 use mailbridge_core::ports::{BlobReader, BlobStore};
-use mailbridge_local::{sample_messages, Options, Runner};
+use mailbridge_local::{sample_messages, Options, Purpose, Runner};
 use std::time::Duration;
 
 type Res = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -18,10 +20,11 @@ async fn main() -> Res {
     let mut opts = Options::default();
     let mut args = std::env::args().skip(1);
     let mut mode = "serve".to_string();
+    let mut data_dir = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "serve" | "demo" => mode = a,
-            "--data" => opts.data_dir = args.next().ok_or("--data needs a directory")?.into(),
+            "--data" => data_dir = Some(args.next().ok_or("--data needs a directory")?.into()),
             "--listen" => opts.listen = args.next().ok_or("--listen needs an address")?,
             "--sim-listen" => {
                 opts.sim_listen = args.next().ok_or("--sim-listen needs an address")?
@@ -42,6 +45,13 @@ async fn main() -> Res {
             }
             other => return Err(format!("unknown argument {other}; see --help").into()),
         }
+    }
+    if mode == "demo" {
+        opts.purpose = Purpose::Demo;
+        opts.data_dir = ".local/mailbridge-demo".into();
+    }
+    if let Some(dir) = data_dir {
+        opts.data_dir = dir;
     }
     let runner = Runner::start(opts).await?;
     if mode == "demo" {
