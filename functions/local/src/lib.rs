@@ -8,7 +8,7 @@ pub use data_dir::{DataDir, Purpose};
 pub use events::LocalEvents;
 use m365_sim::{Demo, Options as SimOptions, Sim};
 use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
-use mailbridge_core::ports::{Clock, JobSource, Redelivery, SystemClock};
+use mailbridge_core::ports::{Clock, JobSource, Redelivery, SecretStore, SystemClock};
 use mailbridge_core::repo::Repos;
 use mailbridge_core::services::admin::Admin;
 use mailbridge_core::services::connect::Connect;
@@ -101,11 +101,10 @@ impl Services {
     }
 }
 
-/// A running local deployment.
-pub struct Runner {
+/// A running local deployment: every function over embedded storage in one data directory,
+/// talking to whatever clouds its profiles name.
+pub struct Deployment {
     pub services: Services,
-    pub sim: Sim,
-    pub demo: Demo,
     pub db: Arc<SqliteDb>,
     pub events: Arc<LocalEvents>,
     pub addr: SocketAddr,
@@ -114,49 +113,44 @@ pub struct Runner {
     pub admin_token: Secret,
     /// Jobs given up after [`MAX_RECEIVES`] receives since the start.
     pub dead_lettered: Arc<std::sync::atomic::AtomicU64>,
-    /// The data directory, locked while the runner lives.
+    /// The data directory, locked while the deployment lives.
     pub data: Arc<DataDir>,
 }
 
-/// Name of the demo profile's client secret in the secret store.
-pub const DEMO_SECRET: &str = "mailbridge/profiles/demo/client-secret";
+/// What a deployment is made of besides its [`Options`]: decided by the caller (the simulator
+/// runner, or a configuration file).
+pub struct Parts {
+    /// Already bound, so that the settings can name its address.
+    pub listener: tokio::net::TcpListener,
+    pub settings: Settings,
+    pub secrets: Arc<dyn SecretStore>,
+    /// The client for Entra ID, Graph and the event hook.
+    pub http: reqwest::Client,
+    /// Server profiles put (created or replaced) at start.
+    pub profiles: Vec<ServerProfile>,
+    pub admin_token: Secret,
+}
 
-impl Runner {
-    pub async fn start(opts: Options) -> Result<Runner, Box<dyn std::error::Error + Send + Sync>> {
-        let data = DataDir::open(&opts.data_dir, opts.purpose)?;
-        let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
+impl Deployment {
+    /// Opens the data directory (locked; refused if it is not mailbridge's) and starts every
+    /// function in this process.
+    pub async fn start(
+        opts: &Options,
+        data: DataDir,
+        parts: Parts,
+    ) -> Result<Deployment, Box<dyn std::error::Error + Send + Sync>> {
+        let Parts {
+            listener,
+            settings,
+            secrets,
+            http,
+            profiles,
+            admin_token,
+        } = parts;
         let addr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
-        let sim = Sim::start_with(SimOptions {
-            addr: opts.sim_listen.clone(),
-            tls: opts.sim_tls,
-            ..SimOptions::default()
-        })
-        .await?;
-        // The demo profile is a custom cloud on the simulator's address: the one host allowed.
-        let sim_host = sim
-            .base_url()
-            .split_once("://")
-            .map_or(sim.base_url(), |(_, rest)| rest)
-            .trim_end_matches('/')
-            .to_string();
-        let mut settings = Settings::new(&base_url)
-            .with_max_message_mb(opts.max_message_mb)?
-            .with_custom_cloud_hosts(&[sim_host]);
-        settings.graph_limits = opts.graph_limits;
-        let demo = sim.seed_demo(&settings.redirect_uri());
-
-        let secrets = Arc::new(FileSecrets::open(opts.data_dir.join("secrets"))?);
-        if !secrets.contains(&settings.token_key_name)? {
-            secrets.set(&settings.token_key_name, &SealingKey::generate_base64())?;
-        }
-        secrets.set(DEMO_SECRET, &Secret::new(demo.client_secret.clone()))?;
-        let admin_token = Secret::new(mailbridge_core::crypto::random_token(24));
-
-        let db = Arc::new(SqliteDb::open(opts.data_dir.join("state.db"))?);
-        let http = http_client_trusting(sim.ca_pem())?;
+        let db = Arc::new(SqliteDb::open(data.path().join("state.db"))?);
         let events = Arc::new(LocalEvents::open(
-            &opts.data_dir.join("events.jsonl"),
+            &data.path().join("events.jsonl"),
             opts.event_hook.clone().map(|url| (http.clone(), url)),
         )?);
         let (identity, graph) = mailbridge_graph::microsoft_over(http.clone());
@@ -178,7 +172,7 @@ impl Runner {
             metrics: Arc::new(mailbridge_core::ports::NoMetrics),
         };
         let mail = MailServices::new(ports.clone(), settings.clone())?;
-        let blobs = Arc::new(FileBlobStore::new(opts.data_dir.join("store")));
+        let blobs = Arc::new(FileBlobStore::new(data.path().join("store")));
         let services = Services {
             repos: mail.repos.clone(),
             connect: Arc::new(mail.connect()),
@@ -188,27 +182,9 @@ impl Runner {
             admin: Arc::new(mail.admin()),
             blobs,
         };
-        services
-            .admin
-            .put_profile(ServerProfile {
-                id: "demo".into(),
-                name: "Simulated Microsoft 365 (demo tenant)".into(),
-                cloud: Cloud::Custom {
-                    login: sim.base_url().into(),
-                    graph: sim.base_url().into(),
-                    resource: "https://graph.microsoft.com".into(),
-                },
-                auth: AuthType::Delegated,
-                tenant: demo.tenant_id.clone(),
-                client_id: demo.client_id.clone(),
-                client_secret_ref: DEMO_SECRET.into(),
-                client_secret_expires_at: None,
-                is_default: true,
-                approval_required: false,
-                backfill_days: 0,
-                outlook_category: None,
-            })
-            .await?;
+        for profile in profiles {
+            services.admin.put_profile(profile).await?;
+        }
 
         let router = services.routes(admin_token.clone());
         tokio::spawn(async move {
@@ -239,18 +215,100 @@ impl Runner {
             services.maintenance.clone(),
             opts.maintenance_every,
         ));
-        Ok(Runner {
+        Ok(Deployment {
             services,
-            sim,
-            demo,
             db,
             events,
             addr,
-            base_url,
-            data_dir: opts.data_dir,
+            base_url: settings.public_base_url.clone(),
+            data_dir: data.path().to_path_buf(),
             admin_token,
             dead_lettered,
             data: Arc::new(data),
+        })
+    }
+}
+
+/// mailbridge with its own Microsoft 365 simulator, and the simulator's demo tenant as its
+/// default profile: the demo and the tests. Everything a [`Deployment`] has, through `Deref`.
+pub struct Runner {
+    pub deployment: Deployment,
+    pub sim: Sim,
+    pub demo: Demo,
+}
+
+impl std::ops::Deref for Runner {
+    type Target = Deployment;
+
+    fn deref(&self) -> &Deployment {
+        &self.deployment
+    }
+}
+
+/// Name of the demo profile's client secret in the secret store.
+pub const DEMO_SECRET: &str = "mailbridge/profiles/demo/client-secret";
+
+impl Runner {
+    pub async fn start(opts: Options) -> Result<Runner, Box<dyn std::error::Error + Send + Sync>> {
+        // First the directory's lock: a second instance stops here, before anything is touched.
+        let data = DataDir::open(&opts.data_dir, opts.purpose)?;
+        let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let sim = Sim::start_with(SimOptions {
+            addr: opts.sim_listen.clone(),
+            tls: opts.sim_tls,
+            ..SimOptions::default()
+        })
+        .await?;
+        // The demo profile is a custom cloud on the simulator's address: the one host allowed.
+        let sim_host = sim
+            .base_url()
+            .split_once("://")
+            .map_or(sim.base_url(), |(_, rest)| rest)
+            .trim_end_matches('/')
+            .to_string();
+        let mut settings = Settings::new(&base_url)
+            .with_max_message_mb(opts.max_message_mb)?
+            .with_custom_cloud_hosts(&[sim_host]);
+        settings.graph_limits = opts.graph_limits;
+        let demo = sim.seed_demo(&settings.redirect_uri());
+
+        let secrets = Arc::new(FileSecrets::open(data.path().join("secrets"))?);
+        if !secrets.contains(&settings.token_key_name)? {
+            secrets.set(&settings.token_key_name, &SealingKey::generate_base64())?;
+        }
+        secrets.set(DEMO_SECRET, &Secret::new(demo.client_secret.clone()))?;
+        let profile = ServerProfile {
+            id: "demo".into(),
+            name: "Simulated Microsoft 365 (demo tenant)".into(),
+            cloud: Cloud::Custom {
+                login: sim.base_url().into(),
+                graph: sim.base_url().into(),
+                resource: "https://graph.microsoft.com".into(),
+            },
+            auth: AuthType::Delegated,
+            tenant: demo.tenant_id.clone(),
+            client_id: demo.client_id.clone(),
+            client_secret_ref: DEMO_SECRET.into(),
+            client_secret_expires_at: None,
+            is_default: true,
+            approval_required: false,
+            backfill_days: 0,
+            outlook_category: None,
+        };
+        let parts = Parts {
+            listener,
+            settings,
+            secrets,
+            http: http_client_trusting(sim.ca_pem())?,
+            profiles: vec![profile],
+            admin_token: Secret::new(mailbridge_core::crypto::random_token(24)),
+        };
+        let deployment = Deployment::start(&opts, data, parts).await?;
+        Ok(Runner {
+            deployment,
+            sim,
+            demo,
         })
     }
 
