@@ -1,8 +1,10 @@
 //! The local runner: every mailbridge function in one process, on embedded storage (SQLite, files,
 //! an encrypted secrets file), against the in-process Microsoft 365 simulator.
 
+pub mod config;
 mod data_dir;
 mod events;
+mod secrets;
 
 pub use data_dir::{DataDir, Purpose};
 pub use events::LocalEvents;
@@ -22,6 +24,7 @@ use mailbridge_edge::admin::{admin_router, AdminApi, AdminToken};
 use mailbridge_edge::http::{oauth_router, webhook_router};
 use mailbridge_embedded::{FileBlobStore, FileSecrets, SqliteDb};
 use mailbridge_graph::http_client_trusting;
+pub use secrets::LocalSecrets;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -322,6 +325,81 @@ impl Runner {
                 browser.tls_certs_merge(reqwest::Certificate::from_pem_bundle(pem.as_bytes())?);
         }
         follow_sign_in(&browser.build()?, format!("{}/connect", self.base_url)).await
+    }
+}
+
+/// `serve` for real tenants, from a checked configuration: the data directory locked, the sealing
+/// key found (or generated on the first start), every profile's login reachable, then every
+/// function started; nothing starts half-configured.
+pub async fn serve(
+    config: &config::Config,
+) -> Result<Deployment, Box<dyn std::error::Error + Send + Sync>> {
+    let data = DataDir::open(&config.data_dir, Purpose::Serve)?;
+    let key = config.sealing_key(&data)?;
+    let admin_token = config.admin_token()?;
+    let settings = config.settings();
+    let http = http_client_trusting(None)?;
+    config.check_reachable(&http).await?;
+    let sealed = LocalSecrets::sealed_in(data.path(), key)?;
+    if !sealed.contains(&settings.token_key_name)? {
+        sealed.set(&settings.token_key_name, &SealingKey::generate_base64())?;
+    }
+    // A wrong key is found now, not at the first token.
+    mailbridge_core::ports::SecretStore::get(&sealed, &settings.token_key_name)
+        .await
+        .map_err(|_| {
+            format!(
+                "sealing_key: the {} does not open the secrets in {}; is it the key this \
+                 directory was started with?",
+                config.sealing_key.describe(),
+                data.path().display()
+            )
+        })?;
+    let referenced = config
+        .profiles
+        .iter()
+        .map(|p| (p.secret_name(&settings), p.client_secret.clone()))
+        .collect();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("listen: cannot listen on {}: {e}", config.listen))?;
+    let opts = Options {
+        data_dir: config.data_dir.clone(),
+        listen: config.listen.to_string(),
+        max_message_mb: config.max_message_mb,
+        event_hook: config.event_hook.clone(),
+        purpose: Purpose::Serve,
+        ..Options::default()
+    };
+    let parts = Parts {
+        listener,
+        settings,
+        secrets: Arc::new(LocalSecrets::new(referenced, sealed)),
+        http,
+        profiles: config.server_profiles(),
+        admin_token,
+    };
+    let deployment = Deployment::start(&opts, data, parts).await?;
+    deployment.sweep_everything().await?;
+    Ok(deployment)
+}
+
+impl Deployment {
+    /// Queues a sweep of every active mailbox: after a restart, what was notified while mailbridge
+    /// was down (and Graph gave up on) is found now, not at the next scheduled sweep.
+    pub async fn sweep_everything(&self) -> Result<u32, mailbridge_core::Error> {
+        let mut jobs = Vec::new();
+        for m in self.services.repos.mailboxes.values().await? {
+            if m.is_active() {
+                jobs.push(mailbridge_core::model::Job::Sweep {
+                    mailbox_id: m.id.clone(),
+                    folder_id: None,
+                    reason: mailbridge_core::model::Reason::Restart,
+                });
+            }
+        }
+        mailbridge_core::ports::JobQueue::send(self.db.as_ref(), &jobs).await?;
+        Ok(jobs.len() as u32)
     }
 }
 

@@ -4,26 +4,45 @@
 
 use mailbridge_core::model::ImportState;
 use mailbridge_core::ports::{BlobReader, BlobStore};
+use mailbridge_local::config::Config;
 use mailbridge_local::{sample_messages, Options, Purpose, Runner};
+use std::path::PathBuf;
 use std::time::Duration;
 
 type Res = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
+const USAGE: &str = "usage:
+  mailbridge-local serve [--config FILE]     real tenants, as the configuration says (README, \"One server\")
+  mailbridge-local serve --simulator [opts]  with a built-in Microsoft 365 simulator and its demo tenant
+  mailbridge-local demo [opts]               one full round against the simulator, in a fresh directory
+opts: [--data DIR] [--listen ADDR] [--sim-listen ADDR] [--sim-tls] [--max-message-mb N] [--event-hook URL]";
+
 #[tokio::main]
-async fn main() -> Res {
+async fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
         .init();
+    if let Err(e) = run().await {
+        eprintln!("mailbridge: {e}");
+        std::process::exit(2);
+    }
+}
+
+async fn run() -> Res {
     let mut opts = Options::default();
     let mut args = std::env::args().skip(1);
     let mut mode = "serve".to_string();
     let mut data_dir = None;
+    let mut config = None;
+    let mut simulator = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "serve" | "demo" => mode = a,
+            "--config" => config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?)),
+            "--simulator" => simulator = true,
             "--data" => data_dir = Some(args.next().ok_or("--data needs a directory")?.into()),
             "--listen" => opts.listen = args.next().ok_or("--listen needs an address")?,
             "--sim-listen" => {
@@ -40,11 +59,20 @@ async fn main() -> Res {
                     .ok_or("--max-message-mb needs a number of MB (1 to 150)")?
             }
             "-h" | "--help" => {
-                println!("usage: mailbridge-local [serve|demo] [--data DIR] [--listen ADDR] [--sim-listen ADDR] [--sim-tls] [--max-message-mb N] [--event-hook URL]");
+                println!("{USAGE}");
                 return Ok(());
             }
-            other => return Err(format!("unknown argument {other}; see --help").into()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}").into()),
         }
+    }
+    if mode == "serve" && !simulator {
+        if data_dir.is_some() {
+            return Err("serve takes its data directory from the configuration (data_dir, or MAILBRIDGE_DATA_DIR)".into());
+        }
+        return serve(config).await;
+    }
+    if config.is_some() {
+        return Err("--config is for serve without the simulator".into());
     }
     if mode == "demo" {
         opts.purpose = Purpose::Demo;
@@ -79,6 +107,31 @@ async fn main() -> Res {
     println!(
         "  import events:            {} (and POSTed to --event-hook URL if given)",
         runner.data_dir.join("events.jsonl").display()
+    );
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}
+
+/// `serve` for real tenants: everything from the configuration, checked before anything starts.
+async fn serve(config: Option<PathBuf>) -> Res {
+    let config = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
+    let deployment = mailbridge_local::serve(&config).await?;
+    println!(
+        "mailbridge is running on {} (public URL {}), data in {}",
+        deployment.addr,
+        deployment.base_url,
+        deployment.data_dir.display()
+    );
+    for p in &config.profiles {
+        println!(
+            "  profile {}: connect a mailbox at {}/connect?profile={}",
+            p.id, deployment.base_url, p.id
+        );
+    }
+    println!(
+        "  admin API: {}/admin/mailboxes with the token in the {}",
+        deployment.base_url,
+        config.admin_token.describe()
     );
     tokio::signal::ctrl_c().await?;
     Ok(())

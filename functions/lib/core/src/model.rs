@@ -360,6 +360,9 @@ pub enum Reason {
     /// Graph stopped throttling the mailbox: notifications may have been lost meanwhile.
     #[serde(rename = "after throttling")]
     AfterThrottling,
+    /// The local runner started again: notifications may have been lost while it was down.
+    #[serde(rename = "restart")]
+    Restart,
 }
 
 impl Reason {
@@ -382,6 +385,7 @@ impl std::fmt::Display for Reason {
             Reason::SubscriptionRemoved => "subscriptionRemoved",
             Reason::ReauthorizationRequired => "reauthorizationRequired",
             Reason::AfterThrottling => "after throttling",
+            Reason::Restart => "restart",
         })
     }
 }

@@ -122,6 +122,22 @@ impl FileSecrets {
         })
     }
 
+    /// Secrets sealed in `dir/secrets.json` with a key kept elsewhere (`serve`'s sealing key).
+    pub fn open_with_key(dir: impl AsRef<Path>, key: SealingKey) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(io)?;
+        Ok(Self {
+            file: dir.join("secrets.json"),
+            key,
+            lock: Mutex::new(()),
+        })
+    }
+
+    /// Whether `dir` holds sealed secrets.
+    pub fn exist_in(dir: impl AsRef<Path>) -> bool {
+        dir.as_ref().join("secrets.json").exists()
+    }
+
     fn read_all(&self) -> Result<BTreeMap<String, Sealed>> {
         match std::fs::read(&self.file) {
             Ok(b) => serde_json::from_slice(&b).map_err(Error::storage),
