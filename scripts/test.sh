@@ -21,11 +21,10 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 echo "== template: sam validate --lint, cfn-lint"
 .venv/bin/sam validate --lint --region us-east-1 -t template.yaml
 .venv/bin/cfn-lint template.yaml
+echo "== the binaries, for the tests that run them (serve, the deployed shape)"
+cargo build --workspace --bins
 echo "== cargo test"
 cargo test --workspace
-
-echo "== the function binaries, for the deployed shape's test"
-cargo build --workspace --bins
 
 echo "== AWS adapters and the deployed shape against moto"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -599,7 +599,9 @@ is_default = true
     #[test]
     fn each_mistake_is_one_line_naming_its_key() {
         let s = Setup::new();
-        let cases: &[(&str, &[(&str, &str)], &str)] = &[
+        // The file, the environment, what the error must say.
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case] = &[
             ("colour = \"blue\"\n", &[], "unknown field `colour`"),
             (
                 &format!("{PROFILE}client_secret_ref = \"x\"\n"),

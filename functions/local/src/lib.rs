@@ -334,12 +334,14 @@ impl Runner {
 pub async fn serve(
     config: &config::Config,
 ) -> Result<Deployment, Box<dyn std::error::Error + Send + Sync>> {
+    // The network first: it changes nothing, so a profile that cannot work stops the start
+    // before any file is created.
+    let http = http_client_trusting(None)?;
+    config.check_reachable(&http).await?;
     let data = DataDir::open(&config.data_dir, Purpose::Serve)?;
     let key = config.sealing_key(&data)?;
     let admin_token = config.admin_token()?;
     let settings = config.settings();
-    let http = http_client_trusting(None)?;
-    config.check_reachable(&http).await?;
     let sealed = LocalSecrets::sealed_in(data.path(), key)?;
     if !sealed.contains(&settings.token_key_name)? {
         sealed.set(&settings.token_key_name, &SealingKey::generate_base64())?;
