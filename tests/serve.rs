@@ -227,6 +227,27 @@ is_default = true
         .unwrap();
     assert_eq!(counters["mime"], 2, "one $value per message: {counters}");
 
+    // Alive, and one line per mailbox for the operator.
+    let health = http
+        .get(format!("http://127.0.0.1:{port}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let status = http
+        .get(format!("http://127.0.0.1:{port}/admin/status"))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(status.lines().count(), 1, "{status}");
+    assert!(status.starts_with(&format!("{upn} connected ")), "{status}");
+    assert!(status.contains(" imported=2 "), "{status}");
+    assert!(status.contains(" alerts=none"), "{status}");
+
     // A second instance on the same directory stops at once and touches nothing.
     let second_instance = Command::new(binary("mailbridge-local"))
         .args(["serve", "--config"])

@@ -95,12 +95,32 @@ pub struct Services {
 impl Services {
     /// Every route, as the local runner serves them.
     pub fn routes(&self, admin_token: Secret) -> axum::Router {
+        let repos = self.repos.clone();
         oauth_router(self.connect.clone())
             .merge(webhook_router(self.webhook.clone()))
             .merge(admin_router(AdminApi {
                 admin: self.admin.clone(),
                 token: AdminToken::fixed(admin_token),
             }))
+            .route(
+                "/healthz",
+                axum::routing::get(move || healthz(repos.clone())),
+            )
+    }
+}
+
+/// Alive, and its state readable: 200 `ok`, or 503 saying what fails. No authentication, and
+/// nothing about any mailbox.
+async fn healthz(repos: Repos) -> (axum::http::StatusCode, &'static str) {
+    match repos.profiles.list().await {
+        Ok(_) => (axum::http::StatusCode::OK, "ok\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the state store cannot be read");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the state store cannot be read\n",
+            )
+        }
     }
 }
 

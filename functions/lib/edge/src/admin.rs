@@ -180,6 +180,7 @@ pub fn admin_router(api: AdminApi) -> Router {
         .route("/admin/profiles", get(list_profiles))
         .route("/admin/profiles/{id}", put(put_profile))
         .route("/admin/mailboxes", get(list_mailboxes))
+        .route("/admin/status", get(status))
         .route("/admin/mailboxes/{id}", get(get_mailbox))
         .route("/admin/mailboxes/{id}/approval", post(set_approval))
         .route("/admin/mailboxes/{id}/enabled", post(set_enabled))
@@ -227,6 +228,20 @@ async fn put_profile(
 
 async fn list_mailboxes(_: Administrator, State(api): State<AdminApi>) -> Answer<Vec<MailboxView>> {
     answer(api.admin.mailboxes().await)
+}
+
+/// Every mailbox on one line (text), for an operator's terminal or a monitoring check.
+async fn status(_: Administrator, State(api): State<AdminApi>) -> Response {
+    match api.admin.mailboxes().await {
+        Ok(views) => {
+            let mut text: String = views.iter().map(|v| v.one_line() + "\n").collect();
+            if views.is_empty() {
+                text.push_str("no mailbox connected\n");
+            }
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+        Err(e) => answer::<()>(Err(e)).into_response(),
+    }
 }
 
 async fn get_mailbox(

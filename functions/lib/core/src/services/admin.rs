@@ -28,6 +28,52 @@ pub struct MailboxView {
     pub health: MailboxHealth,
 }
 
+impl MailboxView {
+    /// The mailbox on one line, for an operator's terminal: address, whether it is active and
+    /// connected, the last incoming run, what was imported, and its alerts.
+    pub fn one_line(&self) -> String {
+        let m = &self.mailbox;
+        let h = &self.health;
+        let state = if !m.approved {
+            "pending-approval".to_string()
+        } else if !m.enabled {
+            "disabled".to_string()
+        } else {
+            json_name(&m.connection)
+        };
+        let alerts: Vec<String> = h.alerts.iter().map(|a| json_name(&a.kind)).collect();
+        format!(
+            "{} {} incoming={} imported={} last-sync={} alerts={}",
+            m.address,
+            state,
+            json_name(&h.incoming),
+            h.imported,
+            h.last_sync.map_or("never".into(), |t| t
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()),
+            if alerts.is_empty() {
+                "none".into()
+            } else {
+                alerts.join(",")
+            }
+        )
+    }
+}
+
+/// The name a value has in the API's JSON (a unit variant's name, or a tagged enum's `state`),
+/// for plain-text output.
+fn json_name<T: Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Object(o)) => o
+            .get("state")
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string(),
+        _ => "?".into(),
+    }
+}
+
 /// A folder of the mailbox's tree, for choosing what to import.
 #[derive(Debug, Clone, Serialize)]
 pub struct FolderNode {
