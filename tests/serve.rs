@@ -320,3 +320,170 @@ client_secret = {{ file = "{secret}" }}
         let _ = std::fs::remove_dir_all(&data);
     }
 }
+
+/// Every file under `dir`.
+fn walk_all(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(walk_all(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Every `.eml` under the message store.
+fn stored_emls(dir: &Path) -> Vec<PathBuf> {
+    walk_all(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect()
+}
+
+async fn wait_distinct_imports(data: &Path, at_least: usize, deadline_s: u64) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(deadline_s);
+    loop {
+        let n = events(data)
+            .iter()
+            .map(|e| e["messageId"].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        if n >= at_least || tokio::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_and_killed_in_the_middle_of_500_imports_nothing_is_lost_or_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let port = free_port();
+    let sim_port = free_port();
+    let sim_url = format!("http://127.0.0.1:{sim_port}");
+    let (_sim, demo) =
+        simulator(sim_port, &format!("http://127.0.0.1:{port}/oauth/callback")).await;
+    let upn = demo["user_upn"].as_str().unwrap().to_string();
+    std::fs::write(
+        root.join("client-secret"),
+        demo["client_secret"].as_str().unwrap(),
+    )
+    .unwrap();
+    let data = root.join("data");
+    let config = root.join("mailbridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+custom_cloud_hosts = ["127.0.0.1:{sim_port}"]
+[[profiles]]
+id = "lab"
+name = "Lab"
+cloud = {{ name = "custom", login = "{sim_url}", graph = "{sim_url}", resource = "https://graph.microsoft.com" }}
+auth = "delegated"
+tenant = "{tenant}"
+client_id = "{client}"
+client_secret = {{ file = "{secret}" }}
+is_default = true
+"#,
+            data = data.display(),
+            secret = root.join("client-secret").display(),
+            tenant = demo["tenant_id"].as_str().unwrap(),
+            client = demo["client_id"].as_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let mut mailbridge = serve(&config);
+    wait_listening(port, &mut mailbridge).await;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let (status, page) =
+        mailbridge_local::follow_sign_in(&browser, format!("http://127.0.0.1:{port}/connect"))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{page}");
+
+    // 500 messages of different sizes, Graph a little slow, so that imports are in flight.
+    let http = reqwest::Client::new();
+    http.put(format!("{sim_url}/_sim/faults"))
+        .json(&serde_json::json!({"graph_latency_ms": 20}))
+        .send()
+        .await
+        .unwrap();
+    let mut sent = std::collections::HashMap::new();
+    for i in 0..500 {
+        let mime = m365_sim::control::generate_mime(
+            "sender@fabrikam.example",
+            &upn,
+            &format!("Message {i}"),
+            1_000 + (i * 97) % 20_000,
+        );
+        let id = deliver(&http, &sim_url, &upn, &mime).await;
+        sent.insert(id, mime);
+    }
+
+    // SIGTERM part-way: it stops taking work, lets what runs finish, and exits cleanly.
+    let before_term = wait_distinct_imports(&data, 100, 60).await;
+    assert!(before_term >= 100, "{before_term} imported");
+    let pid = mailbridge.id().unwrap().to_string();
+    let term = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(term.success());
+    let exited = tokio::time::timeout(Duration::from_secs(40), mailbridge.wait())
+        .await
+        .expect("stopped within its grace period")
+        .unwrap();
+    assert!(exited.success(), "{exited}");
+    let at_stop = wait_distinct_imports(&data, 0, 0).await;
+    assert!(
+        at_stop < 500,
+        "everything was imported before the stop: nothing tested"
+    );
+
+    // Started again, then killed without warning part-way.
+    let mut mailbridge = serve(&config);
+    wait_listening(port, &mut mailbridge).await;
+    wait_distinct_imports(&data, at_stop + 100, 60).await;
+    mailbridge.kill().await.unwrap();
+    let at_kill = wait_distinct_imports(&data, 0, 0).await;
+    assert!(
+        at_kill < 500,
+        "everything was imported before the kill: nothing tested"
+    );
+
+    // Started again: everything, once, byte for byte.
+    let mut mailbridge = serve(&config);
+    wait_listening(port, &mut mailbridge).await;
+    let done = wait_distinct_imports(&data, 500, 120).await;
+    assert_eq!(done, 500);
+    let emls = stored_emls(&data.join("store"));
+    assert_eq!(emls.len(), 500, "one .eml per message");
+    let mut last = std::collections::HashMap::new();
+    for e in events(&data) {
+        last.insert(
+            e["messageId"].as_str().unwrap().to_string(),
+            e["emlLocation"].as_str().unwrap().to_string(),
+        );
+    }
+    for (id, mime) in &sent {
+        let stored = std::fs::read(&last[id]).unwrap();
+        assert!(stored == *mime, "{id} is not byte-exact");
+    }
+    // No partial file of the killed run is left behind.
+    let partial = walk_all(&data.join("store"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .count();
+    assert_eq!(partial, 0);
+    mailbridge.kill().await.unwrap();
+}

@@ -138,7 +138,15 @@ pub struct Deployment {
     pub dead_lettered: Arc<std::sync::atomic::AtomicU64>,
     /// The data directory, locked while the deployment lives.
     pub data: Arc<DataDir>,
+    /// Set to stop taking requests and jobs ([`Deployment::shutdown`]).
+    stop: tokio::sync::watch::Sender<bool>,
+    /// The HTTP server and the queue pollers, which end once told to stop.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Receipts of the jobs being worked, to hand back if the grace period ends first.
+    in_flight: InFlight,
 }
+
+type InFlight = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
 /// What a deployment is made of besides its [`Options`]: decided by the caller (the simulator
 /// runner, or a configuration file).
@@ -164,12 +172,14 @@ impl Deployment {
     ) -> Result<Deployment, Box<dyn std::error::Error + Send + Sync>> {
         let Parts {
             listener,
-            settings,
+            mut settings,
             secrets,
             http,
             profiles,
             admin_token,
         } = parts;
+        // The directory is this process's alone: claims left by an earlier run are void.
+        settings.claims_void_before = Some(opts.clock.now());
         let addr = listener.local_addr()?;
         let db = Arc::new(SqliteDb::open(data.path().join("state.db"))?);
         let events = Arc::new(LocalEvents::open(
@@ -196,6 +206,11 @@ impl Deployment {
         };
         let mail = MailServices::new(ports.clone(), settings.clone())?;
         let blobs = Arc::new(FileBlobStore::new(data.path().join("store")));
+        // Locked: a partial file left in the store is a killed run's, never to be committed.
+        let removed = blobs.remove_unfinished()?;
+        if removed > 0 {
+            tracing::info!(removed, "partial message files of an earlier run removed");
+        }
         let services = Services {
             repos: mail.repos.clone(),
             connect: Arc::new(mail.connect()),
@@ -209,35 +224,51 @@ impl Deployment {
             services.admin.put_profile(profile).await?;
         }
 
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         let router = services.routes(admin_token.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
+        let mut until_stop = stopping.clone();
+        let mut tasks = vec![tokio::spawn(async move {
+            let served = axum::serve(listener, router).with_graceful_shutdown(async move {
+                let _ = until_stop.wait_for(|s| *s).await;
+            });
+            if let Err(e) = served.await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
-        });
+        })];
         // Like concurrent Lambda invocations: several batches in flight, each job admitted by
         // the worker's per-mailbox pace.
         let dead_lettered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let in_flight = InFlight::default();
+        let poller = |worker: Arc<Worker>| {
+            tokio::spawn(work_queue(Poller {
+                worker,
+                db: db.clone(),
+                dead_lettered: dead_lettered.clone(),
+                stopping: stopping.clone(),
+                in_flight: in_flight.clone(),
+            }))
+        };
         if opts.containers == 1 {
             for _ in 0..POLLERS {
-                tokio::spawn(work_queue(
-                    services.worker.clone(),
-                    db.clone(),
-                    dead_lettered.clone(),
-                ));
+                tasks.push(poller(services.worker.clone()));
             }
         } else if opts.containers > 1 {
             // As separate containers: each builds its own services over the shared ports.
             for _ in 0..opts.containers {
                 let own = MailServices::new(ports.clone(), settings.clone())?;
                 let worker = Arc::new(own.worker(services.blobs.clone(), events.clone()));
-                tokio::spawn(work_queue(worker, db.clone(), dead_lettered.clone()));
+                tasks.push(poller(worker));
             }
         }
-        tokio::spawn(maintain(
-            services.maintenance.clone(),
-            opts.maintenance_every,
-        ));
+        let maintenance = services.maintenance.clone();
+        let mut until_stop = stopping.clone();
+        let every = opts.maintenance_every;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = maintain(maintenance, every) => {}
+                _ = until_stop.wait_for(|s| *s) => {}
+            }
+        });
         Ok(Deployment {
             services,
             db,
@@ -248,7 +279,39 @@ impl Deployment {
             admin_token,
             dead_lettered,
             data: Arc::new(data),
+            stop,
+            tasks: std::sync::Mutex::new(tasks),
+            in_flight,
         })
+    }
+
+    /// Stops taking notifications, sign-ins and jobs, and lets the jobs being worked finish for
+    /// up to `grace`; those still running then are handed back to the queue at once (their
+    /// message claims expire on their own), so a restart resumes them. Returns how many were
+    /// handed back.
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        let _ = self.stop.send(true);
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap());
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let finished = tokio::time::timeout(grace, async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+        .await;
+        if finished.is_ok() {
+            return 0;
+        }
+        for a in aborts {
+            a.abort();
+        }
+        let receipts: Vec<String> = self.in_flight.lock().unwrap().drain().collect();
+        for receipt in &receipts {
+            if let Err(e) = self.db.retry_later(receipt, Duration::ZERO).await {
+                tracing::error!(error = %e, "could not hand a job back; it comes back after its visibility timeout");
+            }
+        }
+        receipts.len()
     }
 }
 
@@ -453,15 +516,25 @@ pub async fn follow_sign_in(
 /// Queue pollers, each with a batch of up to 10 jobs in flight.
 const POLLERS: usize = 8;
 
-/// The local stand-in for Lambda's SQS trigger: receive, run, acknowledge or make visible again;
-/// after [`MAX_RECEIVES`] (the template's `maxReceiveCount`) a job is dead-lettered.
-async fn work_queue(
+/// One queue poller: its worker, the queue, and what it shares with the deployment.
+struct Poller {
     worker: Arc<Worker>,
     db: Arc<SqliteDb>,
     dead_lettered: Arc<std::sync::atomic::AtomicU64>,
-) {
+    stopping: tokio::sync::watch::Receiver<bool>,
+    in_flight: InFlight,
+}
+
+/// The local stand-in for Lambda's SQS trigger: receive, run, acknowledge or make visible again;
+/// after [`MAX_RECEIVES`] (the template's `maxReceiveCount`) a job is dead-lettered. Takes no
+/// new batch once the deployment is stopping.
+async fn work_queue(mut p: Poller) {
     const VISIBILITY: Duration = Duration::from_secs(120);
+    let db = p.db.clone();
     loop {
+        if *p.stopping.borrow() {
+            return;
+        }
         let batch = match db.receive(10, VISIBILITY).await {
             Ok(b) => b,
             Err(e) => {
@@ -471,18 +544,26 @@ async fn work_queue(
             }
         };
         if batch.is_empty() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = p.stopping.changed() => {}
+            }
             continue;
         }
         let receives: HashMap<String, u32> = batch
             .iter()
             .map(|d| (d.receipt.clone(), d.receive_count))
             .collect();
-        let settlements = match run_batch(worker.clone(), batch).await {
+        p.in_flight.lock().unwrap().extend(receives.keys().cloned());
+        let settlements = match run_batch(p.worker.clone(), batch).await {
             Ok(o) => o,
             Err(e) => {
                 // The jobs come back after their visibility timeout.
                 tracing::error!(error = %e, "a batch failed");
+                let mut in_flight = p.in_flight.lock().unwrap();
+                for receipt in receives.keys() {
+                    in_flight.remove(receipt);
+                }
                 continue;
             }
         };
@@ -492,7 +573,8 @@ async fn work_queue(
                     db.retry_later(&receipt, delay).await
                 }
                 Settlement::RetryAfter(_) => {
-                    dead_lettered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    p.dead_lettered
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     tracing::error!("job dead-lettered after {MAX_RECEIVES} attempts");
                     db.ack(&receipt).await
                 }
@@ -501,6 +583,7 @@ async fn work_queue(
             if let Err(e) = settled {
                 tracing::error!(error = %e, "could not settle a job");
             }
+            p.in_flight.lock().unwrap().remove(&receipt);
         }
     }
 }

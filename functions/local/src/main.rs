@@ -108,8 +108,38 @@ async fn run() -> Res {
         "  import events:            {} (and POSTed to --event-hook URL if given)",
         runner.data_dir.join("events.jsonl").display()
     );
-    tokio::signal::ctrl_c().await?;
+    stop_signal().await?;
+    stopped(&runner.deployment).await;
     Ok(())
+}
+
+/// How long jobs being worked may take to finish once mailbridge is told to stop.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// SIGTERM (systemd, `kill`) or Ctrl-C.
+async fn stop_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => Ok(()),
+            r = tokio::signal::ctrl_c() => r,
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await
+}
+
+async fn stopped(deployment: &mailbridge_local::Deployment) {
+    eprintln!(
+        "mailbridge: stopping; jobs being worked have {} s to finish",
+        GRACE.as_secs()
+    );
+    let handed_back = deployment.shutdown(GRACE).await;
+    if handed_back > 0 {
+        eprintln!("mailbridge: {handed_back} jobs handed back to the queue for the next start");
+    }
+    eprintln!("mailbridge: stopped");
 }
 
 /// `serve` for real tenants: everything from the configuration, checked before anything starts.
@@ -133,7 +163,8 @@ async fn serve(config: Option<PathBuf>) -> Res {
         deployment.base_url,
         config.admin_token.describe()
     );
-    tokio::signal::ctrl_c().await?;
+    stop_signal().await?;
+    stopped(&deployment).await;
     Ok(())
 }
 

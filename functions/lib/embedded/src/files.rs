@@ -19,6 +19,34 @@ impl FileBlobStore {
         Self { root: root.into() }
     }
 
+    /// Removes the partial files of writes that never committed (a process killed while storing
+    /// a message). Only for a store no other process is writing to. Returns how many.
+    pub fn remove_unfinished(&self) -> std::io::Result<usize> {
+        fn walk(dir: &Path, removed: &mut usize) -> std::io::Result<()> {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                let path = entry.path();
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if entry.file_type()?.is_dir() {
+                    walk(&path, removed)?;
+                } else if name.starts_with('.') && name.ends_with(".part") {
+                    std::fs::remove_file(&path)?;
+                    *removed += 1;
+                }
+            }
+            Ok(())
+        }
+        let mut removed = 0;
+        walk(&self.root, &mut removed)?;
+        Ok(removed)
+    }
+
     fn path(&self, key: &str) -> Result<PathBuf> {
         if key
             .split('/')
@@ -193,6 +221,32 @@ impl SecretStore for FileSecrets {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn partial_files_of_a_killed_write_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileBlobStore::new(dir.path());
+        let mut done = store
+            .create("messages/m/a.eml", "message/rfc822")
+            .await
+            .unwrap();
+        done.write(Bytes::from_static(b"kept")).await.unwrap();
+        done.commit().await.unwrap();
+        // Killed half-way: neither committed nor aborted.
+        let mut cut = store
+            .create("messages/m/b.eml", "message/rfc822")
+            .await
+            .unwrap();
+        cut.write(Bytes::from_static(b"half")).await.unwrap();
+        std::mem::forget(cut);
+        assert_eq!(store.remove_unfinished().unwrap(), 1);
+        assert_eq!(store.remove_unfinished().unwrap(), 0);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("messages/m"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["a.eml"]);
+    }
 
     #[tokio::test]
     async fn secrets_are_sealed_on_disk() {

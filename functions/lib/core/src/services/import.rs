@@ -251,7 +251,9 @@ impl Importer {
                 ImportState::InProgress {
                     lease_until,
                     attempts,
-                } if *lease_until <= now => (Cond::Version(v.version), *attempts),
+                } if *lease_until <= now || self.held_by_an_ended_process(*lease_until) => {
+                    (Cond::Version(v.version), *attempts)
+                }
                 ImportState::InProgress { lease_until, .. } => {
                     // A holder usually finishes within seconds: look again soon. One that has held
                     // it longer most likely crashed: wait for its lease to run out, rather than
@@ -284,6 +286,14 @@ impl Importer {
             },
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether a claim (known by its lease's end) was taken before this deployment started, by
+    /// a process that has ended ([`Settings::claims_void_before`]).
+    fn held_by_an_ended_process(&self, lease_until: DateTime<Utc>) -> bool {
+        self.settings
+            .claims_void_before
+            .is_some_and(|start| lease_until - self.settings.import_lease < start)
     }
 
     async fn finish(
@@ -361,6 +371,50 @@ mod tests {
         assert_eq!(w.graph.calls("mime"), 0);
         // The lease ran out: this worker takes the message over, as attempt 2.
         w.clock.advance(chrono::Duration::minutes(5));
+        assert!(matches!(
+            importer.import(&m.id, "m1").await.unwrap(),
+            Done::Imported { .. }
+        ));
+        assert_eq!(w.graph.calls("mime"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_claim_of_an_ended_process_is_taken_over_at_once_where_that_is_known() {
+        let mut settings = crate::services::Settings::new("https://x");
+        settings.token_key_name = "mailbridge/token-key".into();
+        let w = FakeWorld::new(settings.clone());
+        let m = w.mailbox().await;
+        w.graph
+            .deliver("user-1", "inbox", "m1", MIME, w.clock.now());
+        // Claimed a minute ago by a process that was then killed.
+        let claimed = w.clock.now() - chrono::Duration::minutes(1);
+        let held = ImportState::InProgress {
+            lease_until: claimed + settings.import_lease,
+            attempts: 1,
+        };
+        let ledger = w.services.repos.imports.of(&m.id);
+        ledger.put("m1", &held, Cond::Absent).await.unwrap();
+        // Not known (AWS): its lease is waited out.
+        let importer = w
+            .services
+            .worker(w.blobs.clone(), w.events.clone())
+            .importer;
+        assert!(matches!(
+            importer.import(&m.id, "m1").await,
+            Err(Error::Retry { .. })
+        ));
+        // Known (the local runner started after the claim): taken over now, as attempt 2.
+        let mut restarted = settings.clone();
+        restarted.claims_void_before = Some(w.clock.now() - chrono::Duration::seconds(1));
+        let importer = Importer {
+            repos: importer.repos.clone(),
+            graph: importer.graph.clone(),
+            tokens: importer.tokens.clone(),
+            blobs: importer.blobs.clone(),
+            events: importer.events.clone(),
+            clock: importer.clock.clone(),
+            settings: restarted,
+        };
         assert!(matches!(
             importer.import(&m.id, "m1").await.unwrap(),
             Done::Imported { .. }

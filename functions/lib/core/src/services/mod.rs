@@ -47,6 +47,11 @@ pub struct Settings {
     pub custom_cloud_hosts: Vec<String>,
     /// Graph's limits per app and mailbox, as mailbridge holds them across every process.
     pub graph_limits: pace::GraphLimits,
+    /// Message claims taken before this instant belong to a process that has ended, and are
+    /// taken over at once rather than after their lease. Only for a deployment that holds its
+    /// state alone (the local runner locks its data directory and sets its start); `None` on AWS,
+    /// where other containers may be working.
+    pub claims_void_before: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Settings {
@@ -64,6 +69,7 @@ impl Settings {
             profile_secret_prefix: "mailbridge/profiles/".into(),
             custom_cloud_hosts: Vec::new(),
             graph_limits: pace::GraphLimits::default(),
+            claims_void_before: None,
         }
     }
 
