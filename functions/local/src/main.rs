@@ -46,9 +46,13 @@ async fn run() -> Res {
             "--data" => data_dir = Some(args.next().ok_or("--data needs a directory")?.into()),
             "--listen" => opts.listen = args.next().ok_or("--listen needs an address")?,
             "--sim-listen" => {
-                opts.sim_listen = args.next().ok_or("--sim-listen needs an address")?
+                opts.sim_listen = args.next().ok_or("--sim-listen needs an address")?;
+                simulator = true;
             }
-            "--sim-tls" => opts.sim_tls = true,
+            "--sim-tls" => {
+                opts.sim_tls = true;
+                simulator = true;
+            }
             "--event-hook" => {
                 opts.event_hook = Some(args.next().ok_or("--event-hook needs a URL")?)
             }
