@@ -273,3 +273,36 @@ fn the_readme_profile_example_is_accepted() {
         "mailbridge/profiles/contoso/client-secret"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_never_finished_are_deleted_once_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(mailbridge_core::fakes::ShiftedClock::default());
+    let r = runner(dir.path(), |o| {
+        o.clock = clock.clone();
+        o.purge_every = std::time::Duration::from_millis(100);
+    })
+    .await;
+    // Anyone may start a sign-in and walk away: each leaves a state record.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for _ in 0..300 {
+        let started = http
+            .get(format!("{}/connect", r.base_url))
+            .send()
+            .await
+            .unwrap();
+        assert!(started.status().is_redirection());
+    }
+    let pending = || async { r.services.repos.auth_states.list().await.unwrap().len() };
+    assert_eq!(pending().await, 300);
+    // Once expired (10 minutes), the purge deletes them, as DynamoDB's TTL does on AWS.
+    clock.advance(chrono::Duration::minutes(11));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pending().await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "{} left", pending().await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

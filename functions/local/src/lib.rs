@@ -45,6 +45,8 @@ pub struct Options {
     pub sim_listen: String,
     /// How often the maintenance round runs.
     pub maintenance_every: Duration,
+    /// How often expired records (sign-in states) are deleted, as DynamoDB's TTL does on AWS.
+    pub purge_every: Duration,
     /// mailbridge's clock (tests shift it).
     pub clock: Arc<dyn Clock>,
     /// Serve the simulator over HTTPS with a generated CA, which mailbridge is told to trust.
@@ -69,6 +71,7 @@ impl Default for Options {
             listen: "127.0.0.1:8300".into(),
             sim_listen: "127.0.0.1:8400".into(),
             maintenance_every: Duration::from_secs(300),
+            purge_every: Duration::from_secs(60),
             clock: Arc::new(SystemClock),
             sim_tls: false,
             max_message_mb: mailbridge_core::services::MAX_MESSAGE_MB,
@@ -260,6 +263,21 @@ impl Deployment {
                 tasks.push(poller(worker));
             }
         }
+        // DynamoDB's TTL, locally: expired records (sign-in states above all) are deleted.
+        let (purged_db, clock, mut until_stop) = (db.clone(), opts.clock.clone(), stopping.clone());
+        let purge_every = opts.purge_every;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(purge_every);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = until_stop.wait_for(|s| *s) => return,
+                }
+                if let Err(e) = purged_db.purge_expired(clock.now()) {
+                    tracing::warn!(error = %e, "expired records could not be purged");
+                }
+            }
+        });
         let maintenance = services.maintenance.clone();
         let mut until_stop = stopping.clone();
         let every = opts.maintenance_every;

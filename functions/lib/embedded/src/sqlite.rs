@@ -55,7 +55,9 @@ impl SqliteDb {
              CREATE TABLE IF NOT EXISTS queue (
                id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, visible_at INTEGER NOT NULL,
                receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT);
-             CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at);",
+             CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at);
+             CREATE INDEX IF NOT EXISTS state_expiry ON state (expires_at)
+               WHERE expires_at IS NOT NULL;",
         )
         .map_err(db)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -91,6 +93,18 @@ impl SqliteDb {
             .lock()
             .map_err(|_| Error::storage("sqlite connection poisoned"))?;
         f(&mut c).map_err(db)
+    }
+
+    /// Deletes the records whose expiry has passed (sign-in states, pace records), as DynamoDB's
+    /// TTL does on AWS; the code never trusts an expired record it reads anyway. Returns how many.
+    pub fn purge_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM state WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                params![now.timestamp()],
+            )
+        })
+        .map(|n| n as u64)
     }
 
     /// Jobs waiting (visible or not), for status pages and tests.
