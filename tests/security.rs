@@ -302,7 +302,64 @@ async fn sign_ins_never_finished_are_deleted_once_expired() {
     clock.advance(chrono::Duration::minutes(11));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     while pending().await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "{} left", pending().await);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} left",
+            pending().await
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_is_cut_not_kept_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let limits = mailbridge_local::http_server::Limits {
+        headers_within: std::time::Duration::from_secs(1),
+        handled_within: std::time::Duration::from_secs(2),
+    };
+    let r = runner(dir.path(), |o| o.http_limits = limits).await;
+    let started = tokio::time::Instant::now();
+
+    // Headers that never end: the connection is closed once the limit has passed.
+    let mut slow = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the half-sent request was cut")
+    .ok();
+    assert!(started.elapsed() >= limits.headers_within);
+
+    // A body that stops half-way: 408, and the connection closed.
+    let started = tokio::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(r.addr).await.unwrap();
+    slow.write_all(
+        b"POST /notifications HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"value\":",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        slow.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the half-sent body was cut")
+    .ok();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() >= limits.handled_within);
+
+    // And a whole request is answered as ever.
+    let ok = reqwest::get(format!("{}/healthz", r.base_url))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
 }

@@ -4,6 +4,7 @@
 pub mod config;
 mod data_dir;
 mod events;
+pub mod http_server;
 mod secrets;
 
 pub use data_dir::{DataDir, Purpose};
@@ -47,6 +48,8 @@ pub struct Options {
     pub maintenance_every: Duration,
     /// How often expired records (sign-in states) are deleted, as DynamoDB's TTL does on AWS.
     pub purge_every: Duration,
+    /// How long a client has to send its request.
+    pub http_limits: http_server::Limits,
     /// mailbridge's clock (tests shift it).
     pub clock: Arc<dyn Clock>,
     /// Serve the simulator over HTTPS with a generated CA, which mailbridge is told to trust.
@@ -72,6 +75,7 @@ impl Default for Options {
             sim_listen: "127.0.0.1:8400".into(),
             maintenance_every: Duration::from_secs(300),
             purge_every: Duration::from_secs(60),
+            http_limits: http_server::Limits::default(),
             clock: Arc::new(SystemClock),
             sim_tls: false,
             max_message_mb: mailbridge_core::services::MAX_MESSAGE_MB,
@@ -229,15 +233,12 @@ impl Deployment {
 
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let router = services.routes(admin_token.clone());
-        let mut until_stop = stopping.clone();
-        let mut tasks = vec![tokio::spawn(async move {
-            let served = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = until_stop.wait_for(|s| *s).await;
-            });
-            if let Err(e) = served.await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        })];
+        let mut tasks = vec![tokio::spawn(http_server::serve(
+            listener,
+            router,
+            opts.http_limits,
+            stopping.clone(),
+        ))];
         // Like concurrent Lambda invocations: several batches in flight, each job admitted by
         // the worker's per-mailbox pace.
         let dead_lettered = Arc::new(std::sync::atomic::AtomicU64::new(0));
