@@ -208,6 +208,19 @@ is_default = true
     wait_listening(port, &mut mailbridge).await;
     let after = mailboxes(http.clone(), token.clone()).await;
     assert_eq!(after[0]["id"], before[0]["id"], "{after}");
+    let subscriptions: Value = http
+        .get(format!("{sim_url}/_sim/subscriptions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        subscriptions["value"].as_array().map(Vec::len),
+        Some(1),
+        "the subscription was kept, not made again: {subscriptions}"
+    );
     let got = wait_events(&data, 2).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let got_all = events(&data);
@@ -226,6 +239,15 @@ is_default = true
         .await
         .unwrap();
     assert_eq!(counters["mime"], 2, "one $value per message: {counters}");
+
+    // Owner-only: the directory and the files in it.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("state.db")), 0o600);
+    assert_eq!(mode(&data.join("events.jsonl")), 0o600);
+    let eml = got[1]["emlLocation"].as_str().unwrap();
+    assert_eq!(mode(Path::new(eml)), 0o600);
 
     // Alive, and one line per mailbox for the operator.
     let health = http

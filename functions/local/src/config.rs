@@ -560,6 +560,16 @@ is_default = true
     }
 
     #[test]
+    fn the_readme_shows_the_example_as_it_is() {
+        let readme = include_str!("../../../README.md");
+        let example = include_str!("../../../infra/mailbridge.example.toml");
+        assert!(
+            readme.contains(&format!("```toml\n{example}```")),
+            "README.md must embed infra/mailbridge.example.toml verbatim"
+        );
+    }
+
+    #[test]
     fn the_environment_overrides_the_file() {
         let s = Setup::new();
         let c = s

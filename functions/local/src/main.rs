@@ -12,7 +12,8 @@ use std::time::Duration;
 type Res = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 const USAGE: &str = "usage:
-  mailbridge-local serve [--config FILE]     real tenants, as the configuration says (README, \"One server\")
+  mailbridge-local serve [--config FILE] [--data DIR] [--listen ADDR]
+                                             real tenants, as the configuration says (README, \"One server\")
   mailbridge-local serve --simulator [opts]  with a built-in Microsoft 365 simulator and its demo tenant
   mailbridge-local demo [opts]               one full round against the simulator, in a fresh directory
 opts: [--data DIR] [--listen ADDR] [--sim-listen ADDR] [--sim-tls] [--max-message-mb N] [--event-hook URL]";
@@ -32,7 +33,11 @@ async fn main() {
 }
 
 async fn run() -> Res {
+    // Every file mailbridge creates (state, messages, events, keys) is its owner's alone.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let mut opts = Options::default();
+    let mut listen = None;
     let mut args = std::env::args().skip(1);
     let mut mode = "serve".to_string();
     let mut data_dir = None;
@@ -44,7 +49,7 @@ async fn run() -> Res {
             "--config" => config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?)),
             "--simulator" => simulator = true,
             "--data" => data_dir = Some(args.next().ok_or("--data needs a directory")?.into()),
-            "--listen" => opts.listen = args.next().ok_or("--listen needs an address")?,
+            "--listen" => listen = Some(args.next().ok_or("--listen needs an address")?),
             "--sim-listen" => {
                 opts.sim_listen = args.next().ok_or("--sim-listen needs an address")?;
                 simulator = true;
@@ -70,10 +75,17 @@ async fn run() -> Res {
         }
     }
     if mode == "serve" && !simulator {
-        if data_dir.is_some() {
-            return Err("serve takes its data directory from the configuration (data_dir, or MAILBRIDGE_DATA_DIR)".into());
-        }
-        return serve(config).await;
+        // On the command line, over the environment, over the file.
+        let data_dir = data_dir.map(|d: PathBuf| d.display().to_string());
+        return serve(config, move |key| match key {
+            "MAILBRIDGE_DATA_DIR" if data_dir.is_some() => data_dir.clone(),
+            "MAILBRIDGE_LISTEN" if listen.is_some() => listen.clone(),
+            other => std::env::var(other).ok(),
+        })
+        .await;
+    }
+    if let Some(listen) = listen {
+        opts.listen = listen;
     }
     if config.is_some() {
         return Err("--config is for serve without the simulator".into());
@@ -147,8 +159,8 @@ async fn stopped(deployment: &mailbridge_local::Deployment) {
 }
 
 /// `serve` for real tenants: everything from the configuration, checked before anything starts.
-async fn serve(config: Option<PathBuf>) -> Res {
-    let config = Config::load(config.as_deref(), |k| std::env::var(k).ok())?;
+async fn serve(config: Option<PathBuf>, env: impl Fn(&str) -> Option<String>) -> Res {
+    let config = Config::load(config.as_deref(), env)?;
     let deployment = mailbridge_local::serve(&config).await?;
     println!(
         "mailbridge is running on {} (public URL {}), data in {}",
