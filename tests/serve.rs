@@ -118,30 +118,39 @@ async fn deliver(http: &reqwest::Client, sim: &str, upn: &str, mime: &[u8]) -> S
     created["id"].as_str().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_runs_from_its_configuration_against_another_process_and_survives_a_kill() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let port = free_port();
-    let sim_port = free_port();
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let (_sim, demo) =
-        simulator(sim_port, &format!("http://127.0.0.1:{port}/oauth/callback")).await;
-    let upn = demo["user_upn"].as_str().unwrap();
+/// An operator's setup: a simulator in a process of its own, and in `etc/` the configuration of
+/// a `custom` profile on it, with the client secret in a file of its own.
+struct Lab {
+    dir: tempfile::TempDir,
+    port: u16,
+    sim_url: String,
+    upn: String,
+    config: PathBuf,
+    data: PathBuf,
+    _sim: Child,
+}
 
-    // The operator's files: the configuration, and the client secret in a file of its own.
-    std::fs::create_dir(root.join("etc")).unwrap();
-    std::fs::write(
-        root.join("etc/client-secret"),
-        demo["client_secret"].as_str().unwrap(),
-    )
-    .unwrap();
-    let data: PathBuf = root.join("data");
-    let config = root.join("etc/mailbridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
+impl Lab {
+    async fn start() -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        let port = free_port();
+        let sim_port = free_port();
+        let sim_url = format!("http://127.0.0.1:{sim_port}");
+        let (sim, demo) =
+            simulator(sim_port, &format!("http://127.0.0.1:{port}/oauth/callback")).await;
+        std::fs::write(
+            etc.join("client-secret"),
+            demo["client_secret"].as_str().unwrap(),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        let config = etc.join("mailbridge.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"listen = "127.0.0.1:{port}"
 data_dir = "{data}"
 custom_cloud_hosts = ["127.0.0.1:{sim_port}"]
 
@@ -155,30 +164,62 @@ client_id = "{client}"
 client_secret = {{ file = "{etc}/client-secret" }}
 is_default = true
 "#,
-            data = data.display(),
-            etc = root.join("etc").display(),
-            tenant = demo["tenant_id"].as_str().unwrap(),
-            client = demo["client_id"].as_str().unwrap(),
-        ),
-    )
-    .unwrap();
+                data = data.display(),
+                etc = etc.display(),
+                tenant = demo["tenant_id"].as_str().unwrap(),
+                client = demo["client_id"].as_str().unwrap(),
+            ),
+        )
+        .unwrap();
+        Lab {
+            dir,
+            port,
+            sim_url,
+            upn: demo["user_upn"].as_str().unwrap().to_string(),
+            config,
+            data,
+            _sim: sim,
+        }
+    }
 
-    let mut mailbridge = serve(&config);
-    wait_listening(port, &mut mailbridge).await;
+    /// `serve` started on the configuration, once it listens.
+    async fn serve(&self) -> Child {
+        let mut child = serve(&self.config);
+        wait_listening(self.port, &mut child).await;
+        child
+    }
+
+    /// Connects the simulator's user through the configured profile, as a browser would.
+    async fn connect(&self) {
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let (status, page) = mailbridge_local::follow_sign_in(
+            &browser,
+            format!("http://127.0.0.1:{}/connect", self.port),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200, "{page}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_from_its_configuration_against_another_process_and_survives_a_kill() {
+    let lab = Lab::start().await;
+    let (port, sim_url, upn, data, root) = (
+        lab.port,
+        lab.sim_url.clone(),
+        lab.upn.as_str(),
+        lab.data.clone(),
+        lab.dir.path(),
+    );
+    let mailbridge = lab.serve().await;
     // The admin token and the sealing key were generated beside the configuration.
     let token = std::fs::read_to_string(root.join("etc/admin-token")).unwrap();
     assert!(root.join("etc/sealing.key").exists());
-
-    // Connect through the configured profile, as a browser would.
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let (status, page) =
-        mailbridge_local::follow_sign_in(&browser, format!("http://127.0.0.1:{port}/connect"))
-            .await
-            .unwrap();
-    assert_eq!(status, 200, "{page}");
+    lab.connect().await;
     let http = reqwest::Client::new();
     let mailboxes = |http: reqwest::Client, token: String| async move {
         http.get(format!("http://127.0.0.1:{port}/admin/mailboxes"))
@@ -200,12 +241,12 @@ is_default = true
     assert_eq!(got[0]["messageId"], first.as_str());
 
     // Killed without warning; mail arrives while it is down (Graph's notifications fail).
+    let mut mailbridge = mailbridge;
     mailbridge.kill().await.unwrap();
     let second = deliver(&http, &sim_url, upn, &messages[2].1).await;
 
     // Started again on the same directory: the same mailbox, and the mail of the downtime.
-    let mut mailbridge = serve(&config);
-    wait_listening(port, &mut mailbridge).await;
+    let mut mailbridge = lab.serve().await;
     let after = mailboxes(http.clone(), token.clone()).await;
     assert_eq!(after[0]["id"], before[0]["id"], "{after}");
     let subscriptions: Value = http
@@ -273,7 +314,7 @@ is_default = true
     // A second instance on the same directory stops at once and touches nothing.
     let second_instance = Command::new(binary("mailbridge-local"))
         .args(["serve", "--config"])
-        .arg(&config)
+        .arg(&lab.config)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .output()
@@ -382,55 +423,10 @@ async fn wait_distinct_imports(data: &Path, at_least: usize, deadline_s: u64) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_and_killed_in_the_middle_of_500_imports_nothing_is_lost_or_doubled() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let port = free_port();
-    let sim_port = free_port();
-    let sim_url = format!("http://127.0.0.1:{sim_port}");
-    let (_sim, demo) =
-        simulator(sim_port, &format!("http://127.0.0.1:{port}/oauth/callback")).await;
-    let upn = demo["user_upn"].as_str().unwrap().to_string();
-    std::fs::write(
-        root.join("client-secret"),
-        demo["client_secret"].as_str().unwrap(),
-    )
-    .unwrap();
-    let data = root.join("data");
-    let config = root.join("mailbridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-custom_cloud_hosts = ["127.0.0.1:{sim_port}"]
-[[profiles]]
-id = "lab"
-name = "Lab"
-cloud = {{ name = "custom", login = "{sim_url}", graph = "{sim_url}", resource = "https://graph.microsoft.com" }}
-auth = "delegated"
-tenant = "{tenant}"
-client_id = "{client}"
-client_secret = {{ file = "{secret}" }}
-is_default = true
-"#,
-            data = data.display(),
-            secret = root.join("client-secret").display(),
-            tenant = demo["tenant_id"].as_str().unwrap(),
-            client = demo["client_id"].as_str().unwrap(),
-        ),
-    )
-    .unwrap();
-    let mut mailbridge = serve(&config);
-    wait_listening(port, &mut mailbridge).await;
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let (status, page) =
-        mailbridge_local::follow_sign_in(&browser, format!("http://127.0.0.1:{port}/connect"))
-            .await
-            .unwrap();
-    assert_eq!(status, 200, "{page}");
+    let lab = Lab::start().await;
+    let (sim_url, upn, data) = (lab.sim_url.clone(), lab.upn.clone(), lab.data.clone());
+    let mut mailbridge = lab.serve().await;
+    lab.connect().await;
 
     // 500 messages of different sizes, Graph a little slow, so that imports are in flight.
     let http = reqwest::Client::new();
@@ -473,8 +469,7 @@ is_default = true
     );
 
     // Started again, then killed without warning part-way.
-    let mut mailbridge = serve(&config);
-    wait_listening(port, &mut mailbridge).await;
+    let mut mailbridge = lab.serve().await;
     wait_distinct_imports(&data, at_stop + 100, 60).await;
     mailbridge.kill().await.unwrap();
     let at_kill = wait_distinct_imports(&data, 0, 0).await;
@@ -484,8 +479,7 @@ is_default = true
     );
 
     // Started again: everything, once, byte for byte.
-    let mut mailbridge = serve(&config);
-    wait_listening(port, &mut mailbridge).await;
+    let mut mailbridge = lab.serve().await;
     let done = wait_distinct_imports(&data, 500, 120).await;
     assert_eq!(done, 500);
     let emls = stored_emls(&data.join("store"));
