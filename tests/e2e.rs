@@ -617,3 +617,88 @@ async fn a_second_instance_on_the_same_data_directory_stops_before_touching_it()
     let states = wait_imported(&r, &mailbox.id, std::slice::from_ref(&id)).await;
     assert!(matches!(states[0], Some(ImportState::Imported { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_allows_4230_minutes_gets_them_and_graphs_expiry_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    // This tenant refuses mailbridge's 10,070 minutes with 400, as older tenants do.
+    r.sim.set_limits(|l| l.subscription_minutes = 4230);
+    let (status, page) = r.connect_demo_mailbox().await.unwrap();
+    assert_eq!(status, 200, "{page}");
+    let mailbox = r
+        .services
+        .admin
+        .mailboxes()
+        .await
+        .unwrap()
+        .remove(0)
+        .mailbox;
+    let records = r
+        .services
+        .repos
+        .mailbox_subscriptions(&mailbox.id)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let graphs = r.sim.world().subscriptions[&records[0].id].expiration_date_time;
+    assert_eq!(records[0].expires_at, graphs, "the expiry Graph returned");
+    let lifetime = graphs - chrono::Utc::now();
+    assert!(
+        lifetime > chrono::Duration::minutes(4220) && lifetime <= chrono::Duration::minutes(4230),
+        "{lifetime}"
+    );
+    // And it delivers.
+    let id = r
+        .sim
+        .deliver(&r.demo.user_upn, "inbox", sample_messages().remove(0).1)
+        .unwrap();
+    let states = wait_imported(&r, &mailbox.id, std::slice::from_ref(&id)).await;
+    assert!(matches!(states[0], Some(ImportState::Imported { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_graph_has_but_mailbridge_lost_is_replaced_not_duplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, mailbox) = connected(dir.path(), |_| {}).await;
+    let repos = &r.services.repos;
+    let lost = repos
+        .mailbox_subscriptions(&mailbox.id)
+        .await
+        .unwrap()
+        .remove(0);
+    // Created at Graph, but its record was lost (a crash between the two writes, say).
+    repos.forget_subscription(&lost).await.unwrap();
+    // Graph answers the new creation with 409 and names the one it has: mailbridge cannot check
+    // that one's notifications (it no longer knows its clientState), so it deletes it and makes
+    // the folder's subscription again.
+    let made = r
+        .services
+        .worker
+        .subscriptions
+        .ensure(&mailbox, &lost.folder_id)
+        .await
+        .unwrap();
+    assert_ne!(made.id, lost.id);
+    assert_eq!(r.sim.subscription_ids(), std::slice::from_ref(&made.id));
+    assert_eq!(
+        repos.mailbox_subscriptions(&mailbox.id).await.unwrap(),
+        std::slice::from_ref(&made)
+    );
+    // Its notifications pass the clientState check: a message is imported.
+    let id = r
+        .sim
+        .deliver(&r.demo.user_upn, "inbox", sample_messages().remove(1).1)
+        .unwrap();
+    let states = wait_imported(&r, &mailbox.id, std::slice::from_ref(&id)).await;
+    assert!(matches!(states[0], Some(ImportState::Imported { .. })));
+    // Asked again, the one it knows is kept.
+    let again = r
+        .services
+        .worker
+        .subscriptions
+        .ensure(&mailbox, &lost.folder_id)
+        .await
+        .unwrap();
+    assert_eq!(again.id, made.id);
+}

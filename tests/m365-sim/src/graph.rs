@@ -17,8 +17,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// Longest subscription lifetime for Outlook messages (basic notifications), in minutes.
-pub const MAX_SUBSCRIPTION_MINUTES: i64 = 10_080;
 /// Page size of lists and delta when the client sets none.
 const DEFAULT_PAGE: usize = 10;
 
@@ -731,10 +729,11 @@ async fn validate_endpoint(client: &reqwest::Client, url: &str) -> bool {
     resp.status() == StatusCode::OK && ok_type && resp.text().await.is_ok_and(|b| b == token)
 }
 
-fn check_expiration(exp: DateTime<Utc>) -> Result<(), Response> {
+fn check_expiration(sim: &Shared, exp: DateTime<Utc>) -> Result<(), Response> {
     let now = Utc::now();
-    if exp > now + Duration::minutes(MAX_SUBSCRIPTION_MINUTES) + Duration::seconds(60) {
-        return Err(graph_error(StatusCode::BAD_REQUEST, "ExtensionError", &format!("Operation: Create; Exception: [Status Code: BadRequest; Reason: Subscription expiration can only be {MAX_SUBSCRIPTION_MINUTES} minutes in the future.]")));
+    let max = sim.world.lock().unwrap().limits.subscription_minutes;
+    if exp > now + Duration::minutes(max) + Duration::seconds(60) {
+        return Err(graph_error(StatusCode::BAD_REQUEST, "ExtensionError", &format!("Operation: Create; Exception: [Status Code: BadRequest; Reason: Subscription expiration can only be {max} minutes in the future.]")));
     }
     if exp <= now {
         return Err(graph_error(
@@ -769,7 +768,7 @@ pub async fn create_subscription(
     ) else {
         return graph_error(StatusCode::BAD_REQUEST, "InvalidRequest", "Required fields changeType, notificationUrl, resource and expirationDateTime must be set.");
     };
-    if let Err(r) = check_expiration(expiration) {
+    if let Err(r) = check_expiration(&sim, expiration) {
         return r;
     }
     if !notification_url.starts_with("https://") && !sim.allow_http_notifications {
@@ -824,6 +823,23 @@ pub async fn create_subscription(
             None => None,
         };
         w.count("subscriptions", Some(&u.id));
+        // One subscription per app, change type and resource (the same mailbox and folder,
+        // however the resource is written): Graph answers 409 and names the one it has.
+        if let Some(same) = w.subscriptions.values().find(|s| {
+            s.application_id == c.appid
+                && s.change_type == change_type
+                && s.user_id == u.id
+                && s.folder_id == folder
+        }) {
+            return graph_error(
+                StatusCode::CONFLICT,
+                "ExtensionError",
+                &format!(
+                    "Subscription Id {} already exists for the requested combination",
+                    same.id
+                ),
+            );
+        }
         let existing = w
             .subscriptions
             .values()
@@ -942,7 +958,7 @@ pub async fn patch_subscription(
             "expirationDateTime must be set.",
         );
     };
-    if let Err(r) = check_expiration(exp) {
+    if let Err(r) = check_expiration(&sim, exp) {
         return r;
     }
     let mut w = sim.world.lock().unwrap();

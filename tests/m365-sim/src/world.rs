@@ -219,6 +219,9 @@ pub struct Limits {
     pub delta_token_seconds: u64,
     /// Subscriptions per mailbox (Graph: 1,000).
     pub subscriptions_per_mailbox: usize,
+    /// Longest subscription lifetime accepted, in minutes (Graph: 10,080 for Outlook messages
+    /// today; 4,230 in older tenants and documents).
+    pub subscription_minutes: i64,
 }
 
 impl Default for Limits {
@@ -230,6 +233,7 @@ impl Default for Limits {
             propagation_seconds: 0,
             delta_token_seconds: 0,
             subscriptions_per_mailbox: 1000,
+            subscription_minutes: 10_080,
         }
     }
 }

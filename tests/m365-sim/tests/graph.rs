@@ -490,16 +490,64 @@ async fn subscriptions_validate_renew_reauthorize_delete_and_limits() {
     let (s, v) = t.get(&token, &format!("/subscriptions/{id}")).await;
     assert_eq!(s, 404);
     assert_graph_error(&v, "ResourceNotFound");
-    // The per-mailbox limit (lowered here from Graph's 1,000).
-    t.sim.set_limits(|l| l.subscriptions_per_mailbox = 2);
-    subscribe(&t, &token, &hook, false).await;
-    subscribe(&t, &token, &hook, false).await;
+    // One subscription per app, change type and resource: a second is refused with 409, naming
+    // the first.
+    let first = subscribe(&t, &token, &hook, false).await;
     let (s, _, b) = t
         .call(
             Method::POST,
             &token,
             "/subscriptions",
+            Some(sub_body(&hook, "me/mailFolders('Inbox')/messages")),
+            &[],
+        )
+        .await;
+    assert_eq!(s, 409);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_graph_error(&v, "ExtensionError");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(&format!(
+            "Subscription Id {} already exists",
+            first["id"].as_str().unwrap()
+        )),
+        "{v}"
+    );
+    // A lifetime over the tenant's maximum: 400, saying the maximum (older tenants: 4,230).
+    t.sim.set_limits(|l| l.subscription_minutes = 4230);
+    let mut long = sub_body(&hook, "me/messages");
+    long["expirationDateTime"] = (chrono::Utc::now() + chrono::Duration::minutes(10_000))
+        .to_rfc3339()
+        .into();
+    let (s, _, b) = t
+        .call(Method::POST, &token, "/subscriptions", Some(long), &[])
+        .await;
+    assert_eq!(s, 400);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4230 minutes"),
+        "{v}"
+    );
+    // The per-mailbox limit (lowered here from Graph's 1,000).
+    t.sim.set_limits(|l| l.subscriptions_per_mailbox = 2);
+    let (s, _, _) = t
+        .call(
+            Method::POST,
+            &token,
+            "/subscriptions",
             Some(sub_body(&hook, "me/messages")),
+            &[],
+        )
+        .await;
+    assert_eq!(s, 201);
+    let (s, _, b) = t
+        .call(
+            Method::POST,
+            &token,
+            "/subscriptions",
+            Some(sub_body(&hook, "me/mailFolders('SentItems')/messages")),
             &[],
         )
         .await;

@@ -197,7 +197,8 @@ impl EventSink for InMemoryEvents {
 
 use crate::model::{
     AuthType, Cloud, ConnectionState, CreatedSubscription, DeltaItem, DeltaPage, FolderChoice,
-    GraphFolder, GraphUser, Mailbox, MailboxKind, NewSubscription, ServerProfile, TokenSet,
+    GraphFolder, GraphUser, Mailbox, MailboxKind, NewSubscription, ServerProfile,
+    SubscriptionAnswer, TokenSet,
 };
 use std::collections::VecDeque;
 
@@ -222,6 +223,8 @@ struct FakeGraphState {
     calls: HashMap<&'static str, u32>,
     epoch: u32,
     next_subscription: u32,
+    /// Graph's next answers to subscription creations, before it creates them again.
+    subscription_answers: VecDeque<SubscriptionAnswer>,
     /// Announce a larger `Content-Length` than the body (or none at all).
     announce: Option<Option<u64>>,
 }
@@ -246,6 +249,15 @@ impl FakeGraph {
     }
 
     /// The next call named `call` (`mime`, `delta`, `me`, …) answers `error`.
+    /// Graph's next answers to subscription creations (409, a refused lifetime), in order.
+    pub fn answer_subscriptions(&self, answers: impl IntoIterator<Item = SubscriptionAnswer>) {
+        self.state
+            .lock()
+            .unwrap()
+            .subscription_answers
+            .extend(answers);
+    }
+
     pub fn fail_next(&self, call: &'static str, error: Error) {
         self.state
             .lock()
@@ -343,13 +355,16 @@ impl MailGraph for FakeGraph {
         &self,
         _ctx: GraphCtx<'_>,
         req: &NewSubscription,
-    ) -> Result<CreatedSubscription> {
+    ) -> Result<SubscriptionAnswer> {
         let mut s = self.enter("create_subscription")?;
+        if let Some(answer) = s.subscription_answers.pop_front() {
+            return Ok(answer);
+        }
         s.next_subscription += 1;
-        Ok(CreatedSubscription {
+        Ok(SubscriptionAnswer::Created(CreatedSubscription {
             id: format!("sub-{}", s.next_subscription),
             expires_at: req.expiration,
-        })
+        }))
     }
 
     async fn renew_subscription(

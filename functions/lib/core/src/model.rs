@@ -498,6 +498,22 @@ pub struct CreatedSubscription {
     pub expires_at: DateTime<Utc>,
 }
 
+/// How Graph answered a subscription's creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionAnswer {
+    Created(CreatedSubscription),
+    /// 409: Graph holds a subscription of this app for the same resource already; its id.
+    Exists {
+        id: String,
+    },
+    /// 400 on the requested expiration: this tenant allows a shorter lifetime (Graph's message).
+    LifetimeRefused(String),
+}
+
+/// The lifetime older tenants (and Graph's older documents) allow Outlook message subscriptions,
+/// asked for when the longer one is refused.
+pub const FALLBACK_SUBSCRIPTION_MINUTES: i64 = 4230;
+
 /// One item of a delta page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeltaItem {

@@ -288,7 +288,7 @@ pub trait MailGraph: Send + Sync {
         &self,
         ctx: GraphCtx<'_>,
         req: &NewSubscription,
-    ) -> Result<CreatedSubscription>;
+    ) -> Result<SubscriptionAnswer>;
     async fn renew_subscription(
         &self,
         ctx: GraphCtx<'_>,

@@ -99,6 +99,24 @@ fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// A subscription refused for good ([`graph_error`]'s `what`): with 409, Graph names the one it
+/// has ("Subscription Id <id> already exists for the requested combination"); with 400 on the
+/// expiration, the tenant allows a shorter lifetime.
+fn subscription_refused(what: &str) -> Result<SubscriptionAnswer> {
+    if what.starts_with("409") {
+        if let Some(id) = what
+            .split_once("Subscription Id ")
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+        {
+            return Ok(SubscriptionAnswer::Exists { id: id.into() });
+        }
+    }
+    if what.starts_with("400") && what.to_ascii_lowercase().contains("expiration") {
+        return Ok(SubscriptionAnswer::LifetimeRefused(what.into()));
+    }
+    Err(Error::Permanent(what.into()))
+}
+
 /// Maps a Graph error response to a decision.
 async fn graph_error(resp: Response) -> Error {
     let status = resp.status();
@@ -248,7 +266,7 @@ impl MailGraph for GraphClient {
         &self,
         ctx: GraphCtx<'_>,
         req: &NewSubscription,
-    ) -> Result<CreatedSubscription> {
+    ) -> Result<SubscriptionAnswer> {
         let body = json!({
             "changeType": "created",
             "notificationUrl": req.notification_url,
@@ -259,17 +277,19 @@ impl MailGraph for GraphClient {
             "latestSupportedTlsVersion": "v1_2",
         });
         let url = format!("{}/v1.0/subscriptions", ctx.graph_base);
-        let s: SubscriptionJson = self
-            .json(
-                self.request(ctx, Method::POST, &url)?
-                    .header("Prefer", IMMUTABLE_IDS)
-                    .json(&body),
-            )
-            .await?;
-        Ok(CreatedSubscription {
+        let request = self
+            .request(ctx, Method::POST, &url)?
+            .header("Prefer", IMMUTABLE_IDS)
+            .json(&body);
+        let s: SubscriptionJson = match self.json(request).await {
+            Ok(s) => s,
+            Err(Error::Permanent(what)) => return subscription_refused(&what),
+            Err(e) => return Err(e),
+        };
+        Ok(SubscriptionAnswer::Created(CreatedSubscription {
             id: s.id,
             expires_at: s.expiration_date_time,
-        })
+        }))
     }
 
     async fn renew_subscription(

@@ -316,7 +316,7 @@ impl MailGraph for PacedGraph {
         &self,
         ctx: GraphCtx<'_>,
         req: &NewSubscription,
-    ) -> Result<CreatedSubscription> {
+    ) -> Result<SubscriptionAnswer> {
         self.turn(&ctx).await?;
         self.observe(self.inner.create_subscription(ctx, req).await)
     }
