@@ -355,3 +355,57 @@ async fn a_half_sent_request_is_cut_not_kept_open() {
         .unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_is_checked_on_put_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let good = serde_json::to_value(&r.services.admin.profiles().await.unwrap()[0]).unwrap();
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        (
+            "a secret the store does not have",
+            serde_json::json!({"id": "other", "is_default": false,
+                "client_secret_ref": "mailbridge/profiles/other/client-secret"}),
+            "no secret named mailbridge/profiles/other/client-secret",
+        ),
+        (
+            "an expired secret",
+            serde_json::json!({"client_secret_expires_at": "2020-01-01T00:00:00Z"}),
+            "has expired",
+        ),
+        (
+            "a tenant that is no tenant",
+            serde_json::json!({"tenant": "not a tenant"}),
+            "must be common, organizations, consumers",
+        ),
+        (
+            "an organisation-wide profile on common",
+            serde_json::json!({"auth": "application", "tenant": "common"}),
+            "needs its tenant's id or domain",
+        ),
+    ];
+    for (what, change, expected) in cases {
+        let mut profile = good.clone();
+        for (k, v) in change.as_object().unwrap() {
+            profile[k] = v.clone();
+        }
+        let (status, body) = put_profile(&r.base_url, r.admin_token.expose(), &profile).await;
+        assert_eq!(status, 400, "{what}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(expected),
+            "{what}: {body}"
+        );
+    }
+    // Right: accepted, with its forms of tenant.
+    for tenant in [
+        "organizations",
+        "contoso.onmicrosoft.com",
+        "8f3e1c52-7a4d-4b6e-9d21-3c5f0a7b9e14",
+    ] {
+        let mut profile = good.clone();
+        profile["tenant"] = tenant.into();
+        profile["client_secret_expires_at"] = "2099-01-01T00:00:00Z".into();
+        let (status, body) = put_profile(&r.base_url, r.admin_token.expose(), &profile).await;
+        assert_eq!(status, 200, "{tenant}: {body}");
+    }
+}

@@ -95,7 +95,9 @@ impl Admin {
     /// Stores a profile after [`Settings::check_profile`]: its secret reference in the profile
     /// namespace, its URLs on Microsoft's clouds (or hosts the deployment allows), its values in range.
     pub async fn put_profile(&self, profile: ServerProfile) -> Result<ServerProfile> {
-        self.settings.check_profile(&profile)?;
+        self.settings
+            .check_new_profile(&profile, self.tokens.secrets(), self.clock.now())
+            .await?;
         if profile.is_default {
             for (id, mut other) in self.repos.profiles.list().await? {
                 if id != profile.id && other.value.is_default {

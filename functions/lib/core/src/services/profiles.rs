@@ -50,6 +50,7 @@ impl Settings {
         if p.client_id.trim().is_empty() || p.tenant.trim().is_empty() {
             return Err(invalid("a profile needs a client_id and a tenant"));
         }
+        check_tenant(p)?;
         if p.backfill_days > MAX_BACKFILL_DAYS {
             return Err(invalid(format!(
                 "backfill_days is {}; it must be between 0 and {MAX_BACKFILL_DAYS}",
@@ -77,6 +78,41 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// What only an administrator's `PUT` can check, besides [`Settings::check_profile`]: a
+    /// secret expiry still ahead, and the secret itself in the secret store.
+    pub async fn check_new_profile(
+        &self,
+        p: &ServerProfile,
+        secrets: &Secrets,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.check_profile(p)?;
+        if let Some(at) = p.client_secret_expires_at {
+            if at <= now {
+                return Err(invalid(format!(
+                    "client_secret_expires_at ({}) is past: that client secret has expired. Add a \
+                     new one in Entra ID (Certificates & secrets), store its value under \
+                     {}, and give its expiry",
+                    at.format("%Y-%m-%d"),
+                    p.client_secret_ref
+                )));
+            }
+        }
+        match secrets.client_secret(p).await {
+            Ok(s) if !s.expose().trim().is_empty() => Ok(()),
+            Ok(_) => Err(invalid(format!(
+                "client_secret_ref: the secret {} is empty; store the client secret's value in it",
+                p.client_secret_ref
+            ))),
+            Err(Error::Config { code, .. }) if code == "secret-missing" => Err(invalid(format!(
+                "client_secret_ref: there is no secret named {} in the secret store; store the \
+                 client secret's value there first",
+                p.client_secret_ref
+            ))),
+            Err(e) => Err(e),
+        }
     }
 
     /// A client secret's name must lie under the profile prefix: never the token-sealing key, the
@@ -149,6 +185,46 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The tenant a profile signs in against: `common`, `organizations`, `consumers`, a tenant id
+/// (GUID) or a domain; an organisation-wide (application) profile needs one tenant, since
+/// Microsoft grants application permissions per tenant.
+fn check_tenant(p: &ServerProfile) -> Result<()> {
+    let t = p.tenant.trim().to_ascii_lowercase();
+    let shared = matches!(t.as_str(), "common" | "organizations" | "consumers");
+    let guid = t.len() == 36
+        && t.char_indices().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    let domain = t.contains('.')
+        && t.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !(shared || guid || domain) {
+        return Err(invalid(format!(
+            "tenant {:?} must be common, organizations, consumers, a tenant id (a GUID, Entra \
+             ID's Directory (tenant) ID) or a domain such as contoso.onmicrosoft.com",
+            p.tenant
+        )));
+    }
+    if shared && p.auth == crate::model::AuthType::Application {
+        return Err(invalid(format!(
+            "an organisation-wide (application) profile needs its tenant's id or domain, not \
+             {t:?}: Microsoft grants application permissions per tenant"
+        )));
+    }
+    Ok(())
 }
 
 /// The name of a secret given by name or by ARN (`arn:…:secret:NAME-AbCdEf`, as CloudFormation's
@@ -390,6 +466,41 @@ mod tests {
             "secret-2"
         );
         assert_eq!(store.reads(), reads + 2);
+    }
+
+    #[test]
+    fn tenants_take_the_forms_entra_id_knows() {
+        let s = Settings::new("https://x");
+        let mut p = profile();
+        for ok in [
+            "common",
+            "Organizations",
+            "consumers",
+            "contoso.onmicrosoft.com",
+            "fabrikam.fr",
+            "8f3e1c52-7a4d-4b6e-9d21-3c5f0a7b9e14",
+        ] {
+            p.tenant = ok.into();
+            assert!(s.check_profile(&p).is_ok(), "{ok}");
+        }
+        for bad in [
+            "contoso",
+            "8f3e1c52",
+            "-a.example",
+            "a..example",
+            "ünïcode.example",
+            "a b.example",
+        ] {
+            p.tenant = bad.into();
+            assert!(s.check_profile(&p).is_err(), "{bad}");
+        }
+        p.auth = crate::model::AuthType::Application;
+        for shared in ["common", "organizations", "consumers"] {
+            p.tenant = shared.into();
+            assert!(s.check_profile(&p).is_err(), "{shared}");
+        }
+        p.tenant = "contoso.onmicrosoft.com".into();
+        assert!(s.check_profile(&p).is_ok());
     }
 
     #[test]

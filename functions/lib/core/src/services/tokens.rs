@@ -92,6 +92,11 @@ impl Tokens {
         Ok(profile)
     }
 
+    /// The deployment's secrets (client secrets, the sealing key).
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
     /// The client secret of a profile, from the profile namespace only.
     pub async fn client_secret(&self, profile: &ServerProfile) -> Result<Secret> {
         self.secrets.client_secret(profile).await
