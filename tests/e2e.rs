@@ -6,7 +6,9 @@ use mailbridge_core::model::{ConnectionState, ImportState, Job, Origin};
 use mailbridge_core::ports::{BlobReader, BlobStore};
 use mailbridge_core::services::import::StoredMetadata;
 use mailbridge_local::sample_messages;
-use mailbridge_tests::{connected, created_notification, runner, settle, wait_imported};
+use mailbridge_tests::{
+    connect_demo, connected, created_notification, runner, settle, wait_imported,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ async fn connect_notify_import_exactly_once() {
     );
 
     // The refresh token is sealed at rest: no token text in the database file.
-    let db_bytes = std::fs::read(r.data_dir.join("state.db")).unwrap();
+    let db_bytes = std::fs::read(r.data_dir().join("state.db")).unwrap();
     let db_text = String::from_utf8_lossy(&db_bytes);
     assert!(
         !db_text.contains("1.AAAA") && !db_text.contains("eyJhbGci"),
@@ -139,7 +141,7 @@ async fn connect_notify_import_exactly_once() {
         .unwrap();
     settle(&r).await;
     assert_eq!(r.sim.counter("mime"), 3);
-    let files = walk(&r.data_dir.join("store"));
+    let files = walk(&r.data_dir().join("store"));
     assert_eq!(files.iter().filter(|f| f.ends_with(".eml")).count(), 3);
     assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 3);
 
@@ -584,14 +586,14 @@ async fn a_shared_mailbox_is_followed_by_polling_alone() {
 async fn a_second_instance_on_the_same_data_directory_stops_before_touching_it() {
     let dir = tempfile::tempdir().unwrap();
     let (r, mailbox) = connected(dir.path(), |_| {}).await;
-    let state_before = std::fs::metadata(r.data_dir.join("state.db"))
+    let state_before = std::fs::metadata(r.data_dir().join("state.db"))
         .unwrap()
         .len();
 
     // Started again on the same directory (as a second `serve` would be, on the same port or
     // another): refused, with a clear reason, before it opens, writes or deletes anything.
     let second = mailbridge_local::Runner::start(mailbridge_local::Options {
-        data_dir: r.data_dir.clone(),
+        data_dir: r.data_dir().to_path_buf(),
         listen: r.addr.to_string(),
         sim_listen: "127.0.0.1:0".into(),
         ..mailbridge_local::Options::default()
@@ -605,7 +607,7 @@ async fn a_second_instance_on_the_same_data_directory_stops_before_touching_it()
         "{e}"
     );
     assert!(
-        std::fs::metadata(r.data_dir.join("state.db"))
+        std::fs::metadata(r.data_dir().join("state.db"))
             .unwrap()
             .len()
             >= state_before
@@ -624,16 +626,7 @@ async fn a_tenant_that_allows_4230_minutes_gets_them_and_graphs_expiry_is_kept()
     let r = runner(dir.path(), |_| {}).await;
     // This tenant refuses mailbridge's 10,070 minutes with 400, as older tenants do.
     r.sim.set_limits(|l| l.subscription_minutes = 4230);
-    let (status, page) = r.connect_demo_mailbox().await.unwrap();
-    assert_eq!(status, 200, "{page}");
-    let mailbox = r
-        .services
-        .admin
-        .mailboxes()
-        .await
-        .unwrap()
-        .remove(0)
-        .mailbox;
+    let mailbox = connect_demo(&r).await;
     let records = r
         .services
         .repos

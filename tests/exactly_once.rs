@@ -194,7 +194,7 @@ async fn a_crash_between_storing_the_mime_and_the_record_is_imported_once_on_ret
     // What a worker that died after writing the .eml leaves: the object, and a claim whose lease
     // has run out.
     let (eml_key, _) = mailbridge_core::services::import::object_keys(&mailbox, &id);
-    let eml_path = r.data_dir.join("store").join(&eml_key);
+    let eml_path = r.data_dir().join("store").join(&eml_key);
     std::fs::create_dir_all(eml_path.parent().unwrap()).unwrap();
     std::fs::write(&eml_path, &mime).unwrap();
     let lapsed = ImportState::InProgress {

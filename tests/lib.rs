@@ -27,20 +27,24 @@ pub async fn connected(
     configure: impl FnOnce(&mut Options),
 ) -> (Runner, Mailbox) {
     let r = runner(dir, configure).await;
+    let mailbox = connect_demo(&r).await;
+    (r, mailbox)
+}
+
+/// Connects the demo user's mailbox through the real sign-in flow; the mailbox.
+pub async fn connect_demo(r: &Runner) -> Mailbox {
     let (status, page) = r
         .connect_demo_mailbox()
         .await
         .expect("the sign-in flow runs");
     assert_eq!(status, 200, "{page}");
-    let mailbox = r
-        .services
+    r.services
         .admin
         .mailboxes()
         .await
         .unwrap()
         .remove(0)
-        .mailbox;
-    (r, mailbox)
+        .mailbox
 }
 
 /// Connects the demo user and `others` more users of the demo tenant through the real sign-in

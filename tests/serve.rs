@@ -104,17 +104,18 @@ async fn wait_events(data: &Path, n: usize) -> Vec<Value> {
     }
 }
 
+/// The JSON a request is answered with.
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn deliver(http: &reqwest::Client, sim: &str, upn: &str, mime: &[u8]) -> String {
-    let created: Value = http
-        .post(format!("{sim}/_sim/users/{upn}/messages?folder=inbox"))
-        .header("content-type", "message/rfc822")
-        .body(mime.to_vec())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = json_of(
+        http.post(format!("{sim}/_sim/users/{upn}/messages?folder=inbox"))
+            .header("content-type", "message/rfc822")
+            .body(mime.to_vec()),
+    )
+    .await;
     created["id"].as_str().unwrap().to_string()
 }
 
@@ -221,17 +222,13 @@ async fn serve_runs_from_its_configuration_against_another_process_and_survives_
     assert!(root.join("etc/sealing.key").exists());
     lab.connect().await;
     let http = reqwest::Client::new();
-    let mailboxes = |http: reqwest::Client, token: String| async move {
-        http.get(format!("http://127.0.0.1:{port}/admin/mailboxes"))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
+    let mailboxes = || {
+        json_of(
+            http.get(format!("http://127.0.0.1:{port}/admin/mailboxes"))
+                .bearer_auth(token.trim()),
+        )
     };
-    let before = mailboxes(http.clone(), token.clone()).await;
+    let before = mailboxes().await;
     assert_eq!(before.as_array().unwrap().len(), 1, "{before}");
 
     // A message, notified and imported.
@@ -247,16 +244,9 @@ async fn serve_runs_from_its_configuration_against_another_process_and_survives_
 
     // Started again on the same directory: the same mailbox, and the mail of the downtime.
     let mut mailbridge = lab.serve().await;
-    let after = mailboxes(http.clone(), token.clone()).await;
+    let after = mailboxes().await;
     assert_eq!(after[0]["id"], before[0]["id"], "{after}");
-    let subscriptions: Value = http
-        .get(format!("{sim_url}/_sim/subscriptions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let subscriptions = json_of(http.get(format!("{sim_url}/_sim/subscriptions"))).await;
     assert_eq!(
         subscriptions["value"].as_array().map(Vec::len),
         Some(1),
@@ -271,14 +261,7 @@ async fn serve_runs_from_its_configuration_against_another_process_and_survives_
         let stored = std::fs::read(event["emlLocation"].as_str().unwrap()).unwrap();
         assert_eq!(&stored, mime, "byte for byte");
     }
-    let counters: Value = http
-        .get(format!("{sim_url}/_sim/counters"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let counters = json_of(http.get(format!("{sim_url}/_sim/counters"))).await;
     assert_eq!(counters["mime"], 2, "one $value per message: {counters}");
 
     // Owner-only: the directory and the files in it.

@@ -139,12 +139,11 @@ pub struct Deployment {
     pub events: Arc<LocalEvents>,
     pub addr: SocketAddr,
     pub base_url: String,
-    pub data_dir: PathBuf,
     pub admin_token: Secret,
     /// Jobs given up after [`MAX_RECEIVES`] receives since the start.
     pub dead_lettered: Arc<std::sync::atomic::AtomicU64>,
     /// The data directory, locked while the deployment lives.
-    pub data: Arc<DataDir>,
+    data: DataDir,
     /// Set to stop taking requests and jobs ([`Deployment::shutdown`]).
     stop: tokio::sync::watch::Sender<bool>,
     /// The HTTP server and the queue pollers, which end once told to stop.
@@ -294,14 +293,18 @@ impl Deployment {
             events,
             addr,
             base_url: settings.public_base_url.clone(),
-            data_dir: data.path().to_path_buf(),
             admin_token,
             dead_lettered,
-            data: Arc::new(data),
+            data,
             stop,
             tasks: std::sync::Mutex::new(tasks),
             in_flight,
         })
+    }
+
+    /// Where state, messages and events are.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
     }
 
     /// Stops taking notifications, sign-ins and jobs, and lets the jobs being worked finish for
@@ -379,9 +382,7 @@ impl Runner {
         let demo = sim.seed_demo(&settings.redirect_uri());
 
         let secrets = Arc::new(FileSecrets::open(data.path().join("secrets"))?);
-        if !secrets.contains(&settings.token_key_name)? {
-            secrets.set(&settings.token_key_name, &SealingKey::generate_base64())?;
-        }
+        token_key_in(&secrets, &settings)?;
         secrets.set(DEMO_SECRET, &Secret::new(demo.client_secret.clone()))?;
         let profile = ServerProfile {
             id: "demo".into(),
@@ -445,9 +446,7 @@ pub async fn serve(
     let admin_token = config.admin_token()?;
     let settings = config.settings();
     let sealed = LocalSecrets::sealed_in(data.path(), key)?;
-    if !sealed.contains(&settings.token_key_name)? {
-        sealed.set(&settings.token_key_name, &SealingKey::generate_base64())?;
-    }
+    token_key_in(&sealed, &settings)?;
     // A wrong key is found now, not at the first token.
     mailbridge_core::ports::SecretStore::get(&sealed, &settings.token_key_name)
         .await
@@ -505,6 +504,14 @@ impl Deployment {
         mailbridge_core::ports::JobQueue::send(self.db.as_ref(), &jobs).await?;
         Ok(jobs.len() as u32)
     }
+}
+
+/// The key that seals tokens lives in the secrets file, generated there on the first start.
+fn token_key_in(secrets: &FileSecrets, settings: &Settings) -> mailbridge_core::Result<()> {
+    if !secrets.contains(&settings.token_key_name)? {
+        secrets.set(&settings.token_key_name, &SealingKey::generate_base64())?;
+    }
+    Ok(())
 }
 
 /// A browser's part of a sign-in: from mailbridge's `/connect`, through Microsoft's authorize

@@ -118,11 +118,11 @@ async fn run() -> Res {
     );
     println!(
         "  imported messages:        {}",
-        runner.data_dir.join("store").display()
+        runner.data_dir().join("store").display()
     );
     println!(
         "  import events:            {} (and POSTed to --event-hook URL if given)",
-        runner.data_dir.join("events.jsonl").display()
+        runner.data_dir().join("events.jsonl").display()
     );
     stop_signal().await?;
     stopped(&runner.deployment).await;
@@ -166,7 +166,7 @@ async fn serve(config: Option<PathBuf>, env: impl Fn(&str) -> Option<String>) ->
         "mailbridge is running on {} (public URL {}), data in {}",
         deployment.addr,
         deployment.base_url,
-        deployment.data_dir.display()
+        deployment.data_dir().display()
     );
     for p in &config.profiles {
         println!(

@@ -99,71 +99,104 @@ fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// A subscription refused for good ([`graph_error`]'s `what`): with 409, Graph names the one it
-/// has ("Subscription Id <id> already exists for the requested combination"); with 400 on the
-/// expiration, the tenant allows a shorter lifetime.
-fn subscription_refused(what: &str) -> Result<SubscriptionAnswer> {
-    if what.starts_with("409") {
-        if let Some(id) = what
-            .split_once("Subscription Id ")
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-        {
-            return Ok(SubscriptionAnswer::Exists { id: id.into() });
-        }
-    }
-    if what.starts_with("400") && what.to_ascii_lowercase().contains("expiration") {
-        return Ok(SubscriptionAnswer::LifetimeRefused(what.into()));
-    }
-    Err(Error::Permanent(what.into()))
+/// A Graph error response, read: what [`GraphFailure::decision`] decides from, and what a call
+/// that expects some refusals looks at first.
+struct GraphFailure {
+    status: StatusCode,
+    retry_after: Option<std::time::Duration>,
+    code: String,
+    message: String,
 }
 
-/// Maps a Graph error response to a decision.
-async fn graph_error(resp: Response) -> Error {
-    let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, Utc::now()));
-    let body = resp.bytes().await.unwrap_or_default();
-    let (code, message) = serde_json::from_slice::<GraphErrorBody>(&body)
-        .map(|b| (b.error.code, b.error.message))
-        .unwrap_or_else(|_| (String::new(), String::new()));
-    let what = if code.is_empty() {
-        status.to_string()
-    } else {
-        format!("{status} {code}: {message}")
-    };
-    let lower = code.to_ascii_lowercase();
-    if lower.contains("mailboxnotenabledforrestapi") {
-        return Error::MailboxNotEnabled(what);
+impl GraphFailure {
+    async fn read(resp: Response) -> GraphFailure {
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()));
+        let body = resp.bytes().await.unwrap_or_default();
+        let (code, message) = serde_json::from_slice::<GraphErrorBody>(&body)
+            .map(|b| (b.error.code, b.error.message))
+            .unwrap_or_else(|_| (String::new(), String::new()));
+        GraphFailure {
+            status,
+            retry_after,
+            code,
+            message,
+        }
     }
-    if matches!(
-        lower.as_str(),
-        "syncstatenotfound" | "resyncrequired" | "syncstateinvalid" | "invalidsyncstatedata"
-    ) || status == StatusCode::GONE
-    {
-        return Error::SyncReset(what);
+
+    fn what(&self) -> String {
+        if self.code.is_empty() {
+            self.status.to_string()
+        } else {
+            format!("{} {}: {}", self.status, self.code, self.message)
+        }
     }
-    match status.as_u16() {
-        429 => Error::Throttled {
-            after: retry_after.unwrap_or(std::time::Duration::from_secs(30)),
-        },
-        503 if retry_after.is_some() => Error::Throttled {
-            after: retry_after.unwrap_or_default(),
-        },
-        401 => Error::Retry {
-            after: None,
-            reason: format!("access token rejected: {what}"),
-        },
-        403 => Error::AccessDenied(what),
-        404 => Error::NotFound(what),
-        500..=599 => Error::Retry {
-            after: retry_after,
-            reason: what,
-        },
-        _ => Error::Permanent(what),
+
+    /// A subscription's creation refused in a way mailbridge answers: 409, where Graph names the
+    /// one it has ("Subscription Id <id> already exists for the requested combination"), or 400
+    /// on the expiration, where the tenant allows a shorter lifetime.
+    fn subscription_refusal(&self) -> Option<SubscriptionAnswer> {
+        match self.status {
+            StatusCode::CONFLICT => self
+                .message
+                .split_once("Subscription Id ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .map(|id| SubscriptionAnswer::Exists { id: id.into() }),
+            StatusCode::BAD_REQUEST if self.message.to_ascii_lowercase().contains("expiration") => {
+                Some(SubscriptionAnswer::LifetimeRefused(self.what()))
+            }
+            _ => None,
+        }
     }
+
+    /// What the failure means for the caller.
+    fn decision(self) -> Error {
+        let (status, retry_after, what) = (self.status, self.retry_after, self.what());
+        let lower = self.code.to_ascii_lowercase();
+        if lower.contains("mailboxnotenabledforrestapi") {
+            return Error::MailboxNotEnabled(what);
+        }
+        if matches!(
+            lower.as_str(),
+            "syncstatenotfound" | "resyncrequired" | "syncstateinvalid" | "invalidsyncstatedata"
+        ) || status == StatusCode::GONE
+        {
+            return Error::SyncReset(what);
+        }
+        match status.as_u16() {
+            429 => Error::Throttled {
+                after: retry_after.unwrap_or(std::time::Duration::from_secs(30)),
+            },
+            503 if retry_after.is_some() => Error::Throttled {
+                after: retry_after.unwrap_or_default(),
+            },
+            401 => Error::Retry {
+                after: None,
+                reason: format!("access token rejected: {what}"),
+            },
+            403 => Error::AccessDenied(what),
+            404 => Error::NotFound(what),
+            500..=599 => Error::Retry {
+                after: retry_after,
+                reason: what,
+            },
+            _ => Error::Permanent(what),
+        }
+    }
+}
+
+/// A successful answer's JSON body.
+async fn parse<T: DeserializeOwned>(resp: Response) -> Result<T> {
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| Error::retry(format!("Graph answer cut short: {e}")))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::Permanent(format!("unexpected Graph answer: {e}")))
 }
 
 impl GraphClient {
@@ -186,26 +219,28 @@ impl GraphClient {
             .bearer_auth(ctx.token.expose()))
     }
 
-    async fn send(&self, req: RequestBuilder) -> Result<Response> {
+    /// Graph's answer: the response when it succeeded, else the failure, read.
+    async fn answer(
+        &self,
+        req: RequestBuilder,
+    ) -> Result<std::result::Result<Response, GraphFailure>> {
         let resp = req
             .send()
             .await
             .map_err(|e| Error::retry(format!("Graph unreachable: {e}")))?;
         if resp.status().is_success() {
-            Ok(resp)
+            Ok(Ok(resp))
         } else {
-            Err(graph_error(resp).await)
+            Ok(Err(GraphFailure::read(resp).await))
         }
     }
 
+    async fn send(&self, req: RequestBuilder) -> Result<Response> {
+        self.answer(req).await?.map_err(GraphFailure::decision)
+    }
+
     async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
-        let resp = self.send(req).await?;
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| Error::retry(format!("Graph answer cut short: {e}")))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| Error::Permanent(format!("unexpected Graph answer: {e}")))
+        parse(self.send(req).await?).await
     }
 
     fn user_url(ctx: GraphCtx<'_>, user: &str) -> String {
@@ -281,10 +316,14 @@ impl MailGraph for GraphClient {
             .request(ctx, Method::POST, &url)?
             .header("Prefer", IMMUTABLE_IDS)
             .json(&body);
-        let s: SubscriptionJson = match self.json(request).await {
-            Ok(s) => s,
-            Err(Error::Permanent(what)) => return subscription_refused(&what),
-            Err(e) => return Err(e),
+        let s: SubscriptionJson = match self.answer(request).await? {
+            Ok(resp) => parse(resp).await?,
+            Err(failure) => {
+                return match failure.subscription_refusal() {
+                    Some(refused) => Ok(refused),
+                    None => Err(failure.decision()),
+                }
+            }
         };
         Ok(SubscriptionAnswer::Created(CreatedSubscription {
             id: s.id,
