@@ -45,6 +45,52 @@ struct Stack {
     max_receives: u32,
     /// The consuming application's queue, fed by the rule on the event bus.
     events_queue_url: String,
+    /// A queue in the alerts topic's place, fed by the alerts rule.
+    alerts_queue_url: String,
+}
+
+/// A queue with `attributes`, and the template's rule `logical` on the bus, targeting it.
+async fn rule_to_queue(
+    config: &aws_config::SdkConfig,
+    t: &serde_yaml::Value,
+    logical: &str,
+    attributes: &[(QueueAttributeName, String)],
+) -> String {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let mut create = sqs
+        .create_queue()
+        .queue_name(unique(&format!("{logical}-queue")));
+    for (k, v) in attributes {
+        create = create.attributes(k.clone(), v);
+    }
+    let url = create.send().await.unwrap().queue_url.unwrap();
+    let arn = queue_arn(&sqs, &url).await;
+    let p = &t["Resources"][logical]["Properties"];
+    assert_eq!(written(&p["EventBusName"]), "!Ref EventBusName");
+    let bus = written(&t["Parameters"]["EventBusName"]["Default"]);
+    let eb = aws_sdk_eventbridge::Client::new(config);
+    let rule = unique(&format!("mailbridge-{logical}"));
+    eb.put_rule()
+        .name(&rule)
+        .event_bus_name(&bus)
+        .event_pattern(serde_json::to_string(&p["EventPattern"]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    eb.put_targets()
+        .rule(&rule)
+        .event_bus_name(&bus)
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id(p["Targets"][0]["Id"].as_str().unwrap())
+                .arn(arn)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    url
 }
 
 async fn create_stack(config: &aws_config::SdkConfig, t: &serde_yaml::Value) -> Stack {
@@ -160,48 +206,27 @@ async fn create_stack(config: &aws_config::SdkConfig, t: &serde_yaml::Value) -> 
 
     // The consuming application's feed: its queue, and the rule on the bus that targets it.
     let p = &r["ImportedEventsQueue"]["Properties"];
-    let events_queue_url = sqs
-        .create_queue()
-        .queue_name(unique("mailbridge-ImportedEventsQueue"))
-        .attributes(
+    let events_queue_url = rule_to_queue(
+        config,
+        t,
+        "ImportedEventsRule",
+        &[(
             QueueAttributeName::MessageRetentionPeriod,
             written(&p["MessageRetentionPeriod"]),
-        )
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let events_queue_arn = queue_arn(&sqs, &events_queue_url).await;
-    let p = &r["ImportedEventsRule"]["Properties"];
-    assert_eq!(written(&p["EventBusName"]), "!Ref EventBusName");
+        )],
+    )
+    .await;
     assert_eq!(
-        written(&p["Targets"][0]["Arn"]),
+        written(&r["ImportedEventsRule"]["Properties"]["Targets"][0]["Arn"]),
         "!GetAtt ImportedEventsQueue.Arn"
     );
-    let bus = written(&t["Parameters"]["EventBusName"]["Default"]);
-    let eb = aws_sdk_eventbridge::Client::new(config);
-    let rule = unique("mailbridge-ImportedEventsRule");
-    eb.put_rule()
-        .name(&rule)
-        .event_bus_name(&bus)
-        .event_pattern(serde_json::to_string(&p["EventPattern"]).unwrap())
-        .send()
-        .await
-        .unwrap();
-    eb.put_targets()
-        .rule(&rule)
-        .event_bus_name(&bus)
-        .targets(
-            aws_sdk_eventbridge::types::Target::builder()
-                .id(p["Targets"][0]["Id"].as_str().unwrap())
-                .arn(events_queue_arn)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    // The alerts rule targets an SNS topic (with a sentence for e-mail); here a queue takes the
+    // topic's place, to read what the rule's pattern lets through.
+    assert_eq!(
+        written(&r["AlertsRule"]["Properties"]["Targets"][0]["Arn"]),
+        "!Ref AlertsTopic"
+    );
+    let alerts_queue_url = rule_to_queue(config, t, "AlertsRule", &[]).await;
 
     // The generated secrets: a generated value of the template's length, under a generated name.
     let sm = aws_sdk_secretsmanager::Client::new(config);
@@ -239,6 +264,7 @@ async fn create_stack(config: &aws_config::SdkConfig, t: &serde_yaml::Value) -> 
         secrets,
         max_receives,
         events_queue_url,
+        alerts_queue_url,
     }
 }
 
@@ -476,11 +502,16 @@ fn reset_auth(host: &str, count: &str) {
 
 /// The events the rule delivered to the consuming application's queue since the last call.
 async fn delivered_events(sqs: &aws_sdk_sqs::Client, stack: &Stack) -> Vec<Value> {
+    drain_events(sqs, &stack.events_queue_url).await
+}
+
+/// The events a rule delivered to `queue_url` since the last call.
+async fn drain_events(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Vec<Value> {
     let mut events = Vec::new();
     loop {
         let got = sqs
             .receive_message()
-            .queue_url(&stack.events_queue_url)
+            .queue_url(queue_url)
             .max_number_of_messages(10)
             .send()
             .await
@@ -492,7 +523,7 @@ async fn delivered_events(sqs: &aws_sdk_sqs::Client, stack: &Stack) -> Vec<Value
         for m in messages {
             events.push(serde_json::from_str(m.body.as_deref().unwrap()).unwrap());
             sqs.delete_message()
-                .queue_url(&stack.events_queue_url)
+                .queue_url(queue_url)
                 .receipt_handle(m.receipt_handle.unwrap())
                 .send()
                 .await
@@ -1165,6 +1196,33 @@ async fn the_deployed_shape_runs_end_to_end() {
         "the redriven job imported its message"
     );
     assert_eq!(waiting(&sqs, &stack.dlq_url).await, 0);
+
+    // Graph's throttling raised an alert and the imports that got through cleared it: both went
+    // out as MailboxAlert events, through the alerts rule, with the mailbox and the sentence.
+    // At least once: a change two concurrent jobs both sent comes twice, with one id; consumers
+    // drop what they have seen, as here.
+    let mut seen = std::collections::HashSet::new();
+    let alerts: Vec<Value> = drain_events(&sqs, &stack.alerts_queue_url)
+        .await
+        .into_iter()
+        .filter(|e| seen.insert(e["detail"]["eventId"].as_str().unwrap().to_string()))
+        .collect();
+    let throttled: Vec<&str> = alerts
+        .iter()
+        .filter(|e| e["detail"]["kind"] == "throttled")
+        .map(|e| e["detail"]["state"].as_str().unwrap())
+        .collect();
+    assert!(throttled.starts_with(&["raised", "cleared"]), "{alerts:#?}");
+    let raised = alerts
+        .iter()
+        .find(|e| e["detail"]["kind"] == "throttled")
+        .unwrap();
+    assert_eq!(raised["detail-type"], "MailboxAlert");
+    assert_eq!(raised["detail"]["mailboxId"], mailbox_id.as_str());
+    assert!(raised["detail"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("throttling"));
     for host in hosts.values() {
         host.stop().await;
     }

@@ -269,9 +269,42 @@ async fn consent_declined_and_replayed_state_are_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_grant_marks_the_mailbox_for_reauthentication_and_reconnecting_keeps_it() {
+    // Operators' hook: every alert raised or cleared comes to it, marked as such.
+    let got = Arc::new(std::sync::Mutex::new(
+        Vec::<(String, serde_json::Value)>::new(),
+    ));
+    let g = got.clone();
+    let app =
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap,
+                      axum::Json(v): axum::Json<serde_json::Value>| async move {
+                    let kind = headers["x-mailbridge-event"].to_str().unwrap().to_string();
+                    g.lock().unwrap().push((kind, v));
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let alerts = || -> Vec<serde_json::Value> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k == "MailboxAlert")
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ShiftedClock::default());
-    let (r, mailbox) = connected(dir.path(), |o| o.clock = clock.clone()).await;
+    let (r, mailbox) = connected(dir.path(), |o| {
+        o.clock = clock.clone();
+        o.event_hook = Some(hook);
+    })
+    .await;
 
     // An hour later the access token is due for a refresh; meanwhile an admin revoked the grants.
     clock.advance(chrono::Duration::minutes(61));
@@ -299,6 +332,39 @@ async fn revoked_grant_marks_the_mailbox_for_reauthentication_and_reconnecting_k
         .iter()
         .any(|a| a.message.contains("Sign in again")));
 
+    // The alert went out once, with what to do and where: the sign-in link for this mailbox.
+    let raised = alerts();
+    assert_eq!(raised.len(), 1, "{raised:#?}");
+    let e = &raised[0];
+    assert_eq!(
+        (e["state"].as_str(), e["kind"].as_str()),
+        (Some("raised"), Some("reauth_required"))
+    );
+    assert_eq!(e["mailboxId"], mailbox.id.as_str());
+    assert_eq!(e["mailboxAddress"], "adele@contoso.example");
+    assert!(e["message"].as_str().unwrap().contains("Sign in again"));
+    let link = e["actionUrl"].as_str().unwrap();
+    assert_eq!(
+        link,
+        format!(
+            "{}/connect?profile=demo&login_hint=adele%40contoso.example",
+            r.base_url
+        )
+    );
+    // The link starts a sign-in for that person.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = no_redirect.get(link).send().await.unwrap();
+    assert_eq!(start.status(), 303, "{:?}", start.text().await);
+    let to = start.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.contains("login_hint=adele%40contoso.example"), "{to}");
+    assert_eq!(
+        r.events.read_alerts().unwrap(),
+        serde_json::from_value::<Vec<_>>(serde_json::json!(raised)).unwrap()
+    );
+
     // Signing in again reconnects the same mailbox with its settings.
     assert_eq!(r.connect_demo_mailbox().await.unwrap().0, 200);
     let again = r.services.admin.mailbox(&mailbox.id).await.unwrap();
@@ -306,6 +372,12 @@ async fn revoked_grant_marks_the_mailbox_for_reauthentication_and_reconnecting_k
     assert_eq!(again.mailbox.folders, mailbox.folders);
     assert!(again.health.alerts.is_empty());
     assert_eq!(r.services.admin.mailboxes().await.unwrap().len(), 1);
+    // ...and the alert's clearing went out too.
+    let all = alerts();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(all[1]["state"], "cleared");
+    assert_eq!(all[1]["kind"], "reauth_required");
+    assert_ne!(all[0]["eventId"], all[1]["eventId"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -249,7 +249,7 @@ fn sdk_of(p: Port) -> &'static str {
         Port::SubscriptionLookup | Port::StateScan | Port::State => "aws-sdk-dynamodb",
         Port::MessageStore => "aws-sdk-s3",
         Port::QueueSend | Port::QueueRedelivery | Port::QueueTrigger => "aws-sdk-sqs",
-        Port::ImportEvents => "aws-sdk-eventbridge",
+        Port::Events => "aws-sdk-eventbridge",
         Port::SealingKey | Port::ProfileSecrets | Port::AdminToken => "aws-sdk-secretsmanager",
     }
 }

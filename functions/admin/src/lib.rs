@@ -8,13 +8,14 @@ use std::sync::Arc;
 pub const PORTS: &[Port] = &[
     Port::State,
     Port::QueueSend,
+    Port::Events,
     Port::SealingKey,
     Port::ProfileSecrets,
     Port::AdminToken,
 ];
 
 /// The admin routes over their ports. Variables: `PUBLIC_BASE_URL`, `TABLE_NAME`, `QUEUE_URL`,
-/// `TOKEN_KEY_SECRET`, `PROFILE_SECRET_PREFIX`, `ADMIN_TOKEN_SECRET`, `CUSTOM_CLOUD_HOSTS`
+/// `EVENT_BUS_NAME`, `TOKEN_KEY_SECRET`, `PROFILE_SECRET_PREFIX`, `ADMIN_TOKEN_SECRET`, `CUSTOM_CLOUD_HOSTS`
 /// (optional).
 pub fn wire(env: &AwsEnv) -> Result<axum::Router, BoxError> {
     let microsoft = mailbridge_graph::microsoft(mailbridge_graph::extra_ca_from_env()?.as_deref())?;

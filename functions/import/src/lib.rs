@@ -13,7 +13,7 @@ pub const PORTS: &[Port] = &[
     Port::QueueSend,
     Port::QueueRedelivery,
     Port::QueueTrigger,
-    Port::ImportEvents,
+    Port::Events,
     Port::SealingKey,
     Port::ProfileSecrets,
 ];
@@ -39,7 +39,7 @@ pub fn wire(env: &AwsEnv) -> Result<Import, BoxError> {
     let metrics = Arc::new(mailbridge_edge::metrics::EmfMetrics::new("import"));
     let mail = env.mail_services(settings, microsoft, metrics)?;
     Ok(Import {
-        worker: Arc::new(mail.worker(env.message_store()?, env.import_events()?)),
+        worker: Arc::new(mail.worker(env.message_store()?)),
         redelivery: env.redelivery()?,
     })
 }

@@ -56,7 +56,8 @@ pub struct Options {
     pub sim_tls: bool,
     /// Messages larger than this many MB (at most 150) are refused with an alert.
     pub max_message_mb: u64,
-    /// Where import events are POSTed (JSON), besides `events.jsonl` in the data directory.
+    /// Where import and alert events are POSTed (JSON; the `X-Mailbridge-Event` header says
+    /// which), besides `events.jsonl` and `alerts.jsonl` in the data directory.
     pub event_hook: Option<String>,
     /// Graph's per-mailbox limits, as mailbridge holds them.
     pub graph_limits: GraphLimits,
@@ -189,7 +190,7 @@ impl Deployment {
         let addr = listener.local_addr()?;
         let db = Arc::new(SqliteDb::open(data.path().join("state.db"))?);
         let events = Arc::new(LocalEvents::open(
-            &data.path().join("events.jsonl"),
+            data.path(),
             opts.event_hook.clone().map(|url| (http.clone(), url)),
         )?);
         let (identity, graph) = mailbridge_graph::microsoft_over(http.clone());
@@ -206,6 +207,7 @@ impl Deployment {
             identity,
             graph,
             queue: db.clone(),
+            events: events.clone(),
             clock: opts.clock.clone(),
             // No CloudWatch here; the log and the admin API's status say what happens.
             metrics: Arc::new(mailbridge_core::ports::NoMetrics),
@@ -221,7 +223,7 @@ impl Deployment {
             repos: mail.repos.clone(),
             connect: Arc::new(mail.connect()),
             webhook: Arc::new(Webhook::new(db.clone(), db.clone(), opts.clock.clone())),
-            worker: Arc::new(mail.worker(blobs.clone(), events.clone())),
+            worker: Arc::new(mail.worker(blobs.clone())),
             maintenance: Arc::new(mail.maintenance()),
             admin: Arc::new(mail.admin()),
             blobs,
@@ -259,7 +261,7 @@ impl Deployment {
             // As separate containers: each builds its own services over the shared ports.
             for _ in 0..opts.containers {
                 let own = MailServices::new(ports.clone(), settings.clone())?;
-                let worker = Arc::new(own.worker(services.blobs.clone(), events.clone()));
+                let worker = Arc::new(own.worker(services.blobs.clone()));
                 tasks.push(poller(worker));
             }
         }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 pub const PORTS: &[Port] = &[
     Port::State,
     Port::QueueSend,
+    Port::Events,
     Port::SealingKey,
     Port::ProfileSecrets,
 ];
 
 /// The oauth routes over their ports. Variables: `PUBLIC_BASE_URL`, `TABLE_NAME`, `QUEUE_URL`,
-/// `TOKEN_KEY_SECRET`, `PROFILE_SECRET_PREFIX`, `CUSTOM_CLOUD_HOSTS` (optional).
+/// `EVENT_BUS_NAME`, `TOKEN_KEY_SECRET`, `PROFILE_SECRET_PREFIX`, `CUSTOM_CLOUD_HOSTS` (optional).
 pub fn wire(env: &AwsEnv) -> Result<axum::Router, BoxError> {
     let microsoft = mailbridge_graph::microsoft(mailbridge_graph::extra_ca_from_env()?.as_deref())?;
     let metrics = Arc::new(mailbridge_edge::metrics::EmfMetrics::new("oauth"));

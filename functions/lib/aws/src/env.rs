@@ -163,8 +163,8 @@ impl AwsEnv {
 
     /// The event bus (`EVENT_BUS_NAME`).
     #[cfg(feature = "eventbridge")]
-    pub fn import_events(&self) -> Result<Arc<crate::EventBridgeEvents>, BoxError> {
-        self.port(Port::ImportEvents)?;
+    pub fn events(&self) -> Result<Arc<crate::EventBridgeEvents>, BoxError> {
+        self.port(Port::Events)?;
         Ok(Arc::new(crate::EventBridgeEvents::new(
             aws_sdk_eventbridge::Client::new(&self.config),
             self.var("EVENT_BUS_NAME")?,
@@ -181,9 +181,15 @@ impl AwsEnv {
     }
 }
 
-#[cfg(all(feature = "dynamodb", feature = "sqs", feature = "secretsmanager"))]
+#[cfg(all(
+    feature = "dynamodb",
+    feature = "sqs",
+    feature = "secretsmanager",
+    feature = "eventbridge"
+))]
 impl AwsEnv {
-    /// The mailbox services over the state table, the import queue and Secrets Manager, with
+    /// The mailbox services over the state table, the import queue, Secrets Manager and the event
+    /// bus, with
     /// Microsoft's identity platform and Graph as `microsoft` gives them.
     pub fn mail_services(
         &self,
@@ -201,6 +207,7 @@ impl AwsEnv {
             identity,
             graph,
             queue: self.queue()?,
+            events: self.events()?,
             clock: Arc::new(mailbridge_core::ports::SystemClock),
             metrics,
         };

@@ -1,16 +1,17 @@
-//! Import events on an EventBridge bus.
+//! Import and alert events on an EventBridge bus.
 
 use crate::sdk;
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
-use mailbridge_core::model::MessageImported;
+use mailbridge_core::model::{AlertEvent, MessageImported};
 use mailbridge_core::ports::EventSink;
 use mailbridge_core::{Error, Result};
 
 /// The event's `source` and `detail-type`, for the consuming application's rules to match.
 pub const SOURCE: &str = "mailbridge";
 pub const DETAIL_TYPE: &str = "MessageImported";
+pub const ALERT_DETAIL_TYPE: &str = "MailboxAlert";
 
 pub struct EventBridgeEvents {
     client: Client,
@@ -26,26 +27,17 @@ impl EventBridgeEvents {
     }
 }
 
-#[async_trait]
-impl EventSink for EventBridgeEvents {
-    async fn publish(&self, event: &MessageImported) -> Result<()> {
-        let detail = serde_json::to_string(event).map_err(Error::storage)?;
+impl EventBridgeEvents {
+    /// Puts one event on the bus; PutEvents answers 200 with the entries it could not take
+    /// counted apart, which is a failure here.
+    async fn put(&self, entry: PutEventsRequestEntry) -> Result<()> {
         let out = self
             .client
             .put_events()
-            .entries(
-                PutEventsRequestEntry::builder()
-                    .event_bus_name(&self.bus)
-                    .source(SOURCE)
-                    .detail_type(DETAIL_TYPE)
-                    .resources(&event.eml_location)
-                    .detail(detail)
-                    .build(),
-            )
+            .entries(entry)
             .send()
             .await
             .map_err(|e| sdk("EventBridge PutEvents", e))?;
-        // PutEvents answers 200 with the entries it could not take counted apart.
         if out.failed_entry_count > 0 {
             let why = out
                 .entries
@@ -58,5 +50,35 @@ impl EventSink for EventBridgeEvents {
             )));
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl EventSink for EventBridgeEvents {
+    async fn publish(&self, event: &MessageImported) -> Result<()> {
+        let detail = serde_json::to_string(event).map_err(Error::storage)?;
+        self.put(
+            PutEventsRequestEntry::builder()
+                .event_bus_name(&self.bus)
+                .source(SOURCE)
+                .detail_type(DETAIL_TYPE)
+                .resources(&event.eml_location)
+                .detail(detail)
+                .build(),
+        )
+        .await
+    }
+
+    async fn alert(&self, event: &AlertEvent) -> Result<()> {
+        let detail = serde_json::to_string(event).map_err(Error::storage)?;
+        self.put(
+            PutEventsRequestEntry::builder()
+                .event_bus_name(&self.bus)
+                .source(SOURCE)
+                .detail_type(ALERT_DETAIL_TYPE)
+                .detail(detail)
+                .build(),
+        )
+        .await
     }
 }

@@ -27,8 +27,8 @@ pub enum Port {
     QueueRedelivery,
     /// Lambda's SQS trigger polls and deletes with the function's role.
     QueueTrigger,
-    /// Publishes `MessageImported` events on the event bus.
-    ImportEvents,
+    /// Publishes `MessageImported` and `MailboxAlert` events on the event bus.
+    Events,
     /// Reads the key that seals tokens at rest.
     SealingKey,
     /// Reads client secrets of server profiles, under the profile prefix only.
@@ -90,7 +90,7 @@ impl Port {
                     QUEUE,
                     None,
                 ),
-                Port::ImportEvents => (
+                Port::Events => (
                     &["events:PutEvents"],
                     "!Sub arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}",
                     None,

@@ -179,11 +179,18 @@ impl Clock for ShiftedClock {
 #[derive(Default)]
 pub struct InMemoryEvents {
     events: Mutex<Vec<MessageImported>>,
+    alerts: Mutex<Vec<crate::model::AlertEvent>>,
+    /// While set, alert events are refused (an event bus that is down).
+    pub refuse_alerts: std::sync::atomic::AtomicBool,
 }
 
 impl InMemoryEvents {
     pub fn events(&self) -> Vec<MessageImported> {
         self.events.lock().unwrap().clone()
+    }
+
+    pub fn alerts(&self) -> Vec<crate::model::AlertEvent> {
+        self.alerts.lock().unwrap().clone()
     }
 }
 
@@ -191,6 +198,14 @@ impl InMemoryEvents {
 impl EventSink for InMemoryEvents {
     async fn publish(&self, event: &MessageImported) -> Result<()> {
         self.events.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+
+    async fn alert(&self, event: &crate::model::AlertEvent) -> Result<()> {
+        if self.refuse_alerts.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::Error::retry("the event bus is down"));
+        }
+        self.alerts.lock().unwrap().push(event.clone());
         Ok(())
     }
 }
@@ -593,6 +608,7 @@ impl FakeWorld {
         let queue = Arc::new(InMemoryQueue::default());
         let clock = Arc::new(ShiftedClock::default());
         let metrics = Arc::new(RecordedMetrics::default());
+        let events = Arc::new(InMemoryEvents::default());
         let services = crate::services::MailServices::new(
             crate::services::MailPorts {
                 store: store.clone(),
@@ -601,6 +617,7 @@ impl FakeWorld {
                 identity: identity.clone(),
                 graph: graph.clone(),
                 queue: queue.clone(),
+                events: events.clone(),
                 clock: clock.clone(),
                 metrics: metrics.clone(),
             },
@@ -614,7 +631,7 @@ impl FakeWorld {
             graph,
             queue,
             blobs: Arc::new(InMemoryBlobStore::default()),
-            events: Arc::new(InMemoryEvents::default()),
+            events,
             clock,
             metrics,
             services,

@@ -236,7 +236,10 @@ pub enum AlertKind {
     ReauthRequired,
     LicenceMissing,
     ConsentRevoked,
+    /// A profile's client secret (or certificate) expires soon.
     SecretExpiring,
+    /// A profile's client secret (or certificate) has expired: no mailbox of it can connect.
+    SecretExpired,
     Throttled,
     MessageTooLarge,
     ImportFailing,
@@ -251,6 +254,78 @@ pub struct Alert {
     pub since: DateTime<Utc>,
 }
 
+/// An alert raised or cleared, kept with the alerts it changed (one conditional write) until it
+/// has been announced: an outbox, so that an event that could not go out is sent later, not lost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertChange {
+    pub kind: AlertKind,
+    pub raised: bool,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The most alert changes an outbox keeps while events cannot go out; older ones are dropped
+/// (the alerts themselves stay on the record and in the console).
+pub const MAX_UNANNOUNCED: usize = 64;
+
+/// A list of alerts with its outbox: what [`MailboxHealth`] and [`ProfileHealth`] share.
+pub trait AlertBoard {
+    fn alerts(&self) -> &[Alert];
+    fn alerts_mut(&mut self) -> &mut Vec<Alert>;
+    fn unannounced_mut(&mut self) -> &mut Vec<AlertChange>;
+
+    /// Raises an alert, or updates the sentence of one already raised.
+    fn raise(&mut self, kind: AlertKind, message: impl Into<String>, now: DateTime<Utc>) {
+        let message = message.into();
+        match self.alerts_mut().iter_mut().find(|a| a.kind == kind) {
+            Some(a) => a.message = message,
+            None => self.alerts_mut().push(Alert {
+                kind,
+                message,
+                since: now,
+            }),
+        }
+    }
+
+    fn has(&self, kind: AlertKind) -> bool {
+        self.alerts().iter().any(|a| a.kind == kind)
+    }
+
+    fn clear(&mut self, kind: AlertKind) {
+        self.alerts_mut().retain(|a| a.kind != kind);
+    }
+
+    /// Puts in the outbox what changed since `before`: the alerts raised and cleared.
+    fn note_changes(&mut self, before: &[Alert], now: DateTime<Utc>) {
+        let after = self.alerts().to_vec();
+        let outbox = self.unannounced_mut();
+        for a in &after {
+            if !before.iter().any(|b| b.kind == a.kind) {
+                outbox.push(AlertChange {
+                    kind: a.kind,
+                    raised: true,
+                    message: a.message.clone(),
+                    at: now,
+                });
+            }
+        }
+        for b in before {
+            if !after.iter().any(|a| a.kind == b.kind) {
+                outbox.push(AlertChange {
+                    kind: b.kind,
+                    raised: false,
+                    message: b.message.clone(),
+                    at: now,
+                });
+            }
+        }
+        if outbox.len() > MAX_UNANNOUNCED {
+            let extra = outbox.len() - MAX_UNANNOUNCED;
+            outbox.drain(..extra);
+        }
+    }
+}
+
 /// Per-mailbox health, kept apart from the mailbox's settings so that busy workers do not contend
 /// with administrators' edits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -260,28 +335,98 @@ pub struct MailboxHealth {
     pub last_error: Option<String>,
     pub imported: u64,
     pub alerts: Vec<Alert>,
+    /// Alert changes not yet announced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unannounced: Vec<AlertChange>,
 }
 
-impl MailboxHealth {
-    pub fn raise(&mut self, kind: AlertKind, message: impl Into<String>, now: DateTime<Utc>) {
-        let message = message.into();
-        match self.alerts.iter_mut().find(|a| a.kind == kind) {
-            Some(a) => a.message = message,
-            None => self.alerts.push(Alert {
-                kind,
-                message,
-                since: now,
-            }),
+impl AlertBoard for MailboxHealth {
+    fn alerts(&self) -> &[Alert] {
+        &self.alerts
+    }
+    fn alerts_mut(&mut self) -> &mut Vec<Alert> {
+        &mut self.alerts
+    }
+    fn unannounced_mut(&mut self) -> &mut Vec<AlertChange> {
+        &mut self.unannounced
+    }
+}
+
+/// How close a profile's credential (client secret or certificate) is to its expiry: the warnings
+/// go out at 30, 7 and 1 days, each once, then the expiry itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryStage {
+    Days30,
+    Days7,
+    Days1,
+    Expired,
+}
+
+impl ExpiryStage {
+    /// The stage at `now` of a credential expiring at `expires_at`; `None` more than 30 days ahead.
+    pub fn at(expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<ExpiryStage> {
+        let left = expires_at - now;
+        if left <= chrono::Duration::zero() {
+            Some(ExpiryStage::Expired)
+        } else if left <= chrono::Duration::days(1) {
+            Some(ExpiryStage::Days1)
+        } else if left <= chrono::Duration::days(7) {
+            Some(ExpiryStage::Days7)
+        } else if left <= chrono::Duration::days(30) {
+            Some(ExpiryStage::Days30)
+        } else {
+            None
         }
     }
+}
 
-    pub fn has(&self, kind: AlertKind) -> bool {
-        self.alerts.iter().any(|a| a.kind == kind)
-    }
+/// A profile's health: its alerts (the credential's expiry concerns every mailbox of the profile,
+/// so it is raised once, here) and the expiry stage already announced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProfileHealth {
+    pub alerts: Vec<Alert>,
+    /// The stage last raised for the credential's expiry, and the expiry it was for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_warned: Option<(ExpiryStage, DateTime<Utc>)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unannounced: Vec<AlertChange>,
+}
 
-    pub fn clear(&mut self, kind: AlertKind) {
-        self.alerts.retain(|a| a.kind != kind);
+impl AlertBoard for ProfileHealth {
+    fn alerts(&self) -> &[Alert] {
+        &self.alerts
     }
+    fn alerts_mut(&mut self) -> &mut Vec<Alert> {
+        &mut self.alerts
+    }
+    fn unannounced_mut(&mut self) -> &mut Vec<AlertChange> {
+        &mut self.unannounced
+    }
+}
+
+/// The event sent when an alert is raised or cleared (`MailboxAlert` on EventBridge; the hook and
+/// `alerts.jsonl` locally), for operators to route to e-mail or chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertEvent {
+    /// The same on every delivery of this change: consumers drop what they have seen.
+    pub event_id: String,
+    /// `raised` or `cleared`.
+    pub state: String,
+    pub kind: AlertKind,
+    /// What happened and what to do.
+    pub message: String,
+    pub at: DateTime<Utc>,
+    pub profile_id: String,
+    /// The mailbox, for a mailbox's alert; none for a profile's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_id: Option<MailboxId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox_address: Option<String>,
+    /// Where a person acts on it (the sign-in link for a dead grant), when there is such a place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_url: Option<String>,
 }
 
 /// A Graph change-notification subscription mailbridge created.
@@ -421,16 +566,20 @@ pub enum Job {
     /// Do what the schedule finds due for a mailbox: warn of its client secret, use its grant,
     /// renew its subscriptions, sweep its folders.
     Upkeep { mailbox_id: MailboxId },
+    /// Do what the schedule finds due for a profile: its credential's expiry warnings, its alert
+    /// events.
+    ProfileUpkeep { profile_id: String },
 }
 
 impl Job {
-    /// The mailbox the job works on.
-    pub fn mailbox_id(&self) -> &str {
+    /// The mailbox the job works on; none for a profile's upkeep.
+    pub fn mailbox_id(&self) -> Option<&str> {
         match self {
             Job::Import { mailbox_id, .. }
             | Job::Sweep { mailbox_id, .. }
             | Job::Resubscribe { mailbox_id, .. }
-            | Job::Upkeep { mailbox_id } => mailbox_id,
+            | Job::Upkeep { mailbox_id } => Some(mailbox_id),
+            Job::ProfileUpkeep { .. } => None,
         }
     }
 }

@@ -134,11 +134,13 @@ pub struct MimeDownload {
     pub body: Box<dyn ByteSource>,
 }
 
-/// Tells the consuming application what was imported (EventBridge on AWS; a log file and an
-/// optional HTTP hook locally). Delivery is at least once: the event's id is the same on a replay.
+/// Tells the consuming application what was imported, and operators which alerts were raised or
+/// cleared (EventBridge on AWS; a log file and an optional HTTP hook locally). Delivery is at least
+/// once: an event's id is the same on a replay.
 #[async_trait]
 pub trait EventSink: Send + Sync {
     async fn publish(&self, event: &MessageImported) -> Result<()>;
+    async fn alert(&self, event: &AlertEvent) -> Result<()>;
 }
 
 /// The import queue (SQS on AWS, a durable SQLite queue locally).

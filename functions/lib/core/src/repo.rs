@@ -27,6 +27,9 @@ impl Record for Mailbox {
 impl Record for MailboxHealth {
     const KIND: &'static str = "health";
 }
+impl Record for ProfileHealth {
+    const KIND: &'static str = "profilehealth";
+}
 impl Record for SubscriptionRecord {
     const KIND: &'static str = "subscription";
 }
@@ -257,6 +260,7 @@ pub struct Repos {
     pub profiles: Repo<ServerProfile>,
     pub mailboxes: Repo<Mailbox>,
     pub health: Repo<MailboxHealth>,
+    pub profile_health: Repo<ProfileHealth>,
     pub subscriptions: Repo<SubscriptionRecord>,
     pub subscription_refs: PerMailbox<SubscriptionRef>,
     pub cursors: PerMailbox<DeltaCursor>,
@@ -272,6 +276,7 @@ impl Repos {
             profiles: Repo::new(store.clone()),
             mailboxes: Repo::new(store.clone()),
             health: Repo::new(store.clone()),
+            profile_health: Repo::new(store.clone()),
             subscriptions: Repo::new(store.clone()),
             subscription_refs: PerMailbox::new(store.clone()),
             cursors: PerMailbox::new(store.clone()),
@@ -328,61 +333,5 @@ impl Repos {
             .await?
             .map(|v| v.value)
             .ok_or_else(|| Error::NotFound(format!("server profile {id}")))
-    }
-
-    /// Applies `f` to a mailbox's health record (created on first use). Nothing is written when
-    /// `f` changes nothing: a scheduled sweep or a repeated warning costs no write.
-    pub async fn touch_health<F>(&self, mailbox_id: &str, mut f: F) -> Result<()>
-    where
-        F: FnMut(&mut MailboxHealth) + Send,
-    {
-        self.health
-            .update(mailbox_id, |current| {
-                let before = current.unwrap_or_default();
-                let mut h = before.clone();
-                f(&mut h);
-                (h != before).then_some(h)
-            })
-            .await
-            .map(|_| ())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::fakes::InMemoryStateStore;
-
-    #[tokio::test]
-    async fn health_is_written_only_when_it_changes() {
-        let repos = Repos::new(Arc::new(InMemoryStateStore::default()));
-        let now = chrono::Utc::now();
-        // Clearing an alert nobody raised writes nothing, not even an empty record.
-        repos
-            .touch_health("m", |h| h.clear(AlertKind::Throttled))
-            .await
-            .unwrap();
-        assert!(repos.health.get("m").await.unwrap().is_none());
-        repos
-            .touch_health("m", |h| h.raise(AlertKind::Throttled, "slow", now))
-            .await
-            .unwrap();
-        let version = repos.health.get("m").await.unwrap().unwrap().version;
-        // The same alert again, with the same text: no write.
-        repos
-            .touch_health("m", |h| h.raise(AlertKind::Throttled, "slow", now))
-            .await
-            .unwrap();
-        assert_eq!(
-            repos.health.get("m").await.unwrap().unwrap().version,
-            version
-        );
-        repos
-            .touch_health("m", |h| h.clear(AlertKind::Throttled))
-            .await
-            .unwrap();
-        let after = repos.health.get("m").await.unwrap().unwrap();
-        assert_eq!(after.version, version + 1);
-        assert!(after.value.alerts.is_empty());
     }
 }

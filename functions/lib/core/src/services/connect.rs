@@ -4,6 +4,7 @@ use crate::crypto::{pkce_pair, random_token, sha256_hex};
 use crate::model::*;
 use crate::ports::{AuthorizeRequest, Clock, Cond, GraphCtx, Identity, MailGraph};
 use crate::repo::Repos;
+use crate::services::alerts::Alerts;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
 use crate::services::Settings;
@@ -25,6 +26,7 @@ pub struct Connect {
     pub graph: Arc<dyn MailGraph>,
     pub tokens: Arc<Tokens>,
     pub subscriptions: Arc<Subscriptions>,
+    pub alerts: Arc<Alerts>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
 }
@@ -206,8 +208,8 @@ impl Connect {
             })
             .await?
             .expect("update always writes");
-        self.repos
-            .touch_health(&id, |h| h.clear(AlertKind::ReauthRequired))
+        self.alerts
+            .touch(&id, |h| h.clear(AlertKind::ReauthRequired))
             .await?;
 
         if mailbox.folders.is_empty() {

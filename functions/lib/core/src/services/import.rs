@@ -326,10 +326,7 @@ mod tests {
         let mailbox = w.mailbox().await;
         w.graph
             .deliver("user-1", "inbox", "m1", MIME, w.clock.now());
-        let importer = w
-            .services
-            .worker(w.blobs.clone(), w.events.clone())
-            .importer;
+        let importer = w.services.worker(w.blobs.clone()).importer;
         (w, importer, mailbox)
     }
 
@@ -395,10 +392,7 @@ mod tests {
         let ledger = w.services.repos.imports.of(&m.id);
         ledger.put("m1", &held, Cond::Absent).await.unwrap();
         // Not known (AWS): its lease is waited out.
-        let importer = w
-            .services
-            .worker(w.blobs.clone(), w.events.clone())
-            .importer;
+        let importer = w.services.worker(w.blobs.clone()).importer;
         assert!(matches!(
             importer.import(&m.id, "m1").await,
             Err(Error::Retry { .. })
@@ -467,7 +461,7 @@ mod tests {
             .deliver("user-1", "inbox", "big", &big, w.clock.now());
         w.graph
             .deliver("user-1", "inbox", "sly", &big, w.clock.now());
-        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
+        let worker = w.services.worker(w.blobs.clone());
         // Announced too large: refused before a byte is stored.
         let done = worker.importer.import(&m.id, "big").await.unwrap();
         assert!(matches!(done, Done::Refused(ref why) if why.contains("over the")));

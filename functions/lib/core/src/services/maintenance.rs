@@ -7,7 +7,7 @@
 use crate::model::*;
 use crate::ports::{Clock, JobQueue};
 use crate::repo::{Record, Repos};
-use crate::services::upkeep::{due, secret_expiring, Known, Schedule, UpkeepRecord};
+use crate::services::upkeep::{credential_stage, due, profile_due, Known, Schedule, UpkeepRecord};
 use crate::Result;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ pub const PARTITIONS: &[&str] = &[
     <Mailbox as Record>::KIND,
     <SubscriptionRecord as Record>::KIND,
     <MailboxHealth as Record>::KIND,
+    <ProfileHealth as Record>::KIND,
     <UpkeepRecord as Record>::KIND,
 ];
 
@@ -38,12 +39,14 @@ pub struct Report {
     pub tokens_due: u32,
     pub subscriptions_due: u32,
     pub sweeps_due: u32,
-    /// Secret warnings to raise or clear.
+    /// Mailboxes whose alert events wait to be sent.
     pub alerts_due: u32,
     /// Approved and enabled mailboxes waiting for a person to sign in again.
     pub needs_reauth: u32,
-    /// Profiles whose client secret expires within the warning.
+    /// Profiles whose client secret expires within 30 days, or has expired.
     pub secret_warnings: u32,
+    /// Profiles with a warning to raise or clear, or alert events to send: one job each.
+    pub profiles_queued: u32,
 }
 
 impl Maintenance {
@@ -51,6 +54,7 @@ impl Maintenance {
         let mut report = Report::default();
         let now = self.clock.now();
         let profiles = self.repos.profiles.by_id().await?;
+        let profile_health = self.repos.profile_health.by_id().await?;
         let health = self.repos.health.by_id().await?;
         let upkeep = self.repos.upkeep.by_id().await?;
         let all_subscriptions = self.repos.subscriptions.values().await?;
@@ -58,12 +62,16 @@ impl Maintenance {
         for s in &all_subscriptions {
             subscriptions.entry(&s.mailbox_id).or_default().push(s);
         }
-        report.secret_warnings = profiles
-            .values()
-            .filter(|p| secret_expiring(p, now, &self.schedule).is_some())
-            .count() as u32;
-
         let mut jobs = Vec::new();
+        for (id, profile) in &profiles {
+            report.secret_warnings += u32::from(credential_stage(profile, now).is_some());
+            if profile_due(profile, profile_health.get(id), now) {
+                jobs.push(Job::ProfileUpkeep {
+                    profile_id: id.clone(),
+                });
+                report.profiles_queued += 1;
+            }
+        }
         for mailbox in self.repos.mailboxes.values().await? {
             if mailbox.approved && mailbox.enabled {
                 report.mailboxes += 1;
@@ -74,7 +82,6 @@ impl Maintenance {
             let due = due(
                 &Known {
                     mailbox: &mailbox,
-                    profile: profiles.get(&mailbox.profile_id),
                     subscriptions: subscriptions
                         .get(mailbox.id.as_str())
                         .map_or(&[], |v| v.as_slice()),
@@ -90,14 +97,14 @@ impl Maintenance {
             report.tokens_due += u32::from(due.token);
             report.subscriptions_due += due.subscriptions.len() as u32;
             report.sweeps_due += u32::from(due.sweep);
-            report.alerts_due += u32::from(due.secret_alert.is_some());
+            report.alerts_due += u32::from(due.announce);
             jobs.push(Job::Upkeep {
                 mailbox_id: mailbox.id,
             });
         }
         if !jobs.is_empty() {
             self.queue.send(&jobs).await?;
-            report.queued = jobs.len() as u32;
+            report.queued = jobs.len() as u32 - report.profiles_queued;
         }
         Ok(report)
     }
@@ -115,7 +122,7 @@ mod tests {
         let w = FakeWorld::default();
         let m = w.mailbox().await;
         let round = w.services.maintenance();
-        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
+        let worker = w.services.worker(w.blobs.clone());
 
         // A new mailbox: everything is due, in one job.
         let writes = w.store.writes();
@@ -179,7 +186,7 @@ mod tests {
     async fn a_held_lease_keeps_a_second_run_out_until_it_lapses() {
         let w = FakeWorld::default();
         let m = w.mailbox().await;
-        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
+        let worker = w.services.worker(w.blobs.clone());
         // A run that died holding the lease.
         let now = w.clock.now();
         w.services
@@ -211,11 +218,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_secret_warning_reaches_the_mailbox_once() {
+    async fn a_secret_is_warned_of_30_7_and_1_days_ahead_each_once_then_its_expiry() {
         let w = FakeWorld::default();
         let m = w.mailbox().await;
         let mut profile = FakeWorld::profile();
-        profile.client_secret_expires_at = Some(w.clock.now() + chrono::Duration::days(7));
+        let expires = w.clock.now() + chrono::Duration::days(45);
+        profile.client_secret_expires_at = Some(expires);
         w.services
             .repos
             .profiles
@@ -223,18 +231,88 @@ mod tests {
             .await
             .unwrap();
         let round = w.services.maintenance();
-        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
-        let report = round.run().await.unwrap();
-        assert_eq!((report.secret_warnings, report.alerts_due), (1, 1));
-        for job in w.queue.drain() {
-            worker.run(&job).await.unwrap();
+        let worker = w.services.worker(w.blobs.clone());
+        // Every day for 50 days, a round every few hours, each job done (twice, as a duplicate
+        // delivery would).
+        for _ in 0..(50 * 4) {
+            let report = round.run().await.unwrap();
+            for job in w.queue.drain() {
+                worker.run(&job).await.unwrap();
+                worker.run(&job).await.unwrap();
+            }
+            assert!(report.profiles_queued <= 1);
+            w.clock.advance(chrono::Duration::hours(6));
         }
-        let health = w.services.repos.health.get(&m.id).await.unwrap().unwrap();
-        assert!(health.value.has(AlertKind::SecretExpiring));
-        let report = round.run().await.unwrap();
+        let profile_events: Vec<_> = w
+            .events
+            .alerts()
+            .into_iter()
+            .filter(|e| e.mailbox_id.is_none())
+            .collect();
+        let seen: Vec<_> = profile_events
+            .iter()
+            .map(|e| (e.kind, e.state.as_str(), (expires - e.at).num_days()))
+            .collect();
         assert_eq!(
-            (report.secret_warnings, report.alerts_due, report.queued),
-            (1, 0, 0)
+            seen,
+            [
+                (AlertKind::SecretExpiring, "raised", 29),
+                (AlertKind::SecretExpiring, "raised", 6),
+                (AlertKind::SecretExpiring, "raised", 0),
+                (AlertKind::SecretExpired, "raised", 0),
+                (AlertKind::SecretExpiring, "cleared", 0),
+            ],
+            "{profile_events:#?}"
         );
+        assert!(
+            profile_events[1].message.contains("(in 7 days)"),
+            "{}",
+            profile_events[1].message
+        );
+        assert!(
+            profile_events[2].message.contains("(in 1 day)"),
+            "{}",
+            profile_events[2].message
+        );
+        assert!(profile_events[3].message.contains("expired on"));
+        assert!(profile_events.iter().all(|e| e.profile_id == "contoso"));
+        // One alert on the profile, none on its mailbox.
+        let ph = w
+            .services
+            .repos
+            .profile_health
+            .get("contoso")
+            .await
+            .unwrap()
+            .unwrap();
+        let kinds: Vec<_> = ph.value.alerts.iter().map(|a| a.kind).collect();
+        assert_eq!(kinds, [AlertKind::SecretExpired]);
+        let mh = w.services.repos.health.get(&m.id).await.unwrap();
+        assert!(mh.is_none_or(|h| !h.value.has(AlertKind::SecretExpired)));
+
+        // A new secret, a year ahead: the alert clears, once.
+        profile.client_secret_expires_at = Some(w.clock.now() + chrono::Duration::days(365));
+        w.services
+            .repos
+            .profiles
+            .put(&profile.id, &profile, crate::ports::Cond::Any)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            round.run().await.unwrap();
+            for job in w.queue.drain() {
+                worker.run(&job).await.unwrap();
+            }
+        }
+        let last: Vec<_> = w
+            .events
+            .alerts()
+            .into_iter()
+            .skip(5)
+            .map(|e| (e.kind, e.state))
+            .collect();
+        assert_eq!(last, [(AlertKind::SecretExpired, "cleared".to_string())]);
+        let report = round.run().await.unwrap();
+        assert_eq!((report.secret_warnings, report.profiles_queued), (0, 0));
     }
 }

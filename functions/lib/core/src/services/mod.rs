@@ -1,6 +1,7 @@
 //! The flows of mailbridge, each over the narrow set of ports it needs.
 
 pub mod admin;
+pub mod alerts;
 pub mod connect;
 pub mod import;
 pub mod maintenance;
@@ -106,6 +107,29 @@ impl Settings {
     pub fn lifecycle_url(&self) -> String {
         format!("{}/lifecycle", self.public_base_url)
     }
+
+    /// Where a person signs in again to reconnect a mailbox of `profile_id`.
+    pub fn reconnect_url(&self, profile_id: &str, address: &str) -> String {
+        format!(
+            "{}/connect?profile={}&login_hint={}",
+            self.public_base_url,
+            query_value(profile_id),
+            query_value(address)
+        )
+    }
+}
+
+/// A value percent-encoded for a URL's query (RFC 3986's unreserved characters kept).
+pub fn query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 use crate::ports::{
@@ -125,6 +149,8 @@ pub struct MailPorts {
     pub identity: Arc<dyn Identity>,
     pub graph: Arc<dyn MailGraph>,
     pub queue: Arc<dyn JobQueue>,
+    /// Import events and alert events.
+    pub events: Arc<dyn EventSink>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<dyn Metrics>,
 }
@@ -138,6 +164,8 @@ pub struct MailServices {
     pub tokens: Arc<tokens::Tokens>,
     pub sweeper: Arc<sweep::Sweeper>,
     pub subscriptions: Arc<subscriptions::Subscriptions>,
+    pub alerts: Arc<alerts::Alerts>,
+    pub events: Arc<dyn EventSink>,
     pub identity: Arc<dyn Identity>,
     /// Graph, paced by [`pace::SharedPace`]: every request waits for its mailbox's turn.
     pub graph: Arc<dyn MailGraph>,
@@ -164,10 +192,17 @@ impl MailServices {
             pace: pace.clone(),
             metrics: p.metrics.clone(),
         });
+        let alerts = Arc::new(alerts::Alerts {
+            repos: repos.clone(),
+            events: p.events.clone(),
+            clock: p.clock.clone(),
+            settings: settings.clone(),
+        });
         let tokens = Arc::new(tokens::Tokens::new(
             repos.clone(),
             secrets,
             p.identity.clone(),
+            alerts.clone(),
             p.clock.clone(),
             settings.clone(),
         ));
@@ -191,6 +226,8 @@ impl MailServices {
             tokens,
             sweeper,
             subscriptions,
+            alerts,
+            events: p.events,
             identity: p.identity,
             graph,
             pace,
@@ -209,6 +246,7 @@ impl MailServices {
             graph: self.graph.clone(),
             tokens: self.tokens.clone(),
             subscriptions: self.subscriptions.clone(),
+            alerts: self.alerts.clone(),
             clock: self.clock.clone(),
             settings: self.settings.clone(),
         }
@@ -216,7 +254,7 @@ impl MailServices {
 
     /// The import function's service: imports, sweeps, resubscriptions, over the message store and
     /// the event sink.
-    pub fn worker(&self, blobs: Arc<dyn BlobStore>, events: Arc<dyn EventSink>) -> worker::Worker {
+    pub fn worker(&self, blobs: Arc<dyn BlobStore>) -> worker::Worker {
         worker::Worker {
             repos: self.repos.clone(),
             importer: Arc::new(import::Importer {
@@ -224,7 +262,7 @@ impl MailServices {
                 graph: self.graph.clone(),
                 tokens: self.tokens.clone(),
                 blobs,
-                events,
+                events: self.events.clone(),
                 clock: self.clock.clone(),
                 settings: self.settings.clone(),
             }),
@@ -232,8 +270,10 @@ impl MailServices {
             subscriptions: self.subscriptions.clone(),
             queue: self.queue.clone(),
             clock: self.clock.clone(),
+            alerts: self.alerts.clone(),
             upkeep: Arc::new(upkeep::Upkeep {
                 repos: self.repos.clone(),
+                alerts: self.alerts.clone(),
                 tokens: self.tokens.clone(),
                 subscriptions: self.subscriptions.clone(),
                 sweeper: self.sweeper.clone(),

@@ -184,10 +184,7 @@ mod tests {
     async fn graphs_refusals_are_each_handled_once() {
         let w = FakeWorld::default();
         let m = w.mailbox().await;
-        let subs = w
-            .services
-            .worker(w.blobs.clone(), w.events.clone())
-            .subscriptions;
+        let subs = w.services.worker(w.blobs.clone()).subscriptions;
         let repos = &w.services.repos;
         let folder = m.folders[0].id.clone();
         let known = subs.ensure(&m, &folder).await.unwrap();

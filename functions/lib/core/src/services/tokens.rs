@@ -2,10 +2,13 @@
 //! conditional write so that two concurrent refreshes cannot lose one.
 
 use crate::crypto::SealingKey;
-use crate::model::{AlertKind, AuthType, ConnectionState, Mailbox, ServerProfile, TokenSet};
+use crate::model::{
+    AlertBoard, AlertKind, AuthType, ConnectionState, Mailbox, ServerProfile, TokenSet,
+};
 use crate::ports::{Clock, Cond, GraphCtx, Identity};
 use crate::repo::Repos;
 use crate::secret::Secret;
+use crate::services::alerts::Alerts;
 use crate::services::profiles::Secrets;
 use crate::services::Settings;
 use crate::{Error, Result};
@@ -33,6 +36,7 @@ pub struct Tokens {
     repos: Repos,
     secrets: Secrets,
     identity: Arc<dyn Identity>,
+    alerts: Arc<Alerts>,
     clock: Arc<dyn Clock>,
     settings: Settings,
 }
@@ -42,6 +46,7 @@ impl Tokens {
         repos: Repos,
         secrets: Secrets,
         identity: Arc<dyn Identity>,
+        alerts: Arc<Alerts>,
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
@@ -49,6 +54,7 @@ impl Tokens {
             repos,
             secrets,
             identity,
+            alerts,
             clock,
             settings,
         }
@@ -208,8 +214,8 @@ impl Tokens {
                 })
                 .await;
             let alerted = self
-                .repos
-                .touch_health(&id, |h| {
+                .alerts
+                .touch(&id, |h| {
                     h.raise(
                         AlertKind::ReauthRequired,
                         format!("Sign in again to reconnect this mailbox ({code})."),
@@ -217,7 +223,7 @@ impl Tokens {
                     )
                 })
                 .await;
-            if let Err(e) = marked.and(alerted) {
+            if let Err(e) = marked.and(alerted.map(|_| ())) {
                 tracing::warn!(mailbox = %id, error = %e, "could not record that the mailbox needs re-authentication");
             }
         }
@@ -232,7 +238,7 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use crate::fakes::FakeWorld;
-    use crate::model::{AlertKind, ConnectionState};
+    use crate::model::{AlertBoard, AlertKind, ConnectionState};
     use crate::Error;
     use std::sync::Arc;
 

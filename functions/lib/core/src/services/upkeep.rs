@@ -4,6 +4,7 @@
 use crate::model::*;
 use crate::ports::{Clock, Cond};
 use crate::repo::{Repos, Versioned};
+use crate::services::alerts::Alerts;
 use crate::services::pace::SharedPace;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::sweep::Sweeper;
@@ -19,8 +20,6 @@ use std::sync::Arc;
 pub struct Schedule {
     /// Renew a subscription when it has less than this left.
     pub renew_margin: Duration,
-    /// Warn this long before a client secret expires.
-    pub secret_warning: Duration,
     /// Use a mailbox's grant at least this often: a refresh token kept alive (Entra ID lets an
     /// unused one lapse after 90 days) and a revoked grant found within this long.
     pub check_token_every: Duration,
@@ -45,7 +44,6 @@ impl Default for Schedule {
     fn default() -> Self {
         Self {
             renew_margin: Duration::hours(36),
-            secret_warning: Duration::days(30),
             check_token_every: Duration::days(1),
             sweep_every: Duration::hours(1),
             poll_every: Duration::minutes(4),
@@ -69,8 +67,8 @@ pub struct UpkeepRecord {
 /// What a mailbox's upkeep must do now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Due {
-    /// The client secret's warning: `Some(true)` to raise it, `Some(false)` to clear it.
-    pub secret_alert: Option<bool>,
+    /// Alert events wait in the mailbox's outbox.
+    pub announce: bool,
     /// Use the grant (refreshing the access token when it has lapsed).
     pub token: bool,
     /// Folders whose subscription is missing or near its end.
@@ -88,35 +86,19 @@ impl Due {
 /// What is known of a mailbox when its upkeep is decided.
 pub struct Known<'a> {
     pub mailbox: &'a Mailbox,
-    pub profile: Option<&'a ServerProfile>,
     /// The mailbox's subscriptions.
     pub subscriptions: &'a [&'a SubscriptionRecord],
     pub health: Option<&'a MailboxHealth>,
     pub upkeep: Option<&'a UpkeepRecord>,
 }
 
-/// The client secret's expiry, when it is within the warning.
-pub fn secret_expiring(
-    profile: &ServerProfile,
-    now: DateTime<Utc>,
-    s: &Schedule,
-) -> Option<DateTime<Utc>> {
-    profile
-        .client_secret_expires_at
-        .filter(|t| *t - s.secret_warning <= now)
-}
-
 /// The one decision of what a mailbox's upkeep must do. Only an active mailbox is worked on; the
-/// secret's warning reaches every mailbox of the profile.
+/// alert events of any mailbox are sent.
 pub fn due(k: &Known, now: DateTime<Utc>, s: &Schedule) -> Due {
-    let mut due = Due::default();
-    if let Some(profile) = k.profile {
-        let expiring = secret_expiring(profile, now, s).is_some();
-        let shown = k.health.is_some_and(|h| h.has(AlertKind::SecretExpiring));
-        if expiring != shown {
-            due.secret_alert = Some(expiring);
-        }
-    }
+    let mut due = Due {
+        announce: k.health.is_some_and(|h| !h.unannounced.is_empty()),
+        ..Due::default()
+    };
     if !k.mailbox.is_active() {
         return due;
     }
@@ -144,6 +126,7 @@ pub fn due(k: &Known, now: DateTime<Utc>, s: &Schedule) -> Due {
 /// Does a mailbox's due upkeep, one run at a time per mailbox.
 pub struct Upkeep {
     pub repos: Repos,
+    pub alerts: Arc<Alerts>,
     pub tokens: Arc<Tokens>,
     pub subscriptions: Arc<Subscriptions>,
     pub sweeper: Arc<Sweeper>,
@@ -160,14 +143,12 @@ impl Upkeep {
         let Some(mailbox) = self.repos.mailboxes.get(mailbox_id).await?.map(|v| v.value) else {
             return Ok(Done::Skipped(format!("mailbox {mailbox_id} is gone")));
         };
-        let profile = self.repos.profiles.get(&mailbox.profile_id).await?;
         let subscriptions = self.repos.mailbox_subscriptions(mailbox_id).await?;
         let health = self.repos.health.get(mailbox_id).await?;
         let record = self.repos.upkeep.get(mailbox_id).await?;
         let due = due(
             &Known {
                 mailbox: &mailbox,
-                profile: profile.as_ref().map(|p| &p.value),
                 subscriptions: &subscriptions.iter().collect::<Vec<_>>(),
                 health: health.as_ref().map(|h| &h.value),
                 upkeep: record.as_ref().map(|r| &r.value),
@@ -189,9 +170,7 @@ impl Upkeep {
         };
         let result = match pace.enter(mailbox_id).await {
             Ok(slot) => {
-                let result = self
-                    .work(&mailbox, profile.map(|p| p.value), &due, &mut done)
-                    .await;
+                let result = self.work(&mailbox, &due, &mut done).await;
                 pace.leave(slot).await;
                 result
             }
@@ -228,25 +207,10 @@ impl Upkeep {
         }
     }
 
-    async fn work(
-        &self,
-        mailbox: &Mailbox,
-        profile: Option<ServerProfile>,
-        due: &Due,
-        done: &mut UpkeepRecord,
-    ) -> Result<Done> {
+    async fn work(&self, mailbox: &Mailbox, due: &Due, done: &mut UpkeepRecord) -> Result<Done> {
         let now = self.clock.now();
-        if let (Some(raise), Some(profile)) = (due.secret_alert, profile) {
-            self.repos
-                .touch_health(&mailbox.id, |h| match secret_expiring(&profile, now, &self.schedule) {
-                    Some(t) if raise => h.raise(
-                        AlertKind::SecretExpiring,
-                        format!("The client secret of profile '{}' expires on {}: create a new one and update the profile.", profile.name, t.format("%Y-%m-%d")),
-                        now,
-                    ),
-                    _ => h.clear(AlertKind::SecretExpiring),
-                })
-                .await?;
+        if due.announce {
+            self.alerts.announce(&mailbox.id).await?;
         }
         if due.token {
             // Using the grant refreshes it when due; a revoked one marks the mailbox for a person.
@@ -268,6 +232,121 @@ impl Upkeep {
         Ok(Done::Maintained {
             renewed: due.subscriptions.len() as u32,
             queued,
+        })
+    }
+}
+
+/// The stage a profile's credential is at now, with the expiry it is for.
+pub fn credential_stage(
+    profile: &ServerProfile,
+    now: DateTime<Utc>,
+) -> Option<(ExpiryStage, DateTime<Utc>)> {
+    let at = profile.client_secret_expires_at?;
+    ExpiryStage::at(at, now).map(|stage| (stage, at))
+}
+
+/// The one decision of whether a profile's upkeep has work: its credential's expiry has reached a
+/// stage not yet raised (or has been moved away from it), or alert events wait in its outbox.
+pub fn profile_due(
+    profile: &ServerProfile,
+    health: Option<&ProfileHealth>,
+    now: DateTime<Utc>,
+) -> bool {
+    stage_moved(profile, health, now) || health.is_some_and(|h| !h.unannounced.is_empty())
+}
+
+/// Whether the credential's stage differs from the one raised.
+fn stage_moved(
+    profile: &ServerProfile,
+    health: Option<&ProfileHealth>,
+    now: DateTime<Utc>,
+) -> bool {
+    match (
+        credential_stage(profile, now),
+        health.and_then(|h| h.expiry_warned),
+    ) {
+        // The same expiry: only a later stage is news (a clock set back raises nothing twice).
+        (Some((s, at)), Some((w, wat))) if at == wat => s > w,
+        (a, b) => a != b,
+    }
+}
+
+/// What a profile's credential warning says at each stage.
+fn expiry_sentence(
+    profile: &ServerProfile,
+    stage: ExpiryStage,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> String {
+    let day = at.format("%Y-%m-%d");
+    match stage {
+        ExpiryStage::Expired => format!(
+            "The client secret of profile '{}' expired on {day}: no mailbox of this profile can \
+             connect until a new secret is stored in the secret store and the profile's expiry \
+             is updated.",
+            profile.name
+        ),
+        _ => {
+            let days = ((at - now).num_hours() + 23).div_euclid(24).max(1);
+            format!(
+                "The client secret of profile '{}' expires on {day} (in {days} day{}): create a \
+                 new secret in the app registration, store it in the secret store and update the \
+                 profile's expiry.",
+                profile.name,
+                if days == 1 { "" } else { "s" }
+            )
+        }
+    }
+}
+
+impl Upkeep {
+    /// A profile's upkeep: raises its credential's warning once per stage (30, 7 and 1 days
+    /// ahead, then expired), clears it when the credential is renewed, and sends the profile's
+    /// alert events.
+    pub async fn run_profile(&self, profile_id: &str) -> Result<Done> {
+        let now = self.clock.now();
+        let Some(profile) = self.repos.profiles.get(profile_id).await?.map(|v| v.value) else {
+            return Ok(Done::Skipped(format!("profile {profile_id} is gone")));
+        };
+        let health = self.repos.profile_health.get(profile_id).await?;
+        if !profile_due(&profile, health.as_ref().map(|h| &h.value), now) {
+            return Ok(Done::Skipped("nothing is due".into()));
+        }
+        let stage = credential_stage(&profile, now);
+        self.alerts
+            .touch_profile(profile_id, |h| {
+                if !stage_moved(&profile, Some(h), now) {
+                    return;
+                }
+                h.expiry_warned = stage;
+                let Some((stage, at)) = stage else {
+                    h.clear(AlertKind::SecretExpiring);
+                    h.clear(AlertKind::SecretExpired);
+                    return;
+                };
+                let (kind, other) = if stage == ExpiryStage::Expired {
+                    (AlertKind::SecretExpired, AlertKind::SecretExpiring)
+                } else {
+                    (AlertKind::SecretExpiring, AlertKind::SecretExpired)
+                };
+                let message = expiry_sentence(&profile, stage, at, now);
+                h.clear(other);
+                if h.has(kind) {
+                    // Raised at an earlier stage: this stage is announced too.
+                    h.unannounced.push(AlertChange {
+                        kind,
+                        raised: true,
+                        message: message.clone(),
+                        at: now,
+                    });
+                }
+                h.raise(kind, message, now);
+            })
+            .await?;
+        self.alerts.announce_profile(profile_id).await?;
+        Ok(Done::Maintained {
+            renewed: 0,
+            queued: 0,
         })
     }
 }
@@ -309,7 +388,6 @@ mod tests {
             due(
                 &Known {
                     mailbox: &m,
-                    profile: None,
                     subscriptions: subs,
                     health: None,
                     upkeep,
@@ -338,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn a_shared_mailbox_is_polled_and_an_inactive_one_only_warned() {
+    fn a_shared_mailbox_is_polled_and_an_inactive_one_only_announced() {
         let s = Schedule::default();
         let now = Utc::now();
         let mut m = mailbox(MailboxKind::Shared);
@@ -347,14 +425,9 @@ mod tests {
             swept_at: Some(now - Duration::minutes(5)),
             lease_until: None,
         };
-        let profile = ServerProfile {
-            client_secret_expires_at: Some(now + Duration::days(10)),
-            ..crate::fakes::FakeWorld::profile()
-        };
         let d = due(
             &Known {
                 mailbox: &m,
-                profile: Some(&profile),
                 subscriptions: &[],
                 health: None,
                 upkeep: Some(&upkeep),
@@ -363,15 +436,14 @@ mod tests {
             &s,
         );
         // No subscription for a shared mailbox; swept every round.
-        assert!(d.sweep && d.subscriptions.is_empty() && !d.token);
-        assert_eq!(d.secret_alert, Some(true));
+        assert!(d.sweep && d.subscriptions.is_empty() && !d.token && !d.announce);
         m.enabled = false;
         let mut health = MailboxHealth::default();
-        health.raise(AlertKind::SecretExpiring, "x", now);
+        health.raise(AlertKind::ReauthRequired, "x", now);
+        health.note_changes(&[], now);
         let d = due(
             &Known {
                 mailbox: &m,
-                profile: Some(&profile),
                 subscriptions: &[],
                 health: Some(&health),
                 upkeep: None,
@@ -379,6 +451,35 @@ mod tests {
             now,
             &s,
         );
-        assert!(d.is_empty(), "the warning is shown, the mailbox is off");
+        assert!(
+            d.announce && !d.sweep && !d.token,
+            "the mailbox is off; its event still goes out"
+        );
+    }
+
+    #[test]
+    fn a_profile_is_due_when_its_credential_reaches_a_new_stage() {
+        let now = Utc::now();
+        let mut p = crate::fakes::FakeWorld::profile();
+        assert!(!profile_due(&p, None, now), "no expiry known");
+        let at = now + Duration::days(20);
+        p.client_secret_expires_at = Some(at);
+        assert!(profile_due(&p, None, now));
+        let mut h = ProfileHealth {
+            expiry_warned: Some((ExpiryStage::Days30, at)),
+            ..Default::default()
+        };
+        assert!(!profile_due(&p, Some(&h), now), "raised already");
+        assert!(
+            profile_due(&p, Some(&h), now + Duration::days(14)),
+            "7 days left"
+        );
+        h.expiry_warned = Some((ExpiryStage::Days7, at));
+        assert!(
+            !profile_due(&p, Some(&h), now),
+            "a clock set back raises nothing"
+        );
+        p.client_secret_expires_at = Some(now + Duration::days(400));
+        assert!(profile_due(&p, Some(&h), now), "renewed: the warning goes");
     }
 }

@@ -5,6 +5,7 @@
 use crate::model::*;
 use crate::ports::{Clock, Delivery, JobQueue, Metric, Metrics};
 use crate::repo::Repos;
+use crate::services::alerts::Alerts;
 use crate::services::import::Importer;
 use crate::services::pace::{Pace, SharedPace};
 use crate::services::subscriptions::Subscriptions;
@@ -20,6 +21,7 @@ pub struct Worker {
     pub sweeper: Arc<Sweeper>,
     pub subscriptions: Arc<Subscriptions>,
     pub upkeep: Arc<Upkeep>,
+    pub alerts: Arc<Alerts>,
     /// For the sweep that follows a throttling backlog.
     pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
@@ -134,12 +136,16 @@ impl Worker {
     }
 
     pub async fn run(&self, job: &Job) -> Result<Done> {
-        let _local = self.pace.enter(job.mailbox_id()).await;
+        let Some(mailbox_id) = job.mailbox_id() else {
+            // A profile's upkeep calls no Graph: no mailbox's pace.
+            return self.work(job).await;
+        };
+        let _local = self.pace.enter(mailbox_id).await;
         let result = match job {
             // Upkeep takes its slot only once it knows something is due: a job that finds nothing
             // to do writes nothing, not even a slot.
             Job::Upkeep { .. } => self.work(job).await,
-            _ => match self.shared.enter(job.mailbox_id()).await {
+            _ => match self.shared.enter(mailbox_id).await {
                 Ok(lease) => {
                     let result = self.work(job).await;
                     self.shared.leave(lease).await;
@@ -148,7 +154,7 @@ impl Worker {
                 Err(e) => Err(e),
             },
         };
-        self.record(job, &result).await;
+        self.record(job, mailbox_id, &result).await;
         result
     }
 
@@ -170,6 +176,7 @@ impl Worker {
                 reason,
             } => self.resubscribe(mailbox_id, folder_id, *reason).await,
             Job::Upkeep { mailbox_id } => self.upkeep.run(mailbox_id, &self.shared).await,
+            Job::ProfileUpkeep { profile_id } => self.upkeep.run_profile(profile_id).await,
         }
     }
 
@@ -177,8 +184,7 @@ impl Worker {
     /// last error, the alerts a job raises or clears (throttled, too large, category), and the
     /// metrics. After a throttling spell, the first import that gets through queues a sweep for
     /// what was missed.
-    async fn record(&self, job: &Job, result: &Result<Done>) {
-        let mailbox_id = job.mailbox_id();
+    async fn record(&self, job: &Job, mailbox_id: &str, result: &Result<Done>) {
         let now = self.clock.now();
         match result {
             Ok(Done::Imported { bytes, .. }) => {
@@ -219,11 +225,9 @@ impl Worker {
             return;
         }
         let mut after_throttling = false;
-        let mut raised = false;
         let written = self
-            .repos
-            .touch_health(mailbox_id, |h| {
-                let before = h.alerts.len();
+            .alerts
+            .touch(mailbox_id, |h| {
                 match result {
                     Ok(Done::Imported {
                         category_failure, ..
@@ -263,10 +267,9 @@ impl Worker {
                         }
                     }
                 }
-                raised = h.alerts.len() > before;
             })
             .await;
-        if written.is_ok() && raised {
+        if let Ok(true) = written {
             self.metrics.record(Metric::AlertRaised);
         }
         if let Err(e) = written {
@@ -347,7 +350,7 @@ mod tests {
             b"Subject: x\r\n\r\nx",
             w.clock.now(),
         );
-        let worker = w.services.worker(w.blobs.clone(), w.events.clone());
+        let worker = w.services.worker(w.blobs.clone());
         let job = Job::Import {
             mailbox_id: m.id.clone(),
             message_id: "m1".into(),
