@@ -142,12 +142,25 @@ async fn a_users_access_token_cannot_be_sent_to_an_attackers_graph_host() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 409);
+    // The test's first check (a token) fails, saying why and what to do; nothing else runs.
+    assert_eq!(resp.status(), 200);
     let answer: serde_json::Value = resp.json().await.unwrap();
-    assert!(
-        answer["error"].as_str().unwrap().contains("cannot be used"),
+    assert_eq!(answer["passed"], false, "{answer}");
+    let token = &answer["checks"][0];
+    assert_eq!(
+        (token["check"].as_str(), token["result"].as_str()),
+        (Some("token"), Some("failed")),
         "{answer}"
     );
+    assert!(
+        token["detail"].as_str().unwrap().contains("cannot be used"),
+        "{answer}"
+    );
+    assert!(token["action"]
+        .as_str()
+        .unwrap()
+        .starts_with("Fix the server profile"));
+    assert_eq!(answer["checks"][1]["result"], "skipped");
     assert_eq!(
         hits.load(Ordering::SeqCst),
         0,

@@ -857,8 +857,9 @@ pub async fn create_subscription(
     };
     let mut endpoints = vec![notification_url.clone()];
     endpoints.extend(req.lifecycle_notification_url.clone());
+    let unreachable = sim.faults.lock().unwrap().endpoint_unreachable;
     for url in &endpoints {
-        if !validate_endpoint(&sim.http, url).await {
+        if unreachable || !validate_endpoint(&sim.http, url).await {
             return graph_error(StatusCode::BAD_REQUEST, "ValidationError", "Subscription validation request failed. Notification endpoint must respond with 200 OK to validation request.");
         }
     }

@@ -47,6 +47,9 @@ pub struct Faults {
     /// The next this many Graph requests hang for `hang_seconds`, then answer 504.
     pub graph_hangs: u32,
     pub hang_seconds: u64,
+    /// Graph cannot reach the notification endpoints (a public URL that is not public): the
+    /// subscription's validation request fails, and its creation answers 400 `ValidationError`.
+    pub endpoint_unreachable: bool,
 }
 
 impl Default for Faults {
@@ -61,6 +64,7 @@ impl Default for Faults {
             graph_errors: 0,
             graph_error_status: 503,
             graph_hangs: 0,
+            endpoint_unreachable: false,
             hang_seconds: 30,
         }
     }

@@ -338,6 +338,9 @@ pub struct MailboxHealth {
     /// Alert changes not yet announced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unannounced: Vec<AlertChange>,
+    /// The last test of the mailbox's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_test: Option<TestReport>,
 }
 
 impl AlertBoard for MailboxHealth {
@@ -350,6 +353,66 @@ impl AlertBoard for MailboxHealth {
     fn unannounced_mut(&mut self) -> &mut Vec<AlertChange> {
         &mut self.unannounced
     }
+}
+
+/// One check of a test and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub check: CheckKind,
+    pub result: CheckResult,
+    /// What was found.
+    pub detail: String,
+    /// What to do, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// A token can be obtained with the profile's app registration and the mailbox's grant.
+    Token,
+    /// Graph reaches the mailbox (it exists, has an Exchange Online licence, access is granted).
+    Mailbox,
+    /// Every chosen folder can be read.
+    Folders,
+    /// An administrator approved the mailbox (when its profile asks for approval).
+    Approval,
+    /// Graph accepted a change-notification subscription on every chosen folder, or the mailbox is
+    /// polled (a shared mailbox under delegated permissions).
+    Notifications,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckResult {
+    Passed,
+    Failed,
+    /// Not run: an earlier check failed, or it applies once the mailbox is enabled.
+    Skipped,
+}
+
+/// A test's outcome, kept on the mailbox's health.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestReport {
+    pub passed: bool,
+    /// Whether the mailbox is enabled after the test.
+    pub enabled: bool,
+    pub at: DateTime<Utc>,
+    pub checks: Vec<Check>,
+    /// The profile-wide run this test was part of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+}
+
+/// A test of every mailbox of a profile, started in the background.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestRun {
+    pub id: String,
+    pub profile_id: String,
+    pub enable: bool,
+    pub started_at: DateTime<Utc>,
+    pub mailboxes: Vec<MailboxId>,
 }
 
 /// How close a profile's credential (client secret or certificate) is to its expiry: the warnings
@@ -569,6 +632,12 @@ pub enum Job {
     /// Do what the schedule finds due for a profile: its credential's expiry warnings, its alert
     /// events.
     ProfileUpkeep { profile_id: String },
+    /// Test a mailbox (and enable it when every check passes, with `enable`), for a profile's run.
+    Test {
+        mailbox_id: MailboxId,
+        enable: bool,
+        run: String,
+    },
 }
 
 impl Job {
@@ -578,7 +647,8 @@ impl Job {
             Job::Import { mailbox_id, .. }
             | Job::Sweep { mailbox_id, .. }
             | Job::Resubscribe { mailbox_id, .. }
-            | Job::Upkeep { mailbox_id } => Some(mailbox_id),
+            | Job::Upkeep { mailbox_id }
+            | Job::Test { mailbox_id, .. } => Some(mailbox_id),
             Job::ProfileUpkeep { .. } => None,
         }
     }

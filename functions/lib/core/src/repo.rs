@@ -30,6 +30,9 @@ impl Record for MailboxHealth {
 impl Record for ProfileHealth {
     const KIND: &'static str = "profilehealth";
 }
+impl Record for TestRun {
+    const KIND: &'static str = "testrun";
+}
 impl Record for SubscriptionRecord {
     const KIND: &'static str = "subscription";
 }
@@ -268,6 +271,8 @@ pub struct Repos {
     pub auth_states: Repo<PendingAuth>,
     pub tokens: Repo<crate::crypto::Sealed>,
     pub upkeep: Repo<crate::services::upkeep::UpkeepRecord>,
+    /// The latest test run of each profile.
+    pub test_runs: Repo<TestRun>,
 }
 
 impl Repos {
@@ -283,7 +288,8 @@ impl Repos {
             imports: PerMailbox::new(store.clone()),
             auth_states: Repo::new(store.clone()),
             tokens: Repo::new(store.clone()),
-            upkeep: Repo::new(store),
+            upkeep: Repo::new(store.clone()),
+            test_runs: Repo::new(store),
         }
     }
 

@@ -12,10 +12,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use mailbridge_core::model::Mailbox;
-use mailbridge_core::model::ServerProfile;
+use mailbridge_core::model::{Mailbox, ServerProfile, TestReport, TestRun};
 use mailbridge_core::ports::SecretStore;
 use mailbridge_core::services::admin::{Admin, FolderNode, MailboxView};
+use mailbridge_core::services::checks::RunProgress;
 use mailbridge_core::{Error, Secret};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -189,6 +189,14 @@ pub fn admin_router(api: AdminApi) -> Router {
             get(folders).put(set_folders),
         )
         .route("/admin/mailboxes/{id}/test", post(test_mailbox))
+        .route(
+            "/admin/mailboxes/{id}/test-and-enable",
+            post(test_and_enable),
+        )
+        .route(
+            "/admin/profiles/{id}/test",
+            post(test_profile).get(test_progress),
+        )
         .route("/admin/mailboxes/{id}/shared", post(add_shared))
         .fallback(|_: Administrator| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such admin route")
@@ -317,15 +325,44 @@ async fn set_folders(
     answer(api.admin.set_folders(&id, &f.folder_ids).await)
 }
 
+/// Tests a mailbox check by check (`/test`), and enables it when all pass (`/test-and-enable`).
 async fn test_mailbox(
     _: Administrator,
     State(api): State<AdminApi>,
     Path(id): Path<String>,
-) -> Answer<serde_json::Value> {
-    answer(
-        api.admin
-            .test(&id)
-            .await
-            .map(|m| json!({"ok": true, "message": m})),
-    )
+) -> Answer<TestReport> {
+    answer(api.admin.test(&id, false).await)
+}
+
+async fn test_and_enable(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+) -> Answer<TestReport> {
+    answer(api.admin.test(&id, true).await)
+}
+
+#[derive(Deserialize)]
+struct RunRequest {
+    #[serde(default)]
+    enable: bool,
+}
+
+/// Starts a test of every mailbox of a profile in the background: 202 with the run.
+async fn test_profile(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+    Body(r): Body<RunRequest>,
+) -> Result<(StatusCode, Json<TestRun>), ApiError> {
+    let run = api.admin.test_profile(&id, r.enable).await?;
+    Ok((StatusCode::ACCEPTED, Json(run)))
+}
+
+async fn test_progress(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+) -> Answer<RunProgress> {
+    answer(api.admin.test_progress(&id).await)
 }

@@ -3,6 +3,7 @@
 use crate::model::*;
 use crate::ports::{Clock, Cond, MailGraph};
 use crate::repo::Repos;
+use crate::services::checks::{Checks, RunProgress};
 use crate::services::connect::mailbox_id;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
@@ -16,6 +17,7 @@ pub struct Admin {
     pub graph: Arc<dyn MailGraph>,
     pub tokens: Arc<Tokens>,
     pub subscriptions: Arc<Subscriptions>,
+    pub checks: Arc<Checks>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
 }
@@ -309,13 +311,18 @@ impl Admin {
         Ok(out)
     }
 
-    /// Tests the connection: a token and a read of the Inbox. The error says what to do.
-    pub async fn test(&self, id: &str) -> Result<String> {
-        let mailbox = self.repos.mailbox(id).await?;
-        let inbox = self.inbox(&mailbox, &mailbox.user_id).await?;
-        Ok(format!(
-            "connected to {} (Inbox: {})",
-            mailbox.address, inbox.display_name
-        ))
+    /// Tests a mailbox's configuration, check by check; with `enable`, enables it when all pass.
+    pub async fn test(&self, id: &str, enable: bool) -> Result<TestReport> {
+        self.checks.test(id, enable, None).await
+    }
+
+    /// Tests every mailbox of a profile in the background.
+    pub async fn test_profile(&self, profile_id: &str, enable: bool) -> Result<TestRun> {
+        self.checks.start_run(profile_id, enable).await
+    }
+
+    /// How the profile's latest test run is going.
+    pub async fn test_progress(&self, profile_id: &str) -> Result<RunProgress> {
+        self.checks.progress(profile_id).await
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod alerts;
+pub mod checks;
 pub mod connect;
 pub mod import;
 pub mod maintenance;
@@ -271,6 +272,7 @@ impl MailServices {
             queue: self.queue.clone(),
             clock: self.clock.clone(),
             alerts: self.alerts.clone(),
+            checks: Arc::new(self.checks()),
             upkeep: Arc::new(upkeep::Upkeep {
                 repos: self.repos.clone(),
                 alerts: self.alerts.clone(),
@@ -283,6 +285,19 @@ impl MailServices {
             pace: Arc::new(pace::Pace::with_limits(self.settings.graph_limits)),
             shared: self.pace.clone(),
             metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Test and enable, for the admin API and the import function's `Test` jobs.
+    pub fn checks(&self) -> checks::Checks {
+        checks::Checks {
+            repos: self.repos.clone(),
+            graph: self.graph.clone(),
+            tokens: self.tokens.clone(),
+            subscriptions: self.subscriptions.clone(),
+            alerts: self.alerts.clone(),
+            queue: self.queue.clone(),
+            clock: self.clock.clone(),
         }
     }
 
@@ -303,6 +318,7 @@ impl MailServices {
             graph: self.graph.clone(),
             tokens: self.tokens.clone(),
             subscriptions: self.subscriptions.clone(),
+            checks: Arc::new(self.checks()),
             clock: self.clock.clone(),
             settings: self.settings.clone(),
         }

@@ -6,6 +6,7 @@ use crate::model::*;
 use crate::ports::{Clock, Delivery, JobQueue, Metric, Metrics};
 use crate::repo::Repos;
 use crate::services::alerts::Alerts;
+use crate::services::checks::Checks;
 use crate::services::import::Importer;
 use crate::services::pace::{Pace, SharedPace};
 use crate::services::subscriptions::Subscriptions;
@@ -22,6 +23,7 @@ pub struct Worker {
     pub subscriptions: Arc<Subscriptions>,
     pub upkeep: Arc<Upkeep>,
     pub alerts: Arc<Alerts>,
+    pub checks: Arc<Checks>,
     /// For the sweep that follows a throttling backlog.
     pub queue: Arc<dyn JobQueue>,
     pub clock: Arc<dyn Clock>,
@@ -53,6 +55,8 @@ pub enum Done {
     Swept { queued: u32 },
     /// A mailbox's due upkeep was done: subscriptions renewed or created, imports queued.
     Maintained { renewed: u32, queued: u32 },
+    /// A mailbox was tested for a profile's run.
+    Tested { passed: bool },
     /// Nothing to do (the mailbox is not active).
     Skipped(String),
 }
@@ -177,6 +181,11 @@ impl Worker {
             } => self.resubscribe(mailbox_id, folder_id, *reason).await,
             Job::Upkeep { mailbox_id } => self.upkeep.run(mailbox_id, &self.shared).await,
             Job::ProfileUpkeep { profile_id } => self.upkeep.run_profile(profile_id).await,
+            Job::Test {
+                mailbox_id,
+                enable,
+                run,
+            } => self.checks.run_job(mailbox_id, *enable, run).await,
         }
     }
 
