@@ -275,3 +275,251 @@ async fn every_mailbox_of_a_profile_is_tested_in_the_background_with_its_progres
     let (status, _) = admin(&r, "GET", "/admin/profiles/nope/test", None).await;
     assert_eq!(status, 404);
 }
+
+/// An organisation-wide profile over the demo tenant's app registration (application
+/// permissions, the demo profile's secret).
+async fn org_profile(r: &Runner) -> Value {
+    let mut p = serde_json::to_value(
+        r.services
+            .admin
+            .profiles()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.id == "demo")
+            .unwrap(),
+    )
+    .unwrap();
+    p["id"] = "org".into();
+    p["name"] = "Contoso (organisation)".into();
+    p["auth"] = "application".into();
+    p["tenant"] = r.demo.tenant_id.clone().into();
+    p["is_default"] = false.into();
+    let (status, answer) = admin(r, "PUT", "/admin/profiles/org", Some(p.clone())).await;
+    assert_eq!(status, 200, "{answer}");
+    p
+}
+
+/// The administrator's browser through `/admin-consent`: the final page's status and text.
+async fn consent(r: &Runner) -> (u16, String) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    mailbridge_local::follow_sign_in(
+        &browser,
+        format!("{}/admin-consent?profile=org", r.base_url),
+    )
+    .await
+    .unwrap()
+}
+
+fn state_of(m: &Value) -> String {
+    m["connection"]["state"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_consent_then_user_and_shared_mailboxes_with_push_propagation_and_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftedClock::default());
+    let r = mailbridge_tests::runner(dir.path(), |o| o.clock = clock.clone()).await;
+    let tenant = r.demo.tenant_id.clone();
+    let domain = r.demo.tenant_domain.clone();
+    let user = r.demo.user_upn.clone();
+    let shared = format!("support@{domain}");
+    let outsider = format!("direction@{domain}");
+    r.sim
+        .add_mailbox(&tenant, &shared, "Support", SimKind::Shared);
+    r.sim
+        .add_mailbox(&tenant, &outsider, "Direction", SimKind::User);
+    // Graph applies the consent after a while; the app's Exchange scope leaves Direction out.
+    r.sim.set_limits(|l| l.propagation_seconds = 2);
+    r.sim
+        .set_app_scope(&r.demo.client_id, Some(&[user.as_str(), shared.as_str()]));
+    org_profile(&r).await;
+
+    // A delegated profile has no admin consent; an unknown one neither.
+    let (status, page) = mailbridge_local::follow_sign_in(
+        &reqwest::Client::new(),
+        format!("{}/admin-consent?profile=demo", r.base_url),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("signs in at /connect"), "{page}");
+
+    // Someone outside the tenant tries: Entra refuses; the page says who must do it.
+    r.sim.sign_in_as(Some("stranger@elsewhere.example"));
+    let (status, page) = consent(&r).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("only an administrator of the profile&#39;s tenant"),
+        "{page}"
+    );
+    // The administrator declines: nothing granted.
+    r.sim.sign_in_as(Some(&user));
+    r.sim
+        .state
+        .admin_declines
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, page) = consent(&r).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("declined"), "{page}");
+    r.sim
+        .state
+        .admin_declines
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    // The administrator consents: the tenant is recorded.
+    let (status, page) = consent(&r).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Consent granted"), "{page}");
+    let recorded = r.services.repos.consents.get("org").await.unwrap().unwrap();
+    assert_eq!(recorded.value.tenant_id, tenant);
+
+    // Mailboxes by address, right after the consent: Graph still says 403. They wait as
+    // "permission propagating", with no alert.
+    let (status, added) = admin(
+        &r,
+        "POST",
+        "/admin/profiles/org/mailboxes",
+        Some(json!({"addresses": [user, shared, outsider]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    let added = added.as_array().unwrap().clone();
+    assert_eq!(added.len(), 3);
+    for m in &added {
+        assert_eq!(state_of(m), "permission_propagating", "{m}");
+    }
+    let ids: Vec<String> = added
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    let no_alerts = |ids: Vec<String>| {
+        let r = &r;
+        async move {
+            for id in ids {
+                let v = r.services.admin.mailbox(&id).await.unwrap();
+                assert!(v.health.alerts.is_empty(), "{:?}", v.health.alerts);
+            }
+        }
+    };
+    no_alerts(ids.clone()).await;
+    // Bad input: a clear 400, nothing added.
+    let (status, answer) = admin(
+        &r,
+        "POST",
+        "/admin/profiles/org/mailboxes",
+        Some(json!({"addresses": ["not an address"]})),
+    )
+    .await;
+    assert_eq!((status, answer["code"].as_str()), (400, Some("invalid")));
+
+    // The permission arrives; the schedule tries again (with backoff) and reaches the two in
+    // scope: connected, subscribed (the shared mailbox too: application permissions allow it).
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let wait_state = |id: String, want: &'static str| {
+        let r = &r;
+        let clock = clock.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                clock.advance(chrono::Duration::minutes(2));
+                r.services.maintenance.run().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let v = r.services.admin.mailbox(&id).await.unwrap();
+                let state = serde_json::to_value(&v.mailbox).unwrap();
+                if state_of(&state) == want {
+                    return v;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{state:#}");
+            }
+        }
+    };
+    wait_state(ids[0].clone(), "connected").await;
+    wait_state(ids[1].clone(), "connected").await;
+    no_alerts(ids.clone()).await;
+    let v = r.services.admin.mailbox(&ids[2]).await.unwrap();
+    assert!(
+        matches!(
+            v.mailbox.connection,
+            mailbridge_core::model::ConnectionState::PermissionPropagating { .. }
+        ),
+        "still within the two hours: {:?}",
+        v.mailbox.connection
+    );
+    let subscribed: Vec<String> = {
+        let w = r.sim.world();
+        w.subscriptions
+            .values()
+            .map(|s| s.user_id.clone())
+            .collect()
+    };
+    let shared_id = r.sim.world().user_by(&shared).unwrap().id.clone();
+    assert!(
+        subscribed.contains(&shared_id),
+        "the shared mailbox has push"
+    );
+
+    // Mail to both arrives by notification and is imported.
+    let (_, mime) = mailbridge_local::sample_messages().remove(0);
+    let to_user = r.sim.deliver(&user, "inbox", mime.clone()).unwrap();
+    let to_shared = r.sim.deliver(&shared, "inbox", mime).unwrap();
+    let sweeps_before = r.sim.counter("delta");
+    for (id, msg) in [(&ids[0], to_user), (&ids[1], to_shared)] {
+        let states = mailbridge_tests::wait_imported(&r, id, &[msg]).await;
+        assert!(
+            matches!(
+                states[0],
+                Some(mailbridge_core::model::ImportState::Imported { .. })
+            ),
+            "{states:?}"
+        );
+    }
+    assert_eq!(
+        r.sim.counter("delta"),
+        sweeps_before,
+        "imported from notifications, not found by a sweep"
+    );
+
+    // Two hours on, Graph still refuses Direction: outside the app's scope, an alert that says
+    // so, on that mailbox only.
+    clock.advance(chrono::Duration::hours(2));
+    let v = wait_state(ids[2].clone(), "not_reachable").await;
+    let kinds: Vec<_> = v.health.alerts.iter().map(|a| a.kind).collect();
+    assert_eq!(
+        kinds,
+        [mailbridge_core::model::AlertKind::OutsideScope],
+        "{:?}",
+        v.health.alerts
+    );
+    assert!(v.health.alerts[0].message.contains("RBAC for Applications"));
+    no_alerts(ids[..2].to_vec()).await;
+
+    // Discovery needs User.Read.All: without it, what to do; with it, every licensed user (the
+    // shared mailbox has no licence), the ones already added kept as they are.
+    let (status, answer) = admin(&r, "POST", "/admin/profiles/org/discover", None).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("User.Read.All"));
+    r.sim
+        .world()
+        .apps
+        .get_mut(&r.demo.client_id)
+        .unwrap()
+        .app_roles
+        .push("User.Read.All".into());
+    clock.advance(chrono::Duration::hours(2)); // a new app token, with the new role
+    let (status, found) = admin(&r, "POST", "/admin/profiles/org/discover", None).await;
+    assert_eq!(status, 200, "{found}");
+    let found: Vec<String> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["address"].as_str().unwrap().to_string())
+        .collect();
+    assert!(found.contains(&user.to_lowercase()), "{found:?}");
+    assert!(found.contains(&outsider.to_lowercase()), "{found:?}");
+    assert!(!found.contains(&shared.to_lowercase()), "{found:?}");
+    let all = r.services.admin.mailboxes().await.unwrap();
+    assert_eq!(all.len(), 3, "discovery added no duplicate");
+}

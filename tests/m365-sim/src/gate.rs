@@ -113,7 +113,12 @@ pub fn mailbox_access(
             *at + Duration::seconds(i64::from(w.limits.propagation_seconds)) <= Utc::now()
         });
         let has_role = c.roles.iter().any(|r| needed.contains(&r.as_str()));
-        if user.tenant_id != c.tid || !has_role || !effective {
+        let in_scope = w
+            .apps
+            .get(&c.appid)
+            .and_then(|a| a.mailbox_scope.as_ref())
+            .is_none_or(|scope| scope.contains(&user.id));
+        if user.tenant_id != c.tid || !has_role || !effective || !in_scope {
             return Err(denied());
         }
     } else if user.id == c.oid {

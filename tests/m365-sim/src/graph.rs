@@ -156,6 +156,66 @@ pub async fn user(State(sim): State<Shared>, Extension(ctx): Extension<Ctx>) -> 
     Json(user_json(&sim.base_url, u)).into_response()
 }
 
+/// `GET /users`: the tenant's users, for an app with `User.Read.All` (application) or a user
+/// with `User.Read.All` / `User.ReadBasic.All`. Licensed users carry an `assignedLicenses` entry;
+/// shared mailboxes and unlicensed users none. Pages of `$top` (default 100) with a nextLink.
+pub async fn list_users(
+    State(sim): State<Shared>,
+    Extension(ctx): Extension<Ctx>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let c = &ctx.claims;
+    let allowed = if c.is_app() {
+        c.roles.iter().any(|r| r == "User.Read.All")
+    } else {
+        c.scopes()
+            .any(|s| s == "User.Read.All" || s == "User.ReadBasic.All")
+    };
+    if !allowed {
+        return graph_error(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        );
+    }
+    let w = sim.world.lock().unwrap();
+    let top: usize = q
+        .get("$top")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 999);
+    let skip: usize = q
+        .get("$skiptoken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let all: Vec<&User> = w.users.values().filter(|u| u.tenant_id == c.tid).collect();
+    let value: Vec<Value> = all
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|u| {
+            let licences = if u.kind == MailboxKind::User {
+                json!([{"disabledPlans": [], "skuId": "6fd2c87f-b296-42f0-b197-1e91e994b900"}])
+            } else {
+                json!([])
+            };
+            json!({"id": u.id, "displayName": u.display_name, "mail": u.upn,
+                   "userPrincipalName": u.upn, "assignedLicenses": licences})
+        })
+        .collect();
+    let mut page =
+        json!({"@odata.context": format!("{}/v1.0/$metadata#users", sim.base_url), "value": value});
+    if skip + top < all.len() {
+        page["@odata.nextLink"] = format!(
+            "{}/v1.0/users?$top={top}&$skiptoken={}",
+            sim.base_url,
+            skip + top
+        )
+        .into();
+    }
+    Json(page).into_response()
+}
+
 #[derive(Deserialize)]
 pub struct FolderPath {
     folder: String,

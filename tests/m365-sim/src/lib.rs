@@ -198,6 +198,7 @@ pub fn router(state: Shared) -> Router {
     };
     let v1 = Router::new()
         .route("/me", get(user))
+        .route("/users", get(list_users))
         .route("/users/{user}", get(user))
         .route(
             "/subscriptions",
@@ -353,6 +354,21 @@ impl Sim {
                 chrono::Utc::now() + chrono::Duration::days(spec.secret_days);
         }
         (client_id, secret)
+    }
+
+    /// Limits an app's application permissions to these mailboxes (Exchange's RBAC for
+    /// Applications); `None`: the whole tenant again.
+    pub fn set_app_scope(&self, client_id: &str, users: Option<&[&str]>) -> bool {
+        let mut w = self.world();
+        let scope = users.map(|us| {
+            us.iter()
+                .filter_map(|u| w.user_by(u).map(|u| u.id.clone()))
+                .collect()
+        });
+        w.apps
+            .get_mut(client_id)
+            .map(|a| a.mailbox_scope = scope)
+            .is_some()
     }
 
     /// Adds a client secret valid for `days`; returns its value.

@@ -46,6 +46,9 @@ pub struct App {
     pub multi_tenant: bool,
     /// Application permissions (app roles on Graph) the registration requests.
     pub app_roles: Vec<String>,
+    /// Exchange's RBAC for Applications (or an application access policy): the user ids the app's
+    /// application permissions reach; `None`, the whole tenant.
+    pub mailbox_scope: Option<BTreeSet<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -400,6 +403,7 @@ impl World {
                 redirect_uris,
                 multi_tenant: true,
                 app_roles: vec!["Mail.Read".into(), "Mail.ReadWrite".into()],
+                mailbox_scope: None,
             },
         );
     }

@@ -341,6 +341,11 @@ impl MailGraph for FakeGraph {
         })
     }
 
+    async fn users(&self, _ctx: GraphCtx<'_>) -> Result<Vec<crate::model::DirectoryUser>> {
+        self.call("users")?;
+        Ok(Vec::new())
+    }
+
     async fn folder(
         &self,
         _ctx: GraphCtx<'_>,
@@ -510,6 +515,18 @@ impl Identity for FakeIdentity {
         Ok(format!(
             "https://login.example/authorize?state={}",
             req.state.expose()
+        ))
+    }
+
+    fn admin_consent_url(
+        &self,
+        _profile: &ServerProfile,
+        _redirect_uri: &str,
+        state: &Secret,
+    ) -> Result<String> {
+        Ok(format!(
+            "https://login.example/adminconsent?state={}",
+            state.expose()
         ))
     }
 

@@ -167,9 +167,16 @@ pub enum ConnectionState {
         code: String,
         reason: String,
     },
-    /// Graph cannot reach this mailbox (licence missing, on-premises, soft-deleted).
+    /// Graph cannot reach this mailbox (licence missing, on-premises, soft-deleted, outside the
+    /// app's scope).
     NotReachable {
         reason: String,
+    },
+    /// An administrator granted consent lately and Graph still answers 403 while the permission
+    /// propagates (Microsoft: up to two hours); tried again with backoff, no failure alert before
+    /// `until`.
+    PermissionPropagating {
+        until: DateTime<Utc>,
     },
 }
 
@@ -244,6 +251,9 @@ pub enum AlertKind {
     MessageTooLarge,
     ImportFailing,
     CategoryNotSet,
+    /// Application permissions do not reach this mailbox: Exchange's RBAC for Applications or an
+    /// application access policy leaves it out of the app's scope.
+    OutsideScope,
 }
 
 /// An alert that says what to do.
@@ -654,9 +664,40 @@ impl Job {
     }
 }
 
+/// What a pending authorization is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthPurpose {
+    /// A person signs in to connect their mailbox.
+    #[default]
+    SignIn,
+    /// An administrator grants an organisation-wide profile's application permissions.
+    AdminConsent,
+}
+
+/// An administrator's consent to an organisation-wide profile, as the consent's answer gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppConsent {
+    pub profile_id: String,
+    pub tenant_id: String,
+    pub granted_at: DateTime<Utc>,
+}
+
+/// A user of the tenant's directory, as discovery lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    pub id: String,
+    pub display_name: String,
+    pub address: String,
+    /// Whether the user has a licence (a user mailbox); shared mailboxes have none.
+    pub licensed: bool,
+}
+
 /// A sign-in in progress, kept server-side under the hash of its `state` until the callback.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PendingAuth {
+    #[serde(default)]
+    pub purpose: AuthPurpose,
     pub profile_id: String,
     pub pkce_verifier: Secret,
     pub redirect_uri: String,

@@ -238,6 +238,14 @@ pub struct AuthorizeRequest {
 #[async_trait]
 pub trait Identity: Send + Sync {
     fn authorize_url(&self, profile: &ServerProfile, req: &AuthorizeRequest) -> Result<String>;
+    /// Where an administrator grants the profile's application permissions for the tenant
+    /// (the v2.0 admin-consent endpoint, with the `.default` scope).
+    fn admin_consent_url(
+        &self,
+        profile: &ServerProfile,
+        redirect_uri: &str,
+        state: &Secret,
+    ) -> Result<String>;
     async fn exchange_code(
         &self,
         profile: &ServerProfile,
@@ -278,6 +286,8 @@ pub struct GraphCtx<'a> {
 pub trait MailGraph: Send + Sync {
     async fn me(&self, ctx: GraphCtx<'_>) -> Result<GraphUser>;
     async fn user(&self, ctx: GraphCtx<'_>, id_or_upn: &str) -> Result<GraphUser>;
+    /// Every user of the tenant (`GET /users`, every page): needs `User.Read.All`.
+    async fn users(&self, ctx: GraphCtx<'_>) -> Result<Vec<DirectoryUser>>;
     /// A folder by id or well-known name (`inbox`, `sentitems`, ...).
     async fn folder(&self, ctx: GraphCtx<'_>, user_id: &str, folder: &str) -> Result<GraphFolder>;
     async fn child_folders(

@@ -30,6 +30,9 @@ impl Record for MailboxHealth {
 impl Record for ProfileHealth {
     const KIND: &'static str = "profilehealth";
 }
+impl Record for AppConsent {
+    const KIND: &'static str = "consent";
+}
 impl Record for TestRun {
     const KIND: &'static str = "testrun";
 }
@@ -273,6 +276,8 @@ pub struct Repos {
     pub upkeep: Repo<crate::services::upkeep::UpkeepRecord>,
     /// The latest test run of each profile.
     pub test_runs: Repo<TestRun>,
+    /// Administrators' consents to organisation-wide profiles, by profile id.
+    pub consents: Repo<AppConsent>,
 }
 
 impl Repos {
@@ -289,7 +294,8 @@ impl Repos {
             auth_states: Repo::new(store.clone()),
             tokens: Repo::new(store.clone()),
             upkeep: Repo::new(store.clone()),
-            test_runs: Repo::new(store),
+            test_runs: Repo::new(store.clone()),
+            consents: Repo::new(store),
         }
     }
 

@@ -193,6 +193,8 @@ pub fn admin_router(api: AdminApi) -> Router {
             "/admin/mailboxes/{id}/test-and-enable",
             post(test_and_enable),
         )
+        .route("/admin/profiles/{id}/mailboxes", post(add_mailboxes))
+        .route("/admin/profiles/{id}/discover", post(discover))
         .route(
             "/admin/profiles/{id}/test",
             post(test_profile).get(test_progress),
@@ -323,6 +325,30 @@ async fn set_folders(
     Body(f): Body<FolderIds>,
 ) -> Answer<Mailbox> {
     answer(api.admin.set_folders(&id, &f.folder_ids).await)
+}
+
+#[derive(Deserialize)]
+struct Addresses {
+    addresses: Vec<String>,
+}
+
+/// Adds mailboxes (user or shared) of an organisation-wide profile by address.
+async fn add_mailboxes(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+    Body(a): Body<Addresses>,
+) -> Answer<Vec<Mailbox>> {
+    answer(api.admin.add_mailboxes(&id, &a.addresses).await)
+}
+
+/// Adds every licensed user of an organisation-wide profile's tenant (User.Read.All).
+async fn discover(
+    _: Administrator,
+    State(api): State<AdminApi>,
+    Path(id): Path<String>,
+) -> Answer<Vec<Mailbox>> {
+    answer(api.admin.discover(&id).await)
 }
 
 /// Tests a mailbox check by check (`/test`), and enables it when all pass (`/test-and-enable`).

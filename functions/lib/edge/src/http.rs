@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use mailbridge_core::services::connect::{Callback, Connect};
+use mailbridge_core::services::connect::{Callback, Completed, Connect};
 use mailbridge_core::services::webhook::{validation_answer, Webhook, MAX_BODY_BYTES};
 use mailbridge_core::Error;
 use serde::Deserialize;
@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub fn oauth_router(connect: Arc<Connect>) -> Router {
     Router::new()
         .route("/connect", get(connect_start))
+        .route("/admin-consent", get(admin_consent_start))
         .route("/oauth/callback", get(callback))
         .with_state(connect)
 }
@@ -97,11 +98,39 @@ async fn connect_start(
 }
 
 #[derive(Deserialize)]
+struct ConsentQuery {
+    profile: Option<String>,
+}
+
+/// Sends an administrator to Microsoft's admin-consent page for an organisation-wide profile.
+async fn admin_consent_start(
+    State(connect): State<Arc<Connect>>,
+    Query(q): Query<ConsentQuery>,
+) -> Response {
+    let Some(profile) = q.profile.filter(|p| !p.is_empty()) else {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Cannot start the consent",
+            "Name the organisation-wide profile: /admin-consent?profile=<id>.",
+        );
+    };
+    match connect.begin_admin_consent(&profile).await {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => {
+            let (status, msg) = public_error(&e);
+            page(status, "Cannot start the consent", &msg)
+        }
+    }
+}
+
+#[derive(Deserialize)]
 struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    admin_consent: Option<String>,
+    tenant: Option<String>,
 }
 
 async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQuery>) -> Response {
@@ -110,9 +139,19 @@ async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQ
         state: q.state,
         error: q.error,
         error_description: q.error_description,
+        admin_consent: q.admin_consent,
+        tenant: q.tenant,
     };
     match connect.complete(cb).await {
-        Ok(m) => {
+        Ok(Completed::Consent { profile, consent }) => page(
+            StatusCode::OK,
+            "Consent granted",
+            &format!(
+                "The administrator of tenant {} granted profile '{}' its permissions. Microsoft may take up to two hours to apply them everywhere: mailboxes added meanwhile show \"permission propagating\" and are tried again on their own.",
+                consent.tenant_id, profile.name
+            ),
+        ),
+        Ok(Completed::Mailbox(m)) => {
             let what = if m.approved {
                 "Mail arriving in the chosen folders is imported from now on."
             } else {

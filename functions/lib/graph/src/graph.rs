@@ -90,6 +90,20 @@ struct Collection<T> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct DirectoryUserJson {
+    id: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    mail: Option<String>,
+    #[serde(default)]
+    user_principal_name: Option<String>,
+    #[serde(default)]
+    assigned_licenses: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct SubscriptionJson {
     id: String,
     expiration_date_time: DateTime<Utc>,
@@ -262,6 +276,31 @@ impl MailGraph for GraphClient {
             .json(self.request(ctx, Method::GET, &Self::user_url(ctx, id_or_upn))?)
             .await?;
         Ok(user_of(u))
+    }
+
+    async fn users(&self, ctx: GraphCtx<'_>) -> Result<Vec<DirectoryUser>> {
+        let mut url = format!(
+            "{}/v1.0/users?$select=id,displayName,mail,userPrincipalName,assignedLicenses&$top=999",
+            ctx.graph_base
+        );
+        let mut out = Vec::new();
+        loop {
+            let page: Collection<DirectoryUserJson> =
+                self.json(self.request(ctx, Method::GET, &url)?).await?;
+            out.extend(page.value.into_iter().filter_map(|u| {
+                let address = u.mail.or(u.user_principal_name)?;
+                Some(DirectoryUser {
+                    display_name: u.display_name.unwrap_or_else(|| address.clone()),
+                    id: u.id,
+                    licensed: !u.assigned_licenses.is_empty(),
+                    address,
+                })
+            }));
+            match page.next_link {
+                Some(next) => url = next,
+                None => return Ok(out),
+            }
+        }
     }
 
     async fn folder(&self, ctx: GraphCtx<'_>, user_id: &str, folder: &str) -> Result<GraphFolder> {

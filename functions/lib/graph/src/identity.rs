@@ -193,6 +193,27 @@ impl Identity for EntraIdentity {
         Ok(auth.url().0.to_string())
     }
 
+    fn admin_consent_url(
+        &self,
+        profile: &ServerProfile,
+        redirect_uri: &str,
+        state: &Secret,
+    ) -> Result<String> {
+        let login = profile.cloud.endpoints().login;
+        let mut url =
+            oauth2::url::Url::parse(&format!("{login}/{}/v2.0/adminconsent", profile.tenant))
+                .map_err(|e| Error::Config {
+                    code: "profile-url".into(),
+                    reason: format!("bad login URL: {e}"),
+                })?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &profile.client_id)
+            .append_pair("scope", &profile.application_scope())
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state.expose());
+        Ok(url.to_string())
+    }
+
     async fn exchange_code(
         &self,
         profile: &ServerProfile,

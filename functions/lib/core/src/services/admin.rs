@@ -5,6 +5,7 @@ use crate::ports::{Clock, Cond, MailGraph};
 use crate::repo::Repos;
 use crate::services::checks::{Checks, RunProgress};
 use crate::services::connect::mailbox_id;
+use crate::services::organisation::Organisation;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
 use crate::services::Settings;
@@ -18,6 +19,7 @@ pub struct Admin {
     pub tokens: Arc<Tokens>,
     pub subscriptions: Arc<Subscriptions>,
     pub checks: Arc<Checks>,
+    pub organisation: Arc<Organisation>,
     pub clock: Arc<dyn Clock>,
     pub settings: Settings,
 }
@@ -314,6 +316,20 @@ impl Admin {
     /// Tests a mailbox's configuration, check by check; with `enable`, enables it when all pass.
     pub async fn test(&self, id: &str, enable: bool) -> Result<TestReport> {
         self.checks.test(id, enable, None).await
+    }
+
+    /// Adds mailboxes of an organisation-wide profile by address.
+    pub async fn add_mailboxes(
+        &self,
+        profile_id: &str,
+        addresses: &[String],
+    ) -> Result<Vec<Mailbox>> {
+        self.organisation.add(profile_id, addresses).await
+    }
+
+    /// Adds every licensed user of an organisation-wide profile's tenant.
+    pub async fn discover(&self, profile_id: &str) -> Result<Vec<Mailbox>> {
+        self.organisation.discover(profile_id).await
     }
 
     /// Tests every mailbox of a profile in the background.

@@ -18,6 +18,22 @@ pub struct Callback {
     pub state: Option<String>,
     pub error: Option<String>,
     pub error_description: Option<String>,
+    /// The admin-consent answer: `True` when granted.
+    pub admin_consent: Option<String>,
+    /// The admin-consent answer: the tenant that granted it.
+    pub tenant: Option<String>,
+}
+
+/// What a completed authorization made.
+#[derive(Debug, Clone)]
+pub enum Completed {
+    /// A person's sign-in: their mailbox, connected.
+    Mailbox(Mailbox),
+    /// An administrator's consent to an organisation-wide profile.
+    Consent {
+        profile: ServerProfile,
+        consent: AppConsent,
+    },
 }
 
 pub struct Connect {
@@ -73,14 +89,55 @@ impl Connect {
                 profile.id
             )));
         }
-        let state = random_token(32);
         let (verifier, challenge) = pkce_pair();
-        let now = self.clock.now();
+        let (state, pending) = self
+            .pending(AuthPurpose::SignIn, &profile, verifier)
+            .await?;
+        self.identity.authorize_url(
+            &profile,
+            &AuthorizeRequest {
+                redirect_uri: pending.redirect_uri,
+                state,
+                pkce_challenge: challenge,
+                login_hint,
+                prompt: None,
+            },
+        )
+    }
+
+    /// Starts an administrator's consent to an organisation-wide profile: where to send the
+    /// browser (Microsoft's admin-consent endpoint, back to the same callback as sign-ins).
+    pub async fn begin_admin_consent(&self, profile_id: &str) -> Result<String> {
+        let profile = self.tokens.profile(profile_id).await?;
+        if profile.auth != AuthType::Application {
+            return Err(Error::Invalid(format!(
+                "profile {} uses delegated permissions: each person signs in at /connect instead",
+                profile.id
+            )));
+        }
+        // The consent has no code to redeem; the verifier is kept only for the record's shape.
+        let (verifier, _) = pkce_pair();
+        let (state, pending) = self
+            .pending(AuthPurpose::AdminConsent, &profile, verifier)
+            .await?;
+        self.identity
+            .admin_consent_url(&profile, &pending.redirect_uri, &state)
+    }
+
+    /// Stores a single-use state for an authorization: the state, and what was stored.
+    async fn pending(
+        &self,
+        purpose: AuthPurpose,
+        profile: &ServerProfile,
+        pkce_verifier: crate::Secret,
+    ) -> Result<(crate::Secret, PendingAuth)> {
+        let state = random_token(32);
         let pending = PendingAuth {
+            purpose,
             profile_id: profile.id.clone(),
-            pkce_verifier: verifier,
+            pkce_verifier,
             redirect_uri: self.settings.redirect_uri(),
-            expires_at: now + self.settings.auth_state_ttl,
+            expires_at: self.clock.now() + self.settings.auth_state_ttl,
         };
         self.repos
             .auth_states
@@ -91,22 +148,13 @@ impl Connect {
                 Some(pending.expires_at),
             )
             .await?;
-        self.identity.authorize_url(
-            &profile,
-            &AuthorizeRequest {
-                redirect_uri: pending.redirect_uri,
-                state: crate::Secret::new(state),
-                pkce_challenge: challenge,
-                login_hint,
-                prompt: None,
-            },
-        )
+        Ok((crate::Secret::new(state), pending))
     }
 
     /// Completes a sign-in: the state is used once, the code exchanged with the PKCE verifier, the
     /// tokens sealed, the mailbox created or reconnected (keeping its settings), and, if it is
     /// approved, its subscriptions and cursors set up.
-    pub async fn complete(&self, cb: Callback) -> Result<Mailbox> {
+    pub async fn complete(&self, cb: Callback) -> Result<Completed> {
         let state = cb
             .state
             .as_deref()
@@ -128,19 +176,28 @@ impl Connect {
             ));
         }
         if let Some(error) = cb.error {
-            let what = match error.as_str() {
-                "access_denied" => "the permissions were not granted (consent declined)",
-                "consent_required" | "interaction_required" => {
+            let detail = cb.error_description.unwrap_or_default();
+            let code = detail.split(':').next().unwrap_or_default();
+            let what = match (pending.purpose, error.as_str(), code) {
+                (AuthPurpose::AdminConsent, _, "AADSTS90094") => {
+                    "only an administrator of the profile's tenant can grant this consent: sign in as a Global Administrator (or Privileged Role Administrator) of that tenant and start again"
+                }
+                (AuthPurpose::AdminConsent, "access_denied", _) => {
+                    "the administrator declined the consent: nothing was granted"
+                }
+                (_, "access_denied", _) => "the permissions were not granted (consent declined)",
+                (_, "consent_required" | "interaction_required", _) => {
                     "an administrator must grant consent first"
                 }
                 _ => "Microsoft refused the sign-in",
             };
-            let detail = cb.error_description.unwrap_or_default();
-            let code = detail.split(':').next().unwrap_or_default();
             return Err(Error::Invalid(format!(
                 "{what} ({error}{}{code})",
                 if code.is_empty() { "" } else { ", " }
             )));
+        }
+        if pending.purpose == AuthPurpose::AdminConsent {
+            return self.consented(&pending, &cb).await;
         }
         let code = cb
             .code
@@ -246,6 +303,52 @@ impl Connect {
             self.subscriptions.activate(&mailbox).await?;
         }
         tracing::info!(mailbox = %mailbox.id, "mailbox connected");
-        Ok(mailbox)
+        Ok(Completed::Mailbox(mailbox))
+    }
+
+    /// Records an administrator's consent: granted, by the profile's tenant (a consent from
+    /// another tenant is refused), with its time, from which Graph's propagation is counted.
+    async fn consented(&self, pending: &PendingAuth, cb: &Callback) -> Result<Completed> {
+        let profile = self.tokens.profile(&pending.profile_id).await?;
+        if !cb
+            .admin_consent
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        {
+            return Err(Error::Invalid(
+                "Microsoft did not confirm the consent: start again".into(),
+            ));
+        }
+        let tenant = cb
+            .tenant
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Invalid("the consent's answer names no tenant".into()))?;
+        let known = self.repos.consents.get(&profile.id).await?;
+        let expected = known
+            .as_ref()
+            .map(|c| c.value.tenant_id.clone())
+            .or_else(|| {
+                uuid::Uuid::parse_str(&profile.tenant)
+                    .is_ok()
+                    .then(|| profile.tenant.clone())
+            });
+        if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(tenant)) {
+            return Err(Error::Invalid(format!(
+                "an administrator of another tenant ({tenant}) answered; profile '{}' is for tenant {expected}: sign in as an administrator of that tenant and start again",
+                profile.name
+            )));
+        }
+        let consent = AppConsent {
+            profile_id: profile.id.clone(),
+            tenant_id: tenant.to_string(),
+            granted_at: self.clock.now(),
+        };
+        self.repos
+            .consents
+            .put(&profile.id, &consent, Cond::Any)
+            .await?;
+        tracing::info!(profile = %profile.id, tenant, "admin consent granted");
+        Ok(Completed::Consent { profile, consent })
     }
 }

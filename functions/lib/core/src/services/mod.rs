@@ -6,6 +6,7 @@ pub mod checks;
 pub mod connect;
 pub mod import;
 pub mod maintenance;
+pub mod organisation;
 pub mod pace;
 pub mod profiles;
 pub mod subscriptions;
@@ -54,6 +55,9 @@ pub struct Settings {
     /// state alone (the local runner locks its data directory and sets its start); `None` on AWS,
     /// where other containers may be working.
     pub claims_void_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// How long after an administrator's consent Graph may still answer 403 while the
+    /// permission propagates (Microsoft: up to two hours): no failure alert before it has passed.
+    pub consent_propagation: Duration,
 }
 
 impl Settings {
@@ -72,6 +76,7 @@ impl Settings {
             custom_cloud_hosts: Vec::new(),
             graph_limits: pace::GraphLimits::default(),
             claims_void_before: None,
+            consent_propagation: Duration::hours(2),
         }
     }
 
@@ -95,6 +100,15 @@ impl Settings {
         }
         self.max_message_bytes = mb * 1024 * 1024;
         Ok(self)
+    }
+
+    /// Where an administrator starts the consent of an organisation-wide profile.
+    pub fn admin_consent_url(&self, profile_id: &str) -> String {
+        format!(
+            "{}/admin-consent?profile={}",
+            self.public_base_url,
+            query_value(profile_id)
+        )
     }
 
     pub fn redirect_uri(&self) -> String {
@@ -276,6 +290,7 @@ impl MailServices {
             upkeep: Arc::new(upkeep::Upkeep {
                 repos: self.repos.clone(),
                 alerts: self.alerts.clone(),
+                organisation: Arc::new(self.organisation()),
                 tokens: self.tokens.clone(),
                 subscriptions: self.subscriptions.clone(),
                 sweeper: self.sweeper.clone(),
@@ -285,6 +300,19 @@ impl MailServices {
             pace: Arc::new(pace::Pace::with_limits(self.settings.graph_limits)),
             shared: self.pace.clone(),
             metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Organisation-wide connections: mailboxes added by address or discovered, and reached.
+    pub fn organisation(&self) -> organisation::Organisation {
+        organisation::Organisation {
+            repos: self.repos.clone(),
+            graph: self.graph.clone(),
+            tokens: self.tokens.clone(),
+            subscriptions: self.subscriptions.clone(),
+            alerts: self.alerts.clone(),
+            clock: self.clock.clone(),
+            settings: self.settings.clone(),
         }
     }
 
@@ -319,6 +347,7 @@ impl MailServices {
             tokens: self.tokens.clone(),
             subscriptions: self.subscriptions.clone(),
             checks: Arc::new(self.checks()),
+            organisation: Arc::new(self.organisation()),
             clock: self.clock.clone(),
             settings: self.settings.clone(),
         }

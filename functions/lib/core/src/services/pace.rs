@@ -297,6 +297,11 @@ impl MailGraph for PacedGraph {
         self.observe(self.inner.user(ctx, id_or_upn).await)
     }
 
+    async fn users(&self, ctx: GraphCtx<'_>) -> Result<Vec<DirectoryUser>> {
+        self.turn(&ctx).await?;
+        self.observe(self.inner.users(ctx).await)
+    }
+
     async fn folder(&self, ctx: GraphCtx<'_>, user_id: &str, folder: &str) -> Result<GraphFolder> {
         self.turn(&ctx).await?;
         self.observe(self.inner.folder(ctx, user_id, folder).await)

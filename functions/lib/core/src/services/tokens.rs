@@ -127,10 +127,26 @@ impl Tokens {
         self.token_for(mailbox, &profile).await
     }
 
+    /// An organisation-wide profile's own access token (client credentials), for calls that are
+    /// for no mailbox (listing the tenant's users).
+    pub async fn app_token(&self, profile: &ServerProfile) -> Result<Secret> {
+        self.token_of(None, profile).await
+    }
+
     async fn token_for(&self, mailbox: &Mailbox, profile: &ServerProfile) -> Result<Secret> {
-        let owner = match profile.auth {
-            AuthType::Delegated => mailbox.token_owner().to_string(),
-            AuthType::Application => format!("app-{}", profile.id),
+        self.token_of(Some(mailbox), profile).await
+    }
+
+    async fn token_of(&self, mailbox: Option<&Mailbox>, profile: &ServerProfile) -> Result<Secret> {
+        let owner = match (profile.auth, mailbox) {
+            (AuthType::Delegated, Some(m)) => m.token_owner().to_string(),
+            (AuthType::Application, _) => format!("app-{}", profile.id),
+            (AuthType::Delegated, None) => {
+                return Err(Error::Invalid(format!(
+                    "profile {} uses delegated permissions: it has no token of its own",
+                    profile.id
+                )))
+            }
         };
         for _ in 0..4 {
             let current = self.load(&owner).await?;
@@ -146,6 +162,7 @@ impl Tokens {
                     (fresh, cur.map_or(Cond::Absent, |(_, v)| Cond::Version(v)))
                 }
                 (AuthType::Delegated, Some((set, version))) => {
+                    let mailbox = mailbox.expect("a delegated token has a mailbox");
                     let Some(rt) = set.refresh_token.clone() else {
                         return Err(self
                             .needs_reauth(mailbox, "no-refresh-token", "no refresh token is stored")
@@ -163,6 +180,7 @@ impl Tokens {
                     (fresh, Cond::Version(version))
                 }
                 (AuthType::Delegated, None) => {
+                    let mailbox = mailbox.expect("a delegated token has a mailbox");
                     return Err(self
                         .needs_reauth(
                             mailbox,
@@ -175,7 +193,10 @@ impl Tokens {
             let fresh = match fresh {
                 Ok(t) => t,
                 Err(Error::ReauthRequired { code, reason }) => {
-                    return Err(self.needs_reauth(mailbox, &code, &reason).await)
+                    return Err(match mailbox {
+                        Some(m) => self.needs_reauth(m, &code, &reason).await,
+                        None => Error::ReauthRequired { code, reason },
+                    })
                 }
                 Err(e) => return Err(e),
             };

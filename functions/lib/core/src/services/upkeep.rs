@@ -5,6 +5,7 @@ use crate::model::*;
 use crate::ports::{Clock, Cond};
 use crate::repo::{Repos, Versioned};
 use crate::services::alerts::Alerts;
+use crate::services::organisation::{next_reach, Organisation};
 use crate::services::pace::SharedPace;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::sweep::Sweeper;
@@ -62,6 +63,16 @@ pub struct UpkeepRecord {
     /// A run holds the mailbox until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_until: Option<DateTime<Utc>>,
+    /// When an organisation-wide mailbox Graph could not reach was last tried, and how often in a
+    /// row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reach_tries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a mailbox's upkeep must do now.
@@ -69,6 +80,9 @@ pub struct UpkeepRecord {
 pub struct Due {
     /// Alert events wait in the mailbox's outbox.
     pub announce: bool,
+    /// Try again to reach an organisation-wide mailbox Graph refused (permission propagating,
+    /// outside the app's scope).
+    pub reach: bool,
     /// Use the grant (refreshing the access token when it has lapsed).
     pub token: bool,
     /// Folders whose subscription is missing or near its end.
@@ -99,6 +113,12 @@ pub fn due(k: &Known, now: DateTime<Utc>, s: &Schedule) -> Due {
         announce: k.health.is_some_and(|h| !h.unannounced.is_empty()),
         ..Due::default()
     };
+    let m = k.mailbox;
+    if m.kind == MailboxKind::Application && m.approved && m.enabled {
+        let record = k.upkeep.cloned().unwrap_or_default();
+        let last = record.reached_at.unwrap_or(m.updated_at);
+        due.reach = next_reach(&m.connection, record.reach_tries, last).is_some_and(|t| t <= now);
+    }
     if !k.mailbox.is_active() {
         return due;
     }
@@ -127,6 +147,7 @@ pub fn due(k: &Known, now: DateTime<Utc>, s: &Schedule) -> Due {
 pub struct Upkeep {
     pub repos: Repos,
     pub alerts: Arc<Alerts>,
+    pub organisation: Arc<Organisation>,
     pub tokens: Arc<Tokens>,
     pub subscriptions: Arc<Subscriptions>,
     pub sweeper: Arc<Sweeper>,
@@ -211,6 +232,15 @@ impl Upkeep {
         let now = self.clock.now();
         if due.announce {
             self.alerts.announce(&mailbox.id).await?;
+        }
+        if due.reach {
+            let reached = self.organisation.reach(mailbox).await?;
+            done.reached_at = Some(now);
+            done.reach_tries = if reached.connection == ConnectionState::Connected {
+                0
+            } else {
+                done.reach_tries.saturating_add(1)
+            };
         }
         if due.token {
             // Using the grant refreshes it when due; a revoked one marks the mailbox for a person.
@@ -383,6 +413,7 @@ mod tests {
             token_checked_at: Some(now - Duration::hours(2)),
             swept_at: Some(now - Duration::minutes(10)),
             lease_until: None,
+            ..Default::default()
         };
         let known = |subs: &[&SubscriptionRecord], upkeep: Option<&UpkeepRecord>| {
             due(
@@ -410,6 +441,7 @@ mod tests {
             token_checked_at: Some(now - Duration::days(1)),
             swept_at: Some(now - Duration::hours(1)),
             lease_until: None,
+            ..Default::default()
         };
         let d = known(&[&fresh], Some(&old));
         assert!(d.token && d.sweep && d.subscriptions.is_empty());
@@ -424,6 +456,7 @@ mod tests {
             token_checked_at: Some(now),
             swept_at: Some(now - Duration::minutes(5)),
             lease_until: None,
+            ..Default::default()
         };
         let d = due(
             &Known {
