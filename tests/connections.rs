@@ -375,6 +375,18 @@ async fn admin_consent_then_user_and_shared_mailboxes_with_push_propagation_and_
     assert!(page.contains("Consent granted"), "{page}");
     let recorded = r.services.repos.consents.get("org").await.unwrap().unwrap();
     assert_eq!(recorded.value.tenant_id, tenant);
+    let (_, profiles) = admin(&r, "GET", "/admin/profiles", None).await;
+    let org = profiles
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "org")
+        .unwrap();
+    assert_eq!(org["consent"]["tenant_id"], tenant.as_str(), "{org}");
+    assert_eq!(
+        org["admin_consent_url"],
+        format!("{}/admin-consent?profile=org", r.base_url)
+    );
 
     // Mailboxes by address, right after the consent: Graph still says 403. They wait as
     // "permission propagating", with no alert.

@@ -14,7 +14,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use mailbridge_core::model::{Mailbox, ServerProfile, TestReport, TestRun};
 use mailbridge_core::ports::SecretStore;
-use mailbridge_core::services::admin::{Admin, FolderNode, MailboxView};
+use mailbridge_core::services::admin::{Admin, FolderNode, MailboxView, ProfileView};
 use mailbridge_core::services::checks::RunProgress;
 use mailbridge_core::{Error, Secret};
 use serde::de::DeserializeOwned;
@@ -216,8 +216,8 @@ fn answer<T>(r: mailbridge_core::Result<T>) -> Answer<T> {
 async fn list_profiles(
     _: Administrator,
     State(api): State<AdminApi>,
-) -> Answer<Vec<ServerProfile>> {
-    answer(api.admin.profiles().await)
+) -> Answer<Vec<ProfileView>> {
+    answer(api.admin.profile_views().await)
 }
 
 async fn put_profile(
@@ -242,16 +242,24 @@ async fn list_mailboxes(_: Administrator, State(api): State<AdminApi>) -> Answer
 
 /// Every mailbox on one line (text), for an operator's terminal or a monitoring check.
 async fn status(_: Administrator, State(api): State<AdminApi>) -> Response {
-    match api.admin.mailboxes().await {
-        Ok(views) => {
-            let mut text: String = views.iter().map(|v| v.one_line() + "\n").collect();
-            if views.is_empty() {
-                text.push_str("no mailbox connected\n");
-            }
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-        }
-        Err(e) => answer::<()>(Err(e)).into_response(),
+    let views = match api.admin.mailboxes().await {
+        Ok(v) => v,
+        Err(e) => return answer::<()>(Err(e)).into_response(),
+    };
+    let profiles = match api.admin.profile_views().await {
+        Ok(p) => p,
+        Err(e) => return answer::<()>(Err(e)).into_response(),
+    };
+    let mut text: String = profiles
+        .iter()
+        .filter_map(|p| p.one_line())
+        .map(|l| l + "\n")
+        .collect();
+    text.extend(views.iter().map(|v| v.one_line() + "\n"));
+    if views.is_empty() {
+        text.push_str("no mailbox connected\n");
     }
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
 }
 
 async fn get_mailbox(

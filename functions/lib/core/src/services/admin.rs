@@ -78,6 +78,29 @@ fn json_name<T: Serialize>(value: &T) -> String {
     }
 }
 
+/// A profile as the console shows it: its settings, its alerts (its credential's expiry), and for
+/// an organisation-wide profile the administrator's consent and where to grant it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileView {
+    #[serde(flatten)]
+    pub profile: ServerProfile,
+    pub alerts: Vec<Alert>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent: Option<AppConsent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_consent_url: Option<String>,
+}
+
+impl ProfileView {
+    /// The profile's alerts on one line, for the status text; none when it has none.
+    pub fn one_line(&self) -> Option<String> {
+        (!self.alerts.is_empty()).then(|| {
+            let kinds: Vec<String> = self.alerts.iter().map(|a| json_name(&a.kind)).collect();
+            format!("profile {} alerts={}", self.profile.id, kinds.join(","))
+        })
+    }
+}
+
 /// A folder of the mailbox's tree, for choosing what to import.
 #[derive(Debug, Clone, Serialize)]
 pub struct FolderNode {
@@ -122,6 +145,27 @@ impl Admin {
 
     pub async fn profiles(&self) -> Result<Vec<ServerProfile>> {
         self.repos.profiles.values().await
+    }
+
+    /// Every profile with its alerts and consent.
+    pub async fn profile_views(&self) -> Result<Vec<ProfileView>> {
+        let health = self.repos.profile_health.by_id().await?;
+        let consents = self.repos.consents.by_id().await?;
+        Ok(self
+            .profiles()
+            .await?
+            .into_iter()
+            .map(|profile| ProfileView {
+                alerts: health
+                    .get(&profile.id)
+                    .map(|h| h.alerts.clone())
+                    .unwrap_or_default(),
+                consent: consents.get(&profile.id).cloned(),
+                admin_consent_url: (profile.auth == AuthType::Application)
+                    .then(|| self.settings.admin_consent_url(&profile.id)),
+                profile,
+            })
+            .collect())
     }
 
     pub async fn mailboxes(&self) -> Result<Vec<MailboxView>> {
