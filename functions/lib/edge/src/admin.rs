@@ -213,10 +213,7 @@ fn answer<T>(r: mailbridge_core::Result<T>) -> Answer<T> {
     r.map(Json).map_err(ApiError::from)
 }
 
-async fn list_profiles(
-    _: Administrator,
-    State(api): State<AdminApi>,
-) -> Answer<Vec<ProfileView>> {
+async fn list_profiles(_: Administrator, State(api): State<AdminApi>) -> Answer<Vec<ProfileView>> {
     answer(api.admin.profile_views().await)
 }
 
