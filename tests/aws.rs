@@ -362,3 +362,198 @@ async fn secrets_manager_gives_the_secret_and_says_when_there_is_none() {
     assert_eq!(store.get(&secret).await.unwrap().expose(), "s3cr3t~value");
     assert!(store.get("mailbridge/none").await.is_err());
 }
+
+/// The RSA public key (PKCS#1) inside a SubjectPublicKeyInfo: the BIT STRING after the algorithm.
+fn rsa_public_key(spki: &[u8]) -> Vec<u8> {
+    fn element(d: &[u8]) -> (u8, &[u8], &[u8]) {
+        let (tag, len_byte) = (d[0], d[1]);
+        let (len, start) = if len_byte < 0x80 {
+            (len_byte as usize, 2)
+        } else {
+            let n = (len_byte & 0x7f) as usize;
+            (
+                d[2..2 + n]
+                    .iter()
+                    .fold(0usize, |a, b| (a << 8) | *b as usize),
+                2 + n,
+            )
+        };
+        (tag, &d[start..start + len], &d[start + len..])
+    }
+    let (_, body, _) = element(spki);
+    let (_, _, rest) = element(body);
+    let (tag, bits, _) = element(rest);
+    assert_eq!(tag, 0x03, "a BIT STRING");
+    bits[1..].to_vec()
+}
+
+/// A KMS key as rcgen's signer: the certificate over its public key is signed by KMS itself.
+struct KmsCertKey {
+    client: aws_sdk_kms::Client,
+    key_id: String,
+    public: Vec<u8>,
+}
+
+impl rcgen::PublicKeyData for KmsCertKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_RSA_SHA256
+    }
+}
+
+impl rcgen::SigningKey for KmsCertKey {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        let (client, key_id, msg) = (self.client.clone(), self.key_id.clone(), msg.to_vec());
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async move {
+                client
+                    .sign()
+                    .key_id(key_id)
+                    .message(aws_sdk_kms::primitives::Blob::new(msg))
+                    .message_type(aws_sdk_kms::types::MessageType::Raw)
+                    .signing_algorithm(
+                        aws_sdk_kms::types::SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
+                    )
+                    .send()
+                    .await
+                    .map(|o| o.signature.unwrap().into_inner())
+                    .map_err(|_| rcgen::Error::RemoteKeyError)
+            })
+        })
+    }
+}
+
+/// An organisation-wide profile whose certificate key is in KMS: the client assertion is signed by
+/// KMS `Sign` (the key never leaves it) and the simulated Entra ID, which verifies it against the
+/// certificate registered on the app, issues the token; a KMS key whose certificate is not the
+/// app's gets Entra's AADSTS700027.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kms_held_certificate_key_signs_the_client_assertion() {
+    use mailbridge_core::model::{AuthType, CertificateCredential, Cloud, KeyRef, ServerProfile};
+    let config = config().await;
+    let kms = aws_sdk_kms::Client::new(&config);
+    // A key in KMS with an alias under alias/mailbridge/, and a certificate over it.
+    let make_key = || async {
+        let key = kms
+            .create_key()
+            .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
+            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
+            .send()
+            .await
+            .unwrap()
+            .key_metadata
+            .unwrap()
+            .key_id;
+        let alias = format!("alias/mailbridge/{}", name("org"));
+        kms.create_alias()
+            .alias_name(&alias)
+            .target_key_id(&key)
+            .send()
+            .await
+            .unwrap();
+        let spki = kms
+            .get_public_key()
+            .key_id(&alias)
+            .send()
+            .await
+            .unwrap()
+            .public_key
+            .unwrap()
+            .into_inner();
+        let signer = KmsCertKey {
+            client: kms.clone(),
+            key_id: alias.clone(),
+            public: rsa_public_key(&spki),
+        };
+        let params = rcgen::CertificateParams::new(vec!["mailbridge".to_string()]).unwrap();
+        (alias, params.self_signed(&signer).unwrap().pem())
+    };
+    let (alias, cert) = make_key().await;
+
+    let sim = m365_sim::Sim::start("127.0.0.1:0").await.unwrap();
+    let demo = sim.seed_demo("http://127.0.0.1/oauth/callback");
+    assert!(sim.add_certificate(&demo.client_id, &cert));
+    assert!(sim.admin_consent(&demo.tenant_id, &demo.client_id));
+    let sim_host = sim.base_url().trim_start_matches("http://").to_string();
+    let settings = mailbridge_core::services::Settings::new("https://mailbridge.example")
+        .with_custom_cloud_hosts(&[sim_host]);
+    let secrets = std::sync::Arc::new(mailbridge_core::fakes::InMemorySecrets::default());
+    secrets.set(
+        &settings.token_key_name,
+        mailbridge_core::crypto::SealingKey::generate_base64(),
+    );
+    let (identity, graph) = mailbridge_graph::microsoft_over(reqwest::Client::new());
+    let store = std::sync::Arc::new(mailbridge_core::fakes::InMemoryStateStore::default());
+    let services = mailbridge_core::services::MailServices::new(
+        mailbridge_core::services::MailPorts {
+            store: store.clone(),
+            pace_store: store,
+            secrets,
+            identity,
+            signer: std::sync::Arc::new(mailbridge_aws::KmsKeys::new(kms.clone())),
+            graph,
+            queue: std::sync::Arc::new(mailbridge_core::fakes::InMemoryQueue::default()),
+            events: std::sync::Arc::new(mailbridge_core::fakes::InMemoryEvents::default()),
+            clock: std::sync::Arc::new(SystemClock),
+            metrics: std::sync::Arc::new(NoMetrics),
+        },
+        settings,
+    )
+    .unwrap();
+    let mut profile = ServerProfile {
+        id: "org".into(),
+        name: "Contoso".into(),
+        cloud: Cloud::Custom {
+            login: sim.base_url().into(),
+            graph: sim.base_url().into(),
+            resource: "https://graph.microsoft.com".into(),
+        },
+        auth: AuthType::Application,
+        tenant: demo.tenant_id.clone(),
+        client_id: demo.client_id.clone(),
+        client_secret_ref: String::new(),
+        client_secret_expires_at: None,
+        is_default: false,
+        approval_required: false,
+        backfill_days: 0,
+        outlook_category: None,
+        certificate: Some(CertificateCredential {
+            certificate_pem: cert,
+            key: KeyRef::Kms { key_id: alias },
+        }),
+    };
+    let tokens = &services.tokens;
+    let token = tokens
+        .app_token(&tokens.usable(profile.clone()).unwrap())
+        .await;
+    assert!(token.is_ok(), "{token:?}");
+    assert!(profile.credential_expires_at().is_some());
+
+    // Another KMS key, whose certificate the app does not have: Entra's error, as a
+    // configuration error naming its code.
+    let (other_alias, other_cert) = make_key().await;
+    profile.id = "org2".into();
+    profile.certificate = Some(CertificateCredential {
+        certificate_pem: other_cert,
+        key: KeyRef::Kms {
+            key_id: other_alias,
+        },
+    });
+    let refused = tokens.app_token(&profile).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::Config { code, reason } if code == "AADSTS700027" && reason.contains("not registered on application")),
+        "{refused:?}"
+    );
+    // A key KMS does not have: a configuration error, not a retry.
+    profile.id = "org3".into();
+    profile.certificate.as_mut().unwrap().key = KeyRef::Kms {
+        key_id: "alias/mailbridge/nowhere".into(),
+    };
+    let missing = tokens.app_token(&profile).await.unwrap_err();
+    assert!(
+        matches!(&missing, Error::Config { code, .. } if code == "certificate-key"),
+        "{missing:?}"
+    );
+}

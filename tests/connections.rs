@@ -535,3 +535,85 @@ async fn admin_consent_then_user_and_shared_mailboxes_with_push_propagation_and_
     let all = r.services.admin.mailboxes().await.unwrap();
     assert_eq!(all.len(), 3, "discovery added no duplicate");
 }
+
+/// A certificate and its RSA key (PEM), as an administrator makes them for an app registration.
+fn certificate(days: i64) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["mailbridge".to_string()]).unwrap();
+    use chrono::Datelike;
+    let end = chrono::Utc::now() + chrono::Duration::days(days);
+    params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_connects_without_a_secret_and_a_wrong_one_gets_entras_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftedClock::default());
+    let r = mailbridge_tests::runner(dir.path(), |o| o.clock = clock.clone()).await;
+    let (cert, key) = certificate(365);
+    assert!(r.sim.add_certificate(&r.demo.client_id, &cert));
+    // The key goes into the runner's sealed secret store, under the profile prefix.
+    let key_name = "mailbridge/profiles/org/certificate-key";
+    mailbridge_embedded::FileSecrets::open(r.data_dir().join("secrets"))
+        .unwrap()
+        .set(key_name, &mailbridge_core::Secret::new(key))
+        .unwrap();
+    let mut p = org_profile(&r).await;
+    p["client_secret_ref"] = "".into();
+    p["certificate"] = json!({
+        "certificate_pem": cert,
+        "key": {"in": "secret_store", "name": key_name},
+    });
+    let (status, answer) = admin(&r, "PUT", "/admin/profiles/org", Some(p.clone())).await;
+    assert_eq!(status, 200, "{answer}");
+    // Its expiry is the certificate's, for the warnings.
+    let (_, profiles) = admin(&r, "GET", "/admin/profiles", None).await;
+    assert!(profiles.to_string().contains("certificate_pem"));
+
+    r.sim.sign_in_as(Some(&r.demo.user_upn));
+    assert_eq!(consent(&r).await.0, 200);
+    let (status, added) = admin(
+        &r,
+        "POST",
+        "/admin/profiles/org/mailboxes",
+        Some(json!({"addresses": [r.demo.user_upn]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(state_of(&added[0]), "connected", "{added}");
+    let id = added[0]["id"].as_str().unwrap().to_string();
+
+    // Another certificate in the profile, not the one on the app: Entra's AADSTS700027, and
+    // what to do, once the token must be renewed.
+    let (other_cert, other_key) = certificate(365);
+    mailbridge_embedded::FileSecrets::open(r.data_dir().join("secrets"))
+        .unwrap()
+        .set(key_name, &mailbridge_core::Secret::new(other_key))
+        .unwrap();
+    p["certificate"]["certificate_pem"] = other_cert.into();
+    let (status, answer) = admin(&r, "PUT", "/admin/profiles/org", Some(p.clone())).await;
+    assert_eq!(status, 200, "{answer}");
+    clock.advance(chrono::Duration::hours(2));
+    let (_, report) = admin(&r, "POST", &format!("/admin/mailboxes/{id}/test"), None).await;
+    assert_eq!(
+        results(&report)[0],
+        ("token".into(), "failed".into()),
+        "{report:#}"
+    );
+    let detail = report["checks"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("AADSTS700027"), "{detail}");
+    assert!(detail.contains("not registered on application"), "{detail}");
+    assert!(action_of(&report, "token").contains("Entra ID refused the certificate"));
+
+    // A certificate past its end is refused on PUT, with what to do.
+    let (expired, _) = certificate(-1);
+    p["certificate"]["certificate_pem"] = expired.into();
+    let (status, answer) = admin(&r, "PUT", "/admin/profiles/org", Some(p)).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("certificate expired"));
+}

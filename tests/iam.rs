@@ -48,18 +48,24 @@ fn functions() -> Vec<Function> {
     ]
 }
 
-/// A statement as a comparable row: sorted actions, resource, leading keys.
+/// A statement as a comparable row: sorted actions, resource, its condition (operator, key,
+/// values).
 type Row = (Vec<String>, String, Vec<String>);
 
 fn row_of_port(p: Port) -> Row {
     let g = p.grant();
     let mut actions: Vec<String> = g.actions.iter().map(|a| a.to_string()).collect();
     actions.sort();
-    let keys = g
-        .leading_keys
-        .map(|k| k.iter().map(|s| s.to_string()).collect())
-        .unwrap_or_default();
-    (actions, g.resource.to_string(), keys)
+    let mut condition = Vec::new();
+    if let Some(keys) = g.leading_keys {
+        condition.push("ForAllValues:StringEquals".to_string());
+        condition.push("dynamodb:LeadingKeys".to_string());
+        condition.extend(keys.iter().map(|s| s.to_string()));
+    }
+    if let Some((op, key, value)) = g.condition {
+        condition.extend([op.to_string(), key.to_string(), value.to_string()]);
+    }
+    (actions, g.resource.to_string(), condition)
 }
 
 fn row_of_statement(s: &Value) -> Row {
@@ -67,19 +73,24 @@ fn row_of_statement(s: &Value) -> Row {
     assert!(s.get("NotAction").is_none() && s.get("NotResource").is_none());
     let mut actions = strings(&s["Action"]);
     actions.sort();
-    let keys = s
+    let condition = s
         .get("Condition")
         .map(|c| {
             let c = c.as_mapping().expect("a condition map");
             assert_eq!(c.len(), 1, "one condition operator: {c:?}");
             let (op, body) = c.iter().next().unwrap();
-            assert_eq!(op.as_str(), Some("ForAllValues:StringEquals"));
             let body = body.as_mapping().unwrap();
             assert_eq!(body.len(), 1);
-            strings(&body["dynamodb:LeadingKeys"])
+            let (key, values) = body.iter().next().unwrap();
+            let mut row = vec![
+                op.as_str().unwrap().to_string(),
+                key.as_str().unwrap().to_string(),
+            ];
+            row.extend(strings(values));
+            row
         })
         .unwrap_or_default();
-    (actions, written(&s["Resource"]), keys)
+    (actions, written(&s["Resource"]), condition)
 }
 
 fn dummy_env(ports: &'static [Port]) -> AwsEnv {
@@ -185,7 +196,11 @@ fn the_webhook_only_reads_subscriptions_and_sends_jobs() {
             (
                 vec!["dynamodb:GetItem".to_string()],
                 "!GetAtt StateTable.Arn".to_string(),
-                vec!["subscription".to_string()]
+                vec![
+                    "ForAllValues:StringEquals".to_string(),
+                    "dynamodb:LeadingKeys".to_string(),
+                    "subscription".to_string()
+                ]
             ),
             (
                 vec!["sqs:SendMessage".to_string()],
@@ -251,6 +266,7 @@ fn sdk_of(p: Port) -> &'static str {
         Port::QueueSend | Port::QueueRedelivery | Port::QueueTrigger => "aws-sdk-sqs",
         Port::Events => "aws-sdk-eventbridge",
         Port::SealingKey | Port::ProfileSecrets | Port::AdminToken => "aws-sdk-secretsmanager",
+        Port::CertificateKeys => "aws-sdk-kms",
     }
 }
 

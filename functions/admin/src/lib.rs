@@ -11,6 +11,7 @@ pub const PORTS: &[Port] = &[
     Port::Events,
     Port::SealingKey,
     Port::ProfileSecrets,
+    Port::CertificateKeys,
     Port::AdminToken,
 ];
 

@@ -16,6 +16,7 @@ pub const PORTS: &[Port] = &[
     Port::Events,
     Port::SealingKey,
     Port::ProfileSecrets,
+    Port::CertificateKeys,
 ];
 
 /// The import function's services.

@@ -93,6 +93,7 @@ impl ProfileConfig {
             approval_required: self.approval_required,
             backfill_days: self.backfill_days,
             outlook_category: self.outlook_category.clone(),
+            certificate: None,
         }
     }
 }

@@ -203,6 +203,7 @@ impl Deployment {
             } else {
                 db.clone()
             },
+            signer: Arc::new(mailbridge_embedded::SecretStoreKeys::new(secrets.clone())),
             secrets,
             identity,
             graph,
@@ -403,6 +404,7 @@ impl Runner {
             approval_required: false,
             backfill_days: 0,
             outlook_category: None,
+            certificate: None,
         };
         let parts = Parts {
             listener,

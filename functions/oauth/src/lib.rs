@@ -11,6 +11,7 @@ pub const PORTS: &[Port] = &[
     Port::Events,
     Port::SealingKey,
     Port::ProfileSecrets,
+    Port::CertificateKeys,
 ];
 
 /// The oauth routes over their ports. Variables: `PUBLIC_BASE_URL`, `TABLE_NAME`, `QUEUE_URL`,

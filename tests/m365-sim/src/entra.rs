@@ -461,6 +461,92 @@ pub async fn admin_consent(
     )
 }
 
+/// RFC 7523's client assertion type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A certificate from PEM, as the portal takes it: its DER and `notAfter`.
+pub fn parse_certificate(pem: &str) -> Option<AppCertificate> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    let not_after = chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)?;
+    Some(AppCertificate {
+        der: pem.contents.clone(),
+        not_after,
+    })
+}
+
+/// Checks a client assertion as Entra ID does: the certificate named by `x5t#S256` (or `x5t`)
+/// must be registered on the app and not expired, the RS256 signature made by its key, `iss` and
+/// `sub` the client id, `aud` the token endpoint, and the time window current. The error's code
+/// and message, Entra's.
+fn check_assertion(app: &App, jwt: &str, audience: &str) -> Result<(), (u32, String)> {
+    let malformed = || (50027, "JWT token is invalid or is malformed.".to_string());
+    let mut parts = jwt.split('.');
+    let (Some(h), Some(c), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(malformed());
+    };
+    let json = |s: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).ok()?).ok()
+    };
+    let (Some(header), Some(claims), Ok(signature)) =
+        (json(h), json(c), URL_SAFE_NO_PAD.decode(sig))
+    else {
+        return Err(malformed());
+    };
+    let s256 = header["x5t#S256"].as_str().unwrap_or_default();
+    let s1 = header["x5t"].as_str().unwrap_or_default();
+    let shown = if s256.is_empty() { s1 } else { s256 };
+    let cert = app.certificates.iter().find(|cert| {
+        (!s256.is_empty() && URL_SAFE_NO_PAD.encode(Sha256::digest(&cert.der)) == s256)
+            || (!s1.is_empty()
+                && URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+                    &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                    &cert.der,
+                )) == s1)
+    });
+    let Some(cert) = cert else {
+        return Err((700027, format!("The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '{shown}', Please visit the Azure Portal, Graph Explorer or directly use MS Graph to see configured keys for app Id '{}'.]", app.client_id)));
+    };
+    if cert.not_after <= Utc::now() {
+        return Err((700027, format!("Client assertion contains an invalid signature. [Reason - The key used is expired., Thumbprint of key used by client: '{shown}', Found key 'Start=…, End={}']", cert.not_after.format("%m/%d/%Y %H:%M:%S"))));
+    }
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(&cert.der) else {
+        return Err(malformed());
+    };
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+        parsed.public_key().subject_public_key.data.to_vec(),
+    );
+    if header["alg"] != "RS256"
+        || key
+            .verify(format!("{h}.{c}").as_bytes(), &signature)
+            .is_err()
+    {
+        return Err((700027, format!("Client assertion failed signature validation. [Reason - The provided signature value did not match the expected signature value., Thumbprint of key used by client: '{shown}']")));
+    }
+    if claims["iss"] != app.client_id.as_str() || claims["sub"] != app.client_id.as_str() {
+        return Err((
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter.".into(),
+        ));
+    }
+    if claims["aud"] != audience {
+        return Err((700027, format!("Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials. (Expected '{audience}')")));
+    }
+    let now = Utc::now().timestamp();
+    let exp = claims["exp"].as_i64().unwrap_or(0);
+    let nbf = claims["nbf"].as_i64().unwrap_or(0);
+    if exp <= now || nbf > now + 300 {
+        return Err((
+            700024,
+            "Client assertion is not within its valid time range.".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Client authentication: `client_secret` in the body or HTTP Basic.
 fn client_of(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(String, String)> {
     if let (Some(id), Some(secret)) = (form.get("client_id"), form.get("client_secret")) {
@@ -520,22 +606,51 @@ pub async fn token(
             "The request body must contain the following parameter: 'grant_type'.",
         );
     };
-    let Some((client_id, secret)) = client_of(&headers, &form) else {
-        return err(
-            bad,
-            "invalid_request",
-            900144,
-            "The request body must contain the following parameter: 'client_id'.",
-        );
+    let assertion = match (
+        form.get("client_assertion_type"),
+        form.get("client_assertion"),
+    ) {
+        (Some(t), Some(a)) if t == JWT_BEARER => Some(a.clone()),
+        (Some(_), _) => {
+            return err(
+                bad,
+                "invalid_request",
+                50027,
+                "Invalid client_assertion_type or client_assertion.",
+            )
+        }
+        _ => None,
+    };
+    let (client_id, secret) = match (&assertion, client_of(&headers, &form)) {
+        (Some(_), _) => (
+            form.get("client_id").cloned().unwrap_or_default(),
+            String::new(),
+        ),
+        (None, Some(c)) => c,
+        (None, None) => {
+            return err(
+                bad,
+                "invalid_request",
+                900144,
+                "The request body must contain the following parameter: 'client_id'.",
+            )
+        }
     };
     let Some(app) = w.apps.get(&client_id).cloned() else {
         return err(bad, "unauthorized_client", 700016, &format!("Application with identifier '{client_id}' was not found in the directory '{tenant}'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant."));
     };
     let now = Utc::now();
-    match app.secrets.iter().find(|s| s.value == secret) {
-        None => return err(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app."),
-        Some(s) if s.expires_at <= now => return err(StatusCode::UNAUTHORIZED, "invalid_client", 7000222, &format!("The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app.")),
-        Some(_) => {}
+    if let Some(a) = &assertion {
+        let audience = format!("{login}/{tenant}/oauth2/v2.0/token");
+        if let Err((code, message)) = check_assertion(&app, a, &audience) {
+            return err(StatusCode::UNAUTHORIZED, "invalid_client", code, &message);
+        }
+    } else {
+        match app.secrets.iter().find(|s| s.value == secret) {
+            None => return err(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app."),
+            Some(s) if s.expires_at <= now => return err(StatusCode::UNAUTHORIZED, "invalid_client", 7000222, &format!("The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app.")),
+            Some(_) => {}
+        }
     }
     let requested = match parse_scopes(&sim, form.get("scope").map_or("", String::as_str)) {
         Ok(s) => s,

@@ -371,6 +371,19 @@ impl Sim {
             .is_some()
     }
 
+    /// Registers a certificate (PEM) on an app, as uploading it in the portal does; false for a
+    /// PEM that is not a certificate or an unknown app.
+    pub fn add_certificate(&self, client_id: &str, pem: &str) -> bool {
+        let Some(cert) = entra::parse_certificate(pem) else {
+            return false;
+        };
+        self.world()
+            .apps
+            .get_mut(client_id)
+            .map(|a| a.certificates.push(cert))
+            .is_some()
+    }
+
     /// Adds a client secret valid for `days`; returns its value.
     pub fn add_secret(&self, client_id: &str, days: i64) -> Option<String> {
         let secret = format!("sim~{}", world::new_id(""));

@@ -35,6 +35,14 @@ pub struct ClientSecret {
     pub expires_at: DateTime<Utc>,
 }
 
+/// A certificate registered on an app (Certificates & secrets → Certificates): its DER and when it
+/// expires.
+#[derive(Debug, Clone)]
+pub struct AppCertificate {
+    pub der: Vec<u8>,
+    pub not_after: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone)]
 pub struct App {
     pub client_id: String,
@@ -49,6 +57,8 @@ pub struct App {
     /// Exchange's RBAC for Applications (or an application access policy): the user ids the app's
     /// application permissions reach; `None`, the whole tenant.
     pub mailbox_scope: Option<BTreeSet<String>>,
+    /// Certificates whose keys may sign client assertions.
+    pub certificates: Vec<AppCertificate>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -404,6 +414,7 @@ impl World {
                 multi_tenant: true,
                 app_roles: vec!["Mail.Read".into(), "Mail.ReadWrite".into()],
                 mailbox_scope: None,
+                certificates: Vec::new(),
             },
         );
     }

@@ -171,6 +171,15 @@ impl AwsEnv {
         )))
     }
 
+    /// KMS, to sign client assertions with certificate keys.
+    #[cfg(feature = "kms")]
+    pub fn certificate_keys(&self) -> Result<Arc<crate::KmsKeys>, BoxError> {
+        self.port(Port::CertificateKeys)?;
+        Ok(Arc::new(crate::KmsKeys::new(aws_sdk_kms::Client::new(
+            &self.config,
+        ))))
+    }
+
     /// Secrets Manager. What it may read is what the function's secret ports grant
     /// ([`AwsEnv::settings`], [`AwsEnv::admin_token_name`]).
     #[cfg(feature = "secretsmanager")]
@@ -185,7 +194,8 @@ impl AwsEnv {
     feature = "dynamodb",
     feature = "sqs",
     feature = "secretsmanager",
-    feature = "eventbridge"
+    feature = "eventbridge",
+    feature = "kms"
 ))]
 impl AwsEnv {
     /// The mailbox services over the state table, the import queue, Secrets Manager and the event
@@ -208,6 +218,7 @@ impl AwsEnv {
             graph,
             queue: self.queue()?,
             events: self.events()?,
+            signer: self.certificate_keys()?,
             clock: Arc::new(mailbridge_core::ports::SystemClock),
             metrics,
         };

@@ -35,6 +35,9 @@ pub enum Port {
     ProfileSecrets,
     /// Reads the admin API's bearer token.
     AdminToken,
+    /// Signs client assertions with certificate keys in KMS (`kms:Sign`), only through an alias
+    /// under `alias/mailbridge/` (the only form a profile may name).
+    CertificateKeys,
 }
 
 /// An IAM statement, with its resource written as `template.yaml` writes it.
@@ -44,6 +47,8 @@ pub struct Grant {
     pub resource: &'static str,
     /// `dynamodb:LeadingKeys`: the only partitions the statement reaches.
     pub leading_keys: Option<&'static [&'static str]>,
+    /// Another condition of the statement: operator, key, value.
+    pub condition: Option<(&'static str, &'static str, &'static str)>,
 }
 
 const TABLE: &str = "!GetAtt StateTable.Arn";
@@ -102,11 +107,22 @@ impl Port {
                     None,
                 ),
                 Port::AdminToken => (&["secretsmanager:GetSecretValue"], "!Ref AdminTokenSecret", None),
+                Port::CertificateKeys => (
+                    &["kms:Sign"],
+                    "!Sub arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/*",
+                    None,
+                ),
             };
+        let condition = (self == Port::CertificateKeys).then_some((
+            "StringLike",
+            "kms:RequestAlias",
+            "alias/mailbridge/*",
+        ));
         Grant {
             actions,
             resource,
             leading_keys,
+            condition,
         }
     }
 

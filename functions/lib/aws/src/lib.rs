@@ -1,5 +1,6 @@
 //! AWS adapters for mailbridge: DynamoDB (state, conditional writes), S3 (messages), SQS (jobs),
-//! Secrets Manager (client secrets, the token key), EventBridge (import events). Each client is
+//! Secrets Manager (client secrets, the token key), EventBridge (import and alert events), KMS
+//! (certificate keys). Each client is
 //! behind a feature of its own, so that a function links only what it uses. [`AwsEnv`] builds
 //! them from a function's environment, one [`Port`] at a time, and [`Port::grant`] says which IAM
 //! actions each needs. `AWS_ENDPOINT_URL` points the SDK at an emulator for tests.
@@ -10,6 +11,8 @@ mod env;
 #[cfg(feature = "eventbridge")]
 mod events;
 mod iam;
+#[cfg(feature = "kms")]
+mod kms;
 #[cfg(feature = "s3")]
 mod s3;
 #[cfg(feature = "secretsmanager")]
@@ -23,6 +26,8 @@ pub use env::{AwsEnv, BoxError};
 #[cfg(feature = "eventbridge")]
 pub use events::EventBridgeEvents;
 pub use iam::{Grant, Port};
+#[cfg(feature = "kms")]
+pub use kms::KmsKeys;
 #[cfg(feature = "s3")]
 pub use s3::S3BlobStore;
 #[cfg(feature = "secretsmanager")]

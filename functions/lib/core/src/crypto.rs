@@ -120,6 +120,117 @@ impl SealingKey {
     }
 }
 
+/// The DER of a PEM certificate (`-----BEGIN CERTIFICATE-----`).
+pub fn certificate_der(pem: &str) -> Result<Vec<u8>> {
+    let bad =
+        |why: &str| Error::Invalid(format!("the certificate is not a PEM certificate: {why}"));
+    let body = pem
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
+        .ok_or_else(|| bad("no BEGIN/END CERTIFICATE block"))?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    let der = STANDARD
+        .decode(b64)
+        .map_err(|_| bad("its body is not base64"))?;
+    certificate_not_after(&der).map_err(|_| bad("it is not an X.509 certificate"))?;
+    Ok(der)
+}
+
+/// One DER element: its tag, its content, and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// A certificate's `notAfter` (X.509: tbsCertificate → validity → notAfter).
+pub fn certificate_not_after(der: &[u8]) -> Result<chrono::DateTime<chrono::Utc>> {
+    let fail = || Error::Invalid("not an X.509 certificate".into());
+    let (0x30, cert, _) = der_element(der).ok_or_else(fail)? else {
+        return Err(fail());
+    };
+    let (0x30, tbs, _) = der_element(cert).ok_or_else(fail)? else {
+        return Err(fail());
+    };
+    let mut rest = tbs;
+    // [0] version (optional), serialNumber, signature, issuer, then validity.
+    let (tag, _, after) = der_element(rest).ok_or_else(fail)?;
+    if tag == 0xa0 {
+        rest = after;
+    }
+    for _ in 0..3 {
+        rest = der_element(rest).ok_or_else(fail)?.2;
+    }
+    let (0x30, validity, _) = der_element(rest).ok_or_else(fail)? else {
+        return Err(fail());
+    };
+    let (_, _, after_not_before) = der_element(validity).ok_or_else(fail)?;
+    let (tag, time, _) = der_element(after_not_before).ok_or_else(fail)?;
+    let text = std::str::from_utf8(time).map_err(|_| fail())?;
+    let full = match tag {
+        // UTCTime: YYMMDDHHMMSSZ, years 1950–2049.
+        0x17 if text.len() == 13 => {
+            let yy: u32 = text[..2].parse().map_err(|_| fail())?;
+            format!("{}{text}", if yy >= 50 { "19" } else { "20" })
+        }
+        // GeneralizedTime: YYYYMMDDHHMMSSZ.
+        0x18 if text.len() == 15 => text.to_string(),
+        _ => return Err(fail()),
+    };
+    chrono::NaiveDateTime::parse_from_str(full.trim_end_matches('Z'), "%Y%m%d%H%M%S")
+        .map(|t| t.and_utc())
+        .map_err(|_| fail())
+}
+
+/// The signing input of an RS256 client assertion for `client_id` at `token_endpoint` (RFC 7523,
+/// as Entra ID takes it: `x5t` and `x5t#S256` name the certificate), to be signed with the
+/// certificate's key and finished with [`finish_assertion`].
+pub fn assertion_input(
+    certificate_der: &[u8],
+    client_id: &str,
+    token_endpoint: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let header = serde_json::json!({
+        "alg": "RS256",
+        "typ": "JWT",
+        "x5t": URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(certificate_der)),
+        "x5t#S256": URL_SAFE_NO_PAD.encode(Sha256::digest(certificate_der)),
+    });
+    let claims = serde_json::json!({
+        "aud": token_endpoint,
+        "iss": client_id,
+        "sub": client_id,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "nbf": now.timestamp(),
+        "iat": now.timestamp(),
+        "exp": (now + chrono::Duration::minutes(10)).timestamp(),
+    });
+    format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+/// The compact JWT: the signing input and its signature.
+pub fn finish_assertion(input: &str, signature: &[u8]) -> Secret {
+    Secret::new(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

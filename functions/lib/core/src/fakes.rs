@@ -175,6 +175,19 @@ impl Clock for ShiftedClock {
     }
 }
 
+/// A deployment with no certificate keys: signing is a configuration error.
+pub struct NoKeys;
+
+#[async_trait]
+impl crate::ports::KeySigner for NoKeys {
+    async fn sign_rs256(&self, key: &crate::model::KeyRef, _message: &[u8]) -> Result<Vec<u8>> {
+        Err(Error::Config {
+            code: "no-key-store".into(),
+            reason: format!("no key store here holds {key:?}"),
+        })
+    }
+}
+
 /// Keeps the events published, for tests to inspect.
 #[derive(Default)]
 pub struct InMemoryEvents {
@@ -533,7 +546,7 @@ impl Identity for FakeIdentity {
     async fn exchange_code(
         &self,
         _profile: &ServerProfile,
-        _client_secret: &Secret,
+        _credential: &crate::model::ClientCredential,
         _code: &str,
         _pkce_verifier: &Secret,
         _redirect_uri: &str,
@@ -544,7 +557,7 @@ impl Identity for FakeIdentity {
     async fn refresh(
         &self,
         _profile: &ServerProfile,
-        _client_secret: &Secret,
+        _credential: &crate::model::ClientCredential,
         _refresh_token: &Secret,
     ) -> Result<TokenSet> {
         let barrier = self.refresh_barrier.lock().unwrap().clone();
@@ -563,7 +576,7 @@ impl Identity for FakeIdentity {
     async fn client_credentials(
         &self,
         _profile: &ServerProfile,
-        _client_secret: &Secret,
+        _credential: &crate::model::ClientCredential,
     ) -> Result<TokenSet> {
         Ok(self.issue(chrono::Duration::hours(1)))
     }
@@ -634,6 +647,7 @@ impl FakeWorld {
                 identity: identity.clone(),
                 graph: graph.clone(),
                 queue: queue.clone(),
+                signer: Arc::new(NoKeys),
                 events: events.clone(),
                 clock: clock.clone(),
                 metrics: metrics.clone(),
@@ -670,6 +684,7 @@ impl FakeWorld {
             approval_required: false,
             backfill_days: 0,
             outlook_category: None,
+            certificate: None,
         }
     }
 
@@ -714,7 +729,7 @@ impl FakeWorld {
             .identity
             .exchange_code(
                 &Self::profile(),
-                &Secret::new("s"),
+                &crate::model::ClientCredential::Secret(Secret::new("s")),
                 "code",
                 &Secret::new("v"),
                 "r",

@@ -112,9 +112,62 @@ pub struct ServerProfile {
     /// filed. Needs Mail.ReadWrite instead of Mail.Read.
     #[serde(default)]
     pub outlook_category: Option<String>,
+    /// A certificate instead of the client secret (Microsoft's recommendation): mailbridge signs
+    /// a client assertion with its private key, which never leaves where it is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CertificateCredential>,
+}
+
+/// Where a certificate's private key is kept; mailbridge asks it to sign and never reads it out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "in", rename_all = "snake_case")]
+pub enum KeyRef {
+    /// An asymmetric RSA key in AWS KMS (`SIGN_VERIFY`), named by an alias under
+    /// `alias/mailbridge/`: KMS signs (`Sign`, RSASSA-PKCS1-v1_5 SHA-256).
+    Kms { key_id: String },
+    /// A PEM private key in the deployment's secret store, under the profile prefix (the local
+    /// runner's sealed store).
+    SecretStore { name: String },
+}
+
+/// A certificate registered on the app registration (Certificates & secrets → Certificates), and
+/// where its private key is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateCredential {
+    /// The certificate (public part, PEM), as uploaded to the app registration.
+    pub certificate_pem: String,
+    pub key: KeyRef,
+}
+
+/// How mailbridge proves the app's identity at the token endpoint.
+#[derive(Debug, Clone)]
+pub enum ClientCredential {
+    Secret(Secret),
+    /// A signed client assertion (a JWT with the certificate's thumbprints), good for minutes.
+    Assertion(Secret),
 }
 
 impl ServerProfile {
+    /// When the profile's credential expires: its certificate's `notAfter`, or the client
+    /// secret's expiry as the administrator gave it.
+    pub fn credential_expires_at(&self) -> Option<DateTime<Utc>> {
+        match &self.certificate {
+            Some(c) => crate::crypto::certificate_der(&c.certificate_pem)
+                .and_then(|der| crate::crypto::certificate_not_after(&der))
+                .ok(),
+            None => self.client_secret_expires_at,
+        }
+    }
+
+    /// What the profile's credential is called in sentences.
+    pub fn credential_name(&self) -> &'static str {
+        if self.certificate.is_some() {
+            "certificate"
+        } else {
+            "client secret"
+        }
+    }
+
     /// Delegated scopes, fully qualified with the cloud's Graph resource as national clouds require.
     pub fn delegated_scopes(&self) -> Vec<String> {
         let r = self.cloud.endpoints().resource;

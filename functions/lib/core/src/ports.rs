@@ -173,6 +173,13 @@ pub trait JobSource: Redelivery {
     async fn ack(&self, receipt: &str) -> Result<()>;
 }
 
+/// Signs with a private key that stays where it is kept (AWS KMS; the sealed store locally).
+#[async_trait]
+pub trait KeySigner: Send + Sync {
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RS256) of `message`.
+    async fn sign_rs256(&self, key: &KeyRef, message: &[u8]) -> Result<Vec<u8>>;
+}
+
 /// Secrets by name (Secrets Manager on AWS, an encrypted file locally).
 #[async_trait]
 pub trait SecretStore: Send + Sync {
@@ -249,7 +256,7 @@ pub trait Identity: Send + Sync {
     async fn exchange_code(
         &self,
         profile: &ServerProfile,
-        client_secret: &Secret,
+        credential: &ClientCredential,
         code: &str,
         pkce_verifier: &Secret,
         redirect_uri: &str,
@@ -258,13 +265,13 @@ pub trait Identity: Send + Sync {
     async fn refresh(
         &self,
         profile: &ServerProfile,
-        client_secret: &Secret,
+        credential: &ClientCredential,
         refresh_token: &Secret,
     ) -> Result<TokenSet>;
     async fn client_credentials(
         &self,
         profile: &ServerProfile,
-        client_secret: &Secret,
+        credential: &ClientCredential,
     ) -> Result<TokenSet>;
 }
 

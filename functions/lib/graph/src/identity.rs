@@ -2,7 +2,7 @@
 
 use crate::errors::classify_aad;
 use async_trait::async_trait;
-use mailbridge_core::model::{ServerProfile, TokenSet};
+use mailbridge_core::model::{ClientCredential, ServerProfile, TokenSet};
 use mailbridge_core::ports::{AuthorizeRequest, Identity};
 use mailbridge_core::{Error, Result, Secret};
 use oauth2::basic::{
@@ -217,20 +217,27 @@ impl Identity for EntraIdentity {
     async fn exchange_code(
         &self,
         profile: &ServerProfile,
-        client_secret: &Secret,
+        credential: &ClientCredential,
         code: &str,
         pkce_verifier: &Secret,
         redirect_uri: &str,
     ) -> Result<TokenSet> {
-        let client = Self::client(profile, Some(client_secret))?.set_redirect_uri(
+        let (secret, assertion) = split(credential);
+        let client = Self::client(profile, secret)?.set_redirect_uri(
             RedirectUrl::new(redirect_uri.to_string()).map_err(|e| Error::Config {
                 code: "redirect-uri".into(),
                 reason: e.to_string(),
             })?,
         );
-        let resp = client
+        let mut req = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_string()))
+            .set_pkce_verifier(PkceCodeVerifier::new(pkce_verifier.expose().to_string()));
+        if let Some(a) = assertion {
+            req = req
+                .add_extra_param("client_assertion_type", JWT_BEARER)
+                .add_extra_param("client_assertion", a);
+        }
+        let resp = req
             .request_async(&Http(&self.http))
             .await
             .map_err(map_error)?;
@@ -240,13 +247,21 @@ impl Identity for EntraIdentity {
     async fn refresh(
         &self,
         profile: &ServerProfile,
-        client_secret: &Secret,
+        credential: &ClientCredential,
         refresh_token: &Secret,
     ) -> Result<TokenSet> {
         let rt = RefreshToken::new(refresh_token.expose().to_string());
-        let resp = Self::client(profile, Some(client_secret))?
+        let (secret, assertion) = split(credential);
+        let client = Self::client(profile, secret)?;
+        let mut req = client
             .exchange_refresh_token(&rt)
-            .add_scopes(profile.delegated_scopes().into_iter().map(Scope::new))
+            .add_scopes(profile.delegated_scopes().into_iter().map(Scope::new));
+        if let Some(a) = assertion {
+            req = req
+                .add_extra_param("client_assertion_type", JWT_BEARER)
+                .add_extra_param("client_assertion", a);
+        }
+        let resp = req
             .request_async(&Http(&self.http))
             .await
             .map_err(map_error)?;
@@ -256,14 +271,33 @@ impl Identity for EntraIdentity {
     async fn client_credentials(
         &self,
         profile: &ServerProfile,
-        client_secret: &Secret,
+        credential: &ClientCredential,
     ) -> Result<TokenSet> {
-        let resp = Self::client(profile, Some(client_secret))?
+        let (secret, assertion) = split(credential);
+        let client = Self::client(profile, secret)?;
+        let mut req = client
             .exchange_client_credentials()
-            .add_scope(Scope::new(profile.application_scope()))
+            .add_scope(Scope::new(profile.application_scope()));
+        if let Some(a) = assertion {
+            req = req
+                .add_extra_param("client_assertion_type", JWT_BEARER)
+                .add_extra_param("client_assertion", a);
+        }
+        let resp = req
             .request_async(&Http(&self.http))
             .await
             .map_err(map_error)?;
         Ok(Self::tokens(resp))
+    }
+}
+
+/// RFC 7523's client assertion type.
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The secret to authenticate with, or the signed assertion to send instead.
+fn split(credential: &ClientCredential) -> (Option<&Secret>, Option<String>) {
+    match credential {
+        ClientCredential::Secret(s) => (Some(s), None),
+        ClientCredential::Assertion(a) => (None, Some(a.expose().to_string())),
     }
 }

@@ -204,7 +204,7 @@ impl Connect {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| Error::Invalid("the sign-in answer has no code".into()))?;
         let profile = self.tokens.profile(&pending.profile_id).await?;
-        let secret = self.tokens.client_secret(&profile).await?;
+        let secret = self.tokens.credential(&profile).await?;
         let tokens = self
             .identity
             .exchange_code(

@@ -148,7 +148,8 @@ pub fn query_value(s: &str) -> String {
 }
 
 use crate::ports::{
-    BlobStore, Clock, EventSink, Identity, JobQueue, MailGraph, Metrics, SecretStore, StateStore,
+    BlobStore, Clock, EventSink, Identity, JobQueue, KeySigner, MailGraph, Metrics, SecretStore,
+    StateStore,
 };
 use crate::repo::Repos;
 use std::sync::Arc;
@@ -162,6 +163,8 @@ pub struct MailPorts {
     pub pace_store: Arc<dyn StateStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub identity: Arc<dyn Identity>,
+    /// Signs client assertions with a profile's certificate key.
+    pub signer: Arc<dyn KeySigner>,
     pub graph: Arc<dyn MailGraph>,
     pub queue: Arc<dyn JobQueue>,
     /// Import events and alert events.
@@ -217,6 +220,7 @@ impl MailServices {
             repos.clone(),
             secrets,
             p.identity.clone(),
+            p.signer.clone(),
             alerts.clone(),
             p.clock.clone(),
             settings.clone(),

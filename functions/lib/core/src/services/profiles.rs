@@ -2,7 +2,8 @@
 //! before mailbridge sends it a secret or a token. And the two secret namespaces: the key that
 //! seals tokens, and the client secrets of profiles, which no profile can name across.
 
-use crate::model::{Cloud, ServerProfile};
+use crate::crypto::certificate_der;
+use crate::model::{Cloud, KeyRef, ServerProfile};
 use crate::ports::{Clock, SecretStore};
 use crate::services::Settings;
 use crate::{Error, Result, Secret};
@@ -16,6 +17,8 @@ pub const MAX_BACKFILL_DAYS: u32 = 3650;
 const MAX_ID: usize = 64;
 /// The longest free text (names, client id, tenant, category, URLs).
 const MAX_TEXT: usize = 256;
+/// The KMS aliases a profile's certificate key may have: the only keys the functions may sign with.
+pub const KMS_ALIAS_PREFIX: &str = "alias/mailbridge/";
 /// Secrets Manager's longest secret name.
 const MAX_SECRET_NAME: usize = 512;
 
@@ -64,7 +67,32 @@ impl Settings {
                 )));
             }
         }
-        self.check_secret_ref(&p.client_secret_ref)?;
+        match &p.certificate {
+            None => self.check_secret_ref(&p.client_secret_ref)?,
+            Some(cert) => {
+                if !p.client_secret_ref.is_empty() {
+                    self.check_secret_ref(&p.client_secret_ref)?;
+                }
+                certificate_der(&cert.certificate_pem)
+                    .map_err(|e| invalid(format!("certificate.certificate_pem: {e}")))?;
+                match &cert.key {
+                    KeyRef::SecretStore { name } => self.check_secret_ref(name)?,
+                    KeyRef::Kms { key_id } => {
+                        let ok = key_id.len() > KMS_ALIAS_PREFIX.len()
+                            && key_id.len() <= MAX_TEXT
+                            && key_id.starts_with(KMS_ALIAS_PREFIX)
+                            && key_id
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b));
+                        if !ok {
+                            return Err(invalid(format!(
+                                "certificate.key: a KMS key is named by an alias under {KMS_ALIAS_PREFIX} (letters, digits, '/', '_', '-'), the only keys mailbridge may use"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
         if let Cloud::Custom {
             login,
             graph,
@@ -89,6 +117,26 @@ impl Settings {
         now: DateTime<Utc>,
     ) -> Result<()> {
         self.check_profile(p)?;
+        if let Some(cert) = &p.certificate {
+            let not_after = p.credential_expires_at().unwrap_or(now);
+            if not_after <= now {
+                return Err(invalid(format!(
+                    "the certificate expired on {}: upload a new one to the app registration \
+                     (Certificates & secrets) and give it here",
+                    not_after.format("%Y-%m-%d")
+                )));
+            }
+            if let KeyRef::SecretStore { name } = &cert.key {
+                return match secrets.get(name).await {
+                    Ok(s) if !s.expose().trim().is_empty() => Ok(()),
+                    Ok(_) | Err(Error::Config { .. }) => Err(invalid(format!(
+                        "certificate.key: there is no private key in the secret store under {name}; store the certificate's key (PEM) there first"
+                    ))),
+                    Err(e) => Err(e),
+                };
+            }
+            return Ok(());
+        }
         if let Some(at) = p.client_secret_expires_at {
             if at <= now {
                 return Err(invalid(format!(

@@ -1,11 +1,12 @@
 //! Tokens: sealed at rest, refreshed before they expire, rotated refresh tokens stored under a
 //! conditional write so that two concurrent refreshes cannot lose one.
 
-use crate::crypto::SealingKey;
+use crate::crypto::{assertion_input, certificate_der, finish_assertion, SealingKey};
+use crate::model::ClientCredential;
 use crate::model::{
     AlertBoard, AlertKind, AuthType, ConnectionState, Mailbox, ServerProfile, TokenSet,
 };
-use crate::ports::{Clock, Cond, GraphCtx, Identity};
+use crate::ports::{Clock, Cond, GraphCtx, Identity, KeySigner};
 use crate::repo::Repos;
 use crate::secret::Secret;
 use crate::services::alerts::Alerts;
@@ -36,6 +37,7 @@ pub struct Tokens {
     repos: Repos,
     secrets: Secrets,
     identity: Arc<dyn Identity>,
+    signer: Arc<dyn KeySigner>,
     alerts: Arc<Alerts>,
     clock: Arc<dyn Clock>,
     settings: Settings,
@@ -46,6 +48,7 @@ impl Tokens {
         repos: Repos,
         secrets: Secrets,
         identity: Arc<dyn Identity>,
+        signer: Arc<dyn KeySigner>,
         alerts: Arc<Alerts>,
         clock: Arc<dyn Clock>,
         settings: Settings,
@@ -54,6 +57,7 @@ impl Tokens {
             repos,
             secrets,
             identity,
+            signer,
             alerts,
             clock,
             settings,
@@ -103,9 +107,25 @@ impl Tokens {
         &self.secrets
     }
 
-    /// The client secret of a profile, from the profile namespace only.
-    pub async fn client_secret(&self, profile: &ServerProfile) -> Result<Secret> {
-        self.secrets.client_secret(profile).await
+    /// How the profile proves the app's identity at the token endpoint: its client secret (from
+    /// the profile namespace only), or a client assertion its certificate's key signed.
+    pub async fn credential(&self, profile: &ServerProfile) -> Result<ClientCredential> {
+        let Some(cert) = &profile.certificate else {
+            return Ok(ClientCredential::Secret(
+                self.secrets.client_secret(profile).await?,
+            ));
+        };
+        let der = certificate_der(&cert.certificate_pem)?;
+        let endpoint = format!(
+            "{}/{}/oauth2/v2.0/token",
+            profile.cloud.endpoints().login,
+            profile.tenant
+        );
+        let input = assertion_input(&der, &profile.client_id, &endpoint, self.clock.now());
+        let signature = self.signer.sign_rs256(&cert.key, input.as_bytes()).await?;
+        Ok(ClientCredential::Assertion(finish_assertion(
+            &input, &signature,
+        )))
     }
 
     /// Everything a Graph call for `mailbox` needs: profile → token → Graph context, in one place.
@@ -155,7 +175,7 @@ impl Tokens {
                     return Ok(set.access_token.clone());
                 }
             }
-            let secret = self.secrets.client_secret(profile).await?;
+            let secret = self.credential(profile).await?;
             let (fresh, cond) = match (profile.auth, current) {
                 (AuthType::Application, cur) => {
                     let fresh = self.identity.client_credentials(profile, &secret).await;

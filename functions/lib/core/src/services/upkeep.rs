@@ -271,7 +271,7 @@ pub fn credential_stage(
     profile: &ServerProfile,
     now: DateTime<Utc>,
 ) -> Option<(ExpiryStage, DateTime<Utc>)> {
-    let at = profile.client_secret_expires_at?;
+    let at = profile.credential_expires_at()?;
     ExpiryStage::at(at, now).map(|stage| (stage, at))
 }
 
@@ -309,19 +309,22 @@ fn expiry_sentence(
     now: DateTime<Utc>,
 ) -> String {
     let day = at.format("%Y-%m-%d");
+    let what = profile.credential_name();
+    let renew = if profile.certificate.is_some() {
+        "upload a new certificate to the app registration and give it (with its key) in the profile"
+    } else {
+        "create a new secret in the app registration, store it in the secret store and update the profile's expiry"
+    };
     match stage {
         ExpiryStage::Expired => format!(
-            "The client secret of profile '{}' expired on {day}: no mailbox of this profile can \
-             connect until a new secret is stored in the secret store and the profile's expiry \
-             is updated.",
+            "The {what} of profile '{}' expired on {day}: no mailbox of this profile can connect \
+             until you {renew}.",
             profile.name
         ),
         _ => {
             let days = ((at - now).num_hours() + 23).div_euclid(24).max(1);
             format!(
-                "The client secret of profile '{}' expires on {day} (in {days} day{}): create a \
-                 new secret in the app registration, store it in the secret store and update the \
-                 profile's expiry.",
+                "The {what} of profile '{}' expires on {day} (in {days} day{}): {renew}.",
                 profile.name,
                 if days == 1 { "" } else { "s" }
             )
