@@ -363,69 +363,8 @@ async fn secrets_manager_gives_the_secret_and_says_when_there_is_none() {
     assert!(store.get("mailbridge/none").await.is_err());
 }
 
-/// The RSA public key (PKCS#1) inside a SubjectPublicKeyInfo: the BIT STRING after the algorithm.
-fn rsa_public_key(spki: &[u8]) -> Vec<u8> {
-    fn element(d: &[u8]) -> (u8, &[u8], &[u8]) {
-        let (tag, len_byte) = (d[0], d[1]);
-        let (len, start) = if len_byte < 0x80 {
-            (len_byte as usize, 2)
-        } else {
-            let n = (len_byte & 0x7f) as usize;
-            (
-                d[2..2 + n]
-                    .iter()
-                    .fold(0usize, |a, b| (a << 8) | *b as usize),
-                2 + n,
-            )
-        };
-        (tag, &d[start..start + len], &d[start + len..])
-    }
-    let (_, body, _) = element(spki);
-    let (_, _, rest) = element(body);
-    let (tag, bits, _) = element(rest);
-    assert_eq!(tag, 0x03, "a BIT STRING");
-    bits[1..].to_vec()
-}
-
-/// A KMS key as rcgen's signer: the certificate over its public key is signed by KMS itself.
-struct KmsCertKey {
-    client: aws_sdk_kms::Client,
-    key_id: String,
-    public: Vec<u8>,
-}
-
-impl rcgen::PublicKeyData for KmsCertKey {
-    fn der_bytes(&self) -> &[u8] {
-        &self.public
-    }
-    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
-        &rcgen::PKCS_RSA_SHA256
-    }
-}
-
-impl rcgen::SigningKey for KmsCertKey {
-    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
-        let (client, key_id, msg) = (self.client.clone(), self.key_id.clone(), msg.to_vec());
-        tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(async move {
-                client
-                    .sign()
-                    .key_id(key_id)
-                    .message(aws_sdk_kms::primitives::Blob::new(msg))
-                    .message_type(aws_sdk_kms::types::MessageType::Raw)
-                    .signing_algorithm(
-                        aws_sdk_kms::types::SigningAlgorithmSpec::RsassaPkcs1V15Sha256,
-                    )
-                    .send()
-                    .await
-                    .map(|o| o.signature.unwrap().into_inner())
-                    .map_err(|_| rcgen::Error::RemoteKeyError)
-            })
-        })
-    }
-}
-
-/// An organisation-wide profile whose certificate key is in KMS: the client assertion is signed by
+/// An organisation-wide profile whose certificate key is in KMS (made by `mailbridge-certificate`):
+/// the client assertion is signed by
 /// KMS `Sign` (the key never leaves it) and the simulated Entra ID, which verifies it against the
 /// certificate registered on the app, issues the token; a KMS key whose certificate is not the
 /// app's gets Entra's AADSTS700027.
@@ -434,41 +373,14 @@ async fn a_kms_held_certificate_key_signs_the_client_assertion() {
     use mailbridge_core::model::{AuthType, CertificateCredential, Cloud, KeyRef, ServerProfile};
     let config = config().await;
     let kms = aws_sdk_kms::Client::new(&config);
-    // A key in KMS with an alias under alias/mailbridge/, and a certificate over it.
+    // A key in KMS with an alias under alias/mailbridge/, and a certificate over it signed by
+    // KMS: what `mailbridge-certificate` makes.
     let make_key = || async {
-        let key = kms
-            .create_key()
-            .key_spec(aws_sdk_kms::types::KeySpec::Rsa2048)
-            .key_usage(aws_sdk_kms::types::KeyUsageType::SignVerify)
-            .send()
-            .await
-            .unwrap()
-            .key_metadata
-            .unwrap()
-            .key_id;
         let alias = format!("alias/mailbridge/{}", name("org"));
-        kms.create_alias()
-            .alias_name(&alias)
-            .target_key_id(&key)
-            .send()
+        let cert = mailbridge_certificate::certificate(&kms, &alias, "Contoso mailbridge", 365)
             .await
             .unwrap();
-        let spki = kms
-            .get_public_key()
-            .key_id(&alias)
-            .send()
-            .await
-            .unwrap()
-            .public_key
-            .unwrap()
-            .into_inner();
-        let signer = KmsCertKey {
-            client: kms.clone(),
-            key_id: alias.clone(),
-            public: rsa_public_key(&spki),
-        };
-        let params = rcgen::CertificateParams::new(vec!["mailbridge".to_string()]).unwrap();
-        (alias, params.self_signed(&signer).unwrap().pem())
+        (alias, cert)
     };
     let (alias, cert) = make_key().await;
 

@@ -4,7 +4,7 @@
 use crate::data_dir::DataDir;
 use chrono::{DateTime, Utc};
 use mailbridge_core::crypto::SealingKey;
-use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
+use mailbridge_core::model::{AuthType, CertificateCredential, Cloud, KeyRef, ServerProfile};
 use mailbridge_core::services::Settings;
 use mailbridge_core::Secret;
 use serde::Deserialize;
@@ -57,9 +57,13 @@ pub struct ProfileConfig {
     pub auth: AuthType,
     pub tenant: String,
     pub client_id: String,
-    pub client_secret: SecretSource,
+    /// The client secret; or, instead, a certificate.
+    #[serde(default)]
+    pub client_secret: Option<SecretSource>,
     #[serde(default)]
     pub client_secret_expires_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub certificate: Option<CertificateConfig>,
     #[serde(default)]
     pub is_default: bool,
     #[serde(default)]
@@ -68,6 +72,15 @@ pub struct ProfileConfig {
     pub backfill_days: u32,
     #[serde(default)]
     pub outlook_category: Option<String>,
+}
+
+/// A certificate registered on the app registration, instead of a client secret: the certificate
+/// (PEM file) and its private key (PEM), by reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub file: PathBuf,
+    pub key: SecretSource,
 }
 
 impl ProfileConfig {
@@ -79,6 +92,26 @@ impl ProfileConfig {
         )
     }
 
+    /// The name its certificate's key goes by inside mailbridge (under the profile prefix).
+    pub fn key_name(&self, settings: &Settings) -> String {
+        format!(
+            "{}{}/certificate-key",
+            settings.profile_secret_prefix, self.id
+        )
+    }
+
+    /// Where each of its secrets is, by the name it goes by inside mailbridge.
+    pub fn secret_sources(&self, settings: &Settings) -> Vec<(String, SecretSource)> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.client_secret {
+            out.push((self.secret_name(settings), s.clone()));
+        }
+        if let Some(c) = &self.certificate {
+            out.push((self.key_name(settings), c.key.clone()));
+        }
+        out
+    }
+
     pub fn profile(&self, settings: &Settings) -> ServerProfile {
         ServerProfile {
             id: self.id.clone(),
@@ -87,13 +120,22 @@ impl ProfileConfig {
             auth: self.auth,
             tenant: self.tenant.clone(),
             client_id: self.client_id.clone(),
-            client_secret_ref: self.secret_name(settings),
+            client_secret_ref: if self.client_secret.is_some() {
+                self.secret_name(settings)
+            } else {
+                String::new()
+            },
             client_secret_expires_at: self.client_secret_expires_at,
             is_default: self.is_default,
             approval_required: self.approval_required,
             backfill_days: self.backfill_days,
             outlook_category: self.outlook_category.clone(),
-            certificate: None,
+            certificate: self.certificate.as_ref().map(|c| CertificateCredential {
+                certificate_pem: std::fs::read_to_string(&c.file).unwrap_or_default(),
+                key: KeyRef::SecretStore {
+                    name: self.key_name(settings),
+                },
+            }),
         }
     }
 }
@@ -256,18 +298,37 @@ impl Config {
             if !ids.insert(p.id.as_str()) {
                 return Err(format!("{key}: another profile has the id {:?}", p.id));
             }
+            let sources = match (&p.client_secret, &p.certificate) {
+                (Some(s), None) => vec![("client_secret", s)],
+                (None, Some(c)) => {
+                    if let Err(e) = std::fs::read_to_string(&c.file) {
+                        return Err(format!(
+                            "{key}.certificate.file: cannot read {}: {e}",
+                            c.file.display()
+                        ));
+                    }
+                    vec![("certificate.key", &c.key)]
+                }
+                _ => {
+                    return Err(format!(
+                        "{key}: give client_secret or certificate (one of them)"
+                    ))
+                }
+            };
             settings
                 .check_profile(&p.profile(&settings))
                 .map_err(|e| format!("{key}: {e}"))?;
-            match p.client_secret.read() {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    return Err(format!(
-                        "{key}.client_secret: the {} is not set or empty",
-                        p.client_secret.describe()
-                    ))
+            for (field, source) in sources {
+                match source.read() {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        return Err(format!(
+                            "{key}.{field}: the {} is not set or empty",
+                            source.describe()
+                        ))
+                    }
+                    Err(e) => return Err(format!("{key}.{field}: {e}")),
                 }
-                Err(e) => return Err(format!("{key}.client_secret: {e}")),
             }
         }
         if self.profiles.iter().filter(|p| p.is_default).count() > 1 {
@@ -605,6 +666,45 @@ is_default = true
             c.admin_token,
             SecretSource::File(s.dir.path().join("admin-token"))
         );
+    }
+
+    #[test]
+    fn a_profile_may_use_a_certificate_instead_of_a_secret_but_needs_one_of_them() {
+        let s = Setup::new();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["mailbridge".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(s.dir.path().join("contoso.crt"), cert.pem()).unwrap();
+        std::fs::write(s.dir.path().join("contoso.key"), key.serialize_pem()).unwrap();
+        let with_cert = PROFILE.replace(
+            "client_secret = { file = \"$DIR/client-secret\" }",
+            "certificate = { file = \"$DIR/contoso.crt\", key = { file = \"$DIR/contoso.key\" } }",
+        );
+        let c = s.load(&with_cert, &[]).unwrap();
+        let p = &c.server_profiles()[0];
+        assert_eq!(p.client_secret_ref, "");
+        let certificate = p.certificate.as_ref().unwrap();
+        assert_eq!(certificate.certificate_pem, cert.pem());
+        assert_eq!(
+            certificate.key,
+            KeyRef::SecretStore {
+                name: "mailbridge/profiles/contoso/certificate-key".into()
+            }
+        );
+        assert!(p.credential_expires_at().is_some());
+        let neither = PROFILE.replace("client_secret = { file = \"$DIR/client-secret\" }\n", "");
+        let both = format!(
+            "{PROFILE}certificate = {{ file = \"$DIR/contoso.crt\", key = {{ file = \"$DIR/contoso.key\" }} }}\n"
+        );
+        for text in [neither, both] {
+            let e = s.load(&text, &[]).unwrap_err();
+            assert!(e.contains("give client_secret or certificate"), "{e}");
+        }
+        let missing = with_cert.replace("contoso.crt", "nowhere.crt");
+        let e = s.load(&missing, &[]).unwrap_err();
+        assert!(e.contains("certificate.file: cannot read"), "{e}");
     }
 
     #[test]

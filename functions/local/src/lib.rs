@@ -465,7 +465,7 @@ pub async fn serve(
     let referenced = config
         .profiles
         .iter()
-        .map(|p| (p.secret_name(&settings), p.client_secret.clone()))
+        .flat_map(|p| p.secret_sources(&settings))
         .collect();
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
