@@ -617,3 +617,79 @@ async fn a_certificate_connects_without_a_secret_and_a_wrong_one_gets_entras_err
         .unwrap()
         .contains("certificate expired"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_announced_30_7_and_1_days_ahead_once_each_then_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftedClock::default());
+    let (r, _) = connected(dir.path(), |o| o.clock = clock.clone()).await;
+    let mut demo = serde_json::to_value(
+        r.services
+            .admin
+            .profiles()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.id == "demo")
+            .unwrap(),
+    )
+    .unwrap();
+    let expires = chrono::Utc::now() + chrono::Duration::days(31) + chrono::Duration::hours(12);
+    demo["client_secret_expires_at"] = expires.to_rfc3339().into();
+    let (status, answer) = admin(&r, "PUT", "/admin/profiles/demo", Some(demo)).await;
+    assert_eq!(status, 200, "{answer}");
+    // A round every half day for 33 days, each round's jobs worked (the pollers), one round twice.
+    for half_days in 0..66 {
+        clock.advance(chrono::Duration::hours(12));
+        r.services.maintenance.run().await.unwrap();
+        if half_days == 40 {
+            r.services.maintenance.run().await.unwrap();
+        }
+        mailbridge_tests::settle(&r).await;
+    }
+    let events: Vec<(String, String, i64)> = r
+        .events
+        .read_alerts()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.mailbox_id.is_none())
+        .map(|e| {
+            (
+                serde_json::to_value(e.kind)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                e.state,
+                (expires - e.at).num_days(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String, i64)> = [
+        ("secret_expiring", "raised", 29),
+        ("secret_expiring", "raised", 6),
+        ("secret_expiring", "raised", 0),
+        // Within the half day after the end (a whole day rounds toward zero).
+        ("secret_expired", "raised", 0),
+        ("secret_expiring", "cleared", 0),
+    ]
+    .iter()
+    .map(|(k, s, d)| (k.to_string(), s.to_string(), *d))
+    .collect();
+    assert_eq!(events, want);
+    // The profile's alert shows in the status, once for the profile; its mailbox has none.
+    let status = reqwest::Client::new()
+        .get(format!("{}/admin/status", r.base_url))
+        .bearer_auth(r.admin_token.expose())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.starts_with("profile demo alerts=secret_expired\n"),
+        "{status}"
+    );
+    assert!(status.contains("alerts=none"), "{status}");
+}
