@@ -693,3 +693,122 @@ async fn a_secret_is_announced_30_7_and_1_days_ahead_once_each_then_expired() {
     );
     assert!(status.contains("alerts=none"), "{status}");
 }
+
+/// The profile alert events written so far: (kind, state, action link).
+fn profile_alerts(r: &Runner) -> Vec<(String, String, Option<String>)> {
+    r.events
+        .read_alerts()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.mailbox_id.is_none())
+        .map(|e| {
+            (
+                serde_json::to_value(e.kind)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                e.state,
+                e.action_url,
+            )
+        })
+        .collect()
+}
+
+/// Rounds of the schedule, an hour apart, each round's jobs worked.
+async fn hours(r: &Runner, clock: &ShiftedClock, n: u32) {
+    for _ in 0..n {
+        clock.advance(chrono::Duration::minutes(61));
+        r.services.maintenance.run().await.unwrap();
+        mailbridge_tests::settle(r).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_credential_is_one_profile_alert_and_a_withdrawn_consent_links_to_consent() {
+    // A delegated profile whose client secret Entra no longer takes: one alert on the profile
+    // (not one per mailbox), which goes once a new secret works.
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftedClock::default());
+    let (r, _) = connected(dir.path(), |o| o.clock = clock.clone()).await;
+    mailbridge_tests::connect_users(&r, 1).await;
+    assert!(r.sim.expire_secrets(&r.demo.client_id));
+    hours(&r, &clock, 2).await;
+    let alerts = profile_alerts(&r);
+    assert_eq!(
+        alerts,
+        [("credential_refused".to_string(), "raised".to_string(), None)]
+    );
+    let v = r.services.admin.profile_views().await.unwrap();
+    let message = &v[0].alerts[0].message;
+    assert!(message.contains("client secret has expired"), "{message}");
+    for m in r.services.admin.mailboxes().await.unwrap() {
+        assert!(
+            !m.health
+                .alerts
+                .iter()
+                .any(|a| a.kind == mailbridge_core::model::AlertKind::CredentialRefused),
+            "no alert per mailbox"
+        );
+    }
+    let fresh = r.sim.add_secret(&r.demo.client_id, 365).unwrap();
+    mailbridge_embedded::FileSecrets::open(r.data_dir().join("secrets"))
+        .unwrap()
+        .set(
+            mailbridge_local::DEMO_SECRET,
+            &mailbridge_core::Secret::new(fresh),
+        )
+        .unwrap();
+    hours(&r, &clock, 2).await;
+    assert_eq!(
+        profile_alerts(&r)[1..],
+        [(
+            "credential_refused".to_string(),
+            "cleared".to_string(),
+            None
+        )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawn_admin_consent_is_alerted_with_the_link_to_grant_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ShiftedClock::default());
+    let r = mailbridge_tests::runner(dir.path(), |o| o.clock = clock.clone()).await;
+    org_profile(&r).await;
+    r.sim.sign_in_as(Some(&r.demo.user_upn));
+    assert_eq!(consent(&r).await.0, 200);
+    let (status, added) = admin(
+        &r,
+        "POST",
+        "/admin/profiles/org/mailboxes",
+        Some(json!({"addresses": [r.demo.user_upn]})),
+    )
+    .await;
+    assert_eq!(
+        (status, state_of(&added[0])),
+        (200, "connected".to_string())
+    );
+    // The tenant's administrator removes the app's consent.
+    r.sim
+        .world()
+        .tenants
+        .get_mut(&r.demo.tenant_id)
+        .unwrap()
+        .admin_consents
+        .clear();
+    hours(&r, &clock, 2).await;
+    let link = format!("{}/admin-consent?profile=org", r.base_url);
+    assert_eq!(
+        profile_alerts(&r),
+        [(
+            "consent_revoked".to_string(),
+            "raised".to_string(),
+            Some(link)
+        )]
+    );
+    // Granted again from the link: the next token works, the alert goes.
+    assert_eq!(consent(&r).await.0, 200);
+    hours(&r, &clock, 2).await;
+    assert_eq!(profile_alerts(&r)[1].1, "cleared");
+}

@@ -99,10 +99,13 @@ pub async fn wait_imported(r: &Runner, mailbox: &str, ids: &[String]) -> Vec<Opt
     }
 }
 
-/// Waits until the job queue is empty.
+/// Waits until the job queue has nothing to work: empty, or only jobs parked for a person (back
+/// in an hour, not within five minutes).
 pub async fn settle(r: &Runner) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while r.db.queue_depth().unwrap() > 0 && tokio::time::Instant::now() < deadline {
+    while r.db.active_depth(Duration::from_secs(300)).unwrap() > 0
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -80,6 +80,32 @@ impl Error {
         Error::Storage(e.to_string())
     }
 
+    /// What a person should do about this error: one sentence, for tests and alerts alike.
+    pub fn what_to_do(&self) -> String {
+        let e = self;
+        match e {
+            Error::ReauthRequired { code, .. } => format!(
+                "Sign in again with this mailbox's account to reconnect it ({code})."
+            ),
+            Error::Config { code, reason } => match code.as_str() {
+                "AADSTS7000222" => "The profile's client secret has expired: create a new one in the app registration, store it in the secret store and update the profile.".into(),
+                "AADSTS7000215" => "The profile's client secret is wrong: store the secret's value (not its id) in the secret store.".into(),
+                "AADSTS700016" => "The app registration is not known in this tenant, or its consent was withdrawn: check the profile's client id and tenant, and have an administrator grant consent again.".into(),
+                "AADSTS700027" => "Entra ID refused the certificate: upload the profile's certificate to the app registration (Certificates & secrets), or give the profile the certificate registered there with its key; an expired certificate must be replaced.".into(),
+                "AADSTS700024" => "Entra ID found the client assertion outside its time window: check this server's clock.".into(),
+                "certificate-key" => format!("The certificate's private key cannot be used: {reason}"),
+                "no-app-permission" => "No application permission of the app registration is granted in this tenant: an administrator must grant consent (again) from mailbridge's admin-consent link.".into(),
+                _ => format!("Fix the server profile: {reason}"),
+            },
+            Error::MailboxNotEnabled(_) => "Microsoft Graph cannot reach this mailbox: give the user an Exchange Online licence (or move the mailbox to Exchange Online), then test again.".into(),
+            Error::AccessDenied(_) => "Microsoft Graph denied access to this mailbox: for a shared mailbox, give the signed-in user Full Access to it; for an organisation-wide profile, check the administrator's consent and the app's Exchange access policy or RBAC scope.".into(),
+            Error::NotFound(what) => format!("Microsoft Graph found no such mailbox or folder ({what}): check the address, or choose the folders again."),
+            Error::Throttled { after } => format!("Microsoft Graph is throttling this mailbox: test again in {} s.", after.as_secs()),
+            Error::Inactive(why) => format!("The mailbox is not active ({why})."),
+            _ => format!("A temporary failure ({e}): test again in a few minutes."),
+        }
+    }
+
     /// What to do with the work that failed with this error.
     pub fn disposition(&self) -> Disposition {
         match self {

@@ -307,6 +307,9 @@ pub enum AlertKind {
     /// Application permissions do not reach this mailbox: Exchange's RBAC for Applications or an
     /// application access policy leaves it out of the app's scope.
     OutsideScope,
+    /// Entra ID refuses the profile's credential (a wrong or expired secret or certificate, its
+    /// key unusable): no mailbox of the profile gets a token.
+    CredentialRefused,
 }
 
 /// An alert that says what to do.

@@ -112,6 +112,20 @@ impl SqliteDb {
         self.with(|c| c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0)))
             .map(|n| n as u64)
     }
+
+    /// Jobs ready now, being worked, or coming back within `within`; jobs parked for longer (a
+    /// person must act first) are not counted.
+    pub fn active_depth(&self, within: Duration) -> Result<u64> {
+        let until = now_ms() + within.as_millis() as i64;
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM queue WHERE visible_at <= ?1",
+                params![until],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n as u64)
+    }
 }
 
 #[async_trait]

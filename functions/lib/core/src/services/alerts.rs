@@ -34,9 +34,10 @@ impl Alerts {
     where
         F: FnMut(&mut MailboxHealth) + Send,
     {
-        let (raised, pending) = touch_board(&self.repos.health, mailbox_id, self.now(), f).await?;
-        if pending {
-            self.announce_or_log(Subject::Mailbox(mailbox_id)).await;
+        let (raised, added) = touch_board(&self.repos.health, mailbox_id, self.now(), f).await?;
+        if !added.is_empty() {
+            self.announce_or_log(Subject::Mailbox(mailbox_id), added)
+                .await;
         }
         Ok(raised)
     }
@@ -46,10 +47,11 @@ impl Alerts {
     where
         F: FnMut(&mut ProfileHealth) + Send,
     {
-        let (raised, pending) =
+        let (raised, added) =
             touch_board(&self.repos.profile_health, profile_id, self.now(), f).await?;
-        if pending {
-            self.announce_or_log(Subject::Profile(profile_id)).await;
+        if !added.is_empty() {
+            self.announce_or_log(Subject::Profile(profile_id), added)
+                .await;
         }
         Ok(raised)
     }
@@ -58,29 +60,46 @@ impl Alerts {
         self.clock.now()
     }
 
-    async fn announce_or_log(&self, subject: Subject<'_>) {
-        if let Err(e) = self.announce_subject(subject).await {
+    /// Sends the changes a write just made (not what another writer's announcement is sending).
+    async fn announce_or_log(&self, subject: Subject<'_>, changes: Vec<AlertChange>) {
+        if let Err(e) = self.announce_subject(subject, Some(&changes)).await {
             tracing::warn!(?subject, error = %e, "alert events not sent; the next upkeep sends them");
         }
     }
 
     /// Sends what a mailbox's outbox holds (the scheduled upkeep's part).
     pub async fn announce(&self, mailbox_id: &str) -> Result<()> {
-        self.announce_subject(Subject::Mailbox(mailbox_id)).await
+        self.announce_subject(Subject::Mailbox(mailbox_id), None)
+            .await
     }
 
     /// Sends what a profile's outbox holds.
     pub async fn announce_profile(&self, profile_id: &str) -> Result<()> {
-        self.announce_subject(Subject::Profile(profile_id)).await
+        self.announce_subject(Subject::Profile(profile_id), None)
+            .await
     }
 
-    async fn announce_subject(&self, subject: Subject<'_>) -> Result<()> {
+    /// Sends what the outbox holds (of `only`, when given: the changes still there), then takes
+    /// what was sent out of it.
+    async fn announce_subject(
+        &self,
+        subject: Subject<'_>,
+        only: Option<&[AlertChange]>,
+    ) -> Result<()> {
+        let pick = |outbox: &[AlertChange]| -> Vec<AlertChange> {
+            outbox
+                .iter()
+                .filter(|c| only.is_none_or(|o| o.contains(c)))
+                .cloned()
+                .collect()
+        };
         match subject {
             Subject::Mailbox(id) => {
                 let Some(h) = self.repos.health.get(id).await? else {
                     return Ok(());
                 };
-                if h.value.unannounced.is_empty() {
+                let changes = pick(&h.value.unannounced);
+                if changes.is_empty() {
                     return Ok(());
                 }
                 let mailbox = self.repos.mailboxes.get(id).await?.map(|v| v.value);
@@ -89,7 +108,7 @@ impl Alerts {
                     None => None,
                 };
                 let sent = self
-                    .send(&h.value.unannounced, |change| {
+                    .send(&changes, |change| {
                         self.mailbox_event(id, mailbox.as_ref(), via.as_ref(), change)
                     })
                     .await;
@@ -100,12 +119,14 @@ impl Alerts {
                 let Some(h) = self.repos.profile_health.get(id).await? else {
                     return Ok(());
                 };
-                if h.value.unannounced.is_empty() {
+                let changes = pick(&h.value.unannounced);
+                if changes.is_empty() {
                     return Ok(());
                 }
+                let profile = self.repos.profiles.get(id).await?.map(|v| v.value);
                 let sent = self
-                    .send(&h.value.unannounced, |change| {
-                        self.profile_event(id, change)
+                    .send(&changes, |change| {
+                        self.profile_event(id, profile.as_ref(), change)
                     })
                     .await;
                 forget_sent(&self.repos.profile_health, id, &sent.0).await?;
@@ -167,7 +188,19 @@ impl Alerts {
         }
     }
 
-    fn profile_event(&self, id: &str, change: &AlertChange) -> AlertEvent {
+    fn profile_event(
+        &self,
+        id: &str,
+        profile: Option<&ServerProfile>,
+        change: &AlertChange,
+    ) -> AlertEvent {
+        // A withdrawn consent is granted again where it was granted.
+        let action_url = match (change.kind, change.raised, profile) {
+            (AlertKind::ConsentRevoked, true, Some(p)) if p.auth == AuthType::Application => {
+                Some(self.settings.admin_consent_url(id))
+            }
+            _ => None,
+        };
         AlertEvent {
             event_id: event_id(&format!("profile:{id}"), change),
             state: state(change),
@@ -177,7 +210,7 @@ impl Alerts {
             profile_id: id.to_string(),
             mailbox_id: None,
             mailbox_address: None,
-            action_url: None,
+            action_url,
         }
     }
 }
@@ -206,29 +239,39 @@ trait Board: Record + AlertBoard + Default + Clone + PartialEq + 'static {}
 impl<T: Record + AlertBoard + Default + Clone + PartialEq + 'static> Board for T {}
 
 /// Applies `f`, notes the changes in the outbox in the same write: (an alert was raised, the
-/// outbox holds something).
+/// changes this write put in the outbox).
 async fn touch_board<T: Board, F>(
     repo: &Repo<T>,
     id: &str,
     now: chrono::DateTime<chrono::Utc>,
     mut f: F,
-) -> Result<(bool, bool)>
+) -> Result<(bool, Vec<AlertChange>)>
 where
     F: FnMut(&mut T) + Send,
 {
     let mut raised = false;
-    let mut pending = false;
-    repo.update(id, |current| {
-        let before = current.unwrap_or_default();
-        let mut next = before.clone();
-        f(&mut next);
-        next.note_changes(before.alerts(), now);
-        raised = next.alerts().iter().any(|a| !before.has(a.kind));
-        pending = !next.unannounced_mut().is_empty();
-        (next != before).then_some(next)
-    })
-    .await?;
-    Ok((raised, pending))
+    let mut added = Vec::new();
+    let written = repo
+        .update(id, |current| {
+            let mut before = current.unwrap_or_default();
+            let mut next = before.clone();
+            f(&mut next);
+            next.note_changes(before.alerts(), now);
+            raised = next.alerts().iter().any(|a| !before.has(a.kind));
+            let old = before.unannounced_mut().clone();
+            added = next
+                .unannounced_mut()
+                .iter()
+                .filter(|c| !old.contains(c))
+                .cloned()
+                .collect();
+            (next != before).then_some(next)
+        })
+        .await?;
+    if written.is_none() {
+        added.clear();
+    }
+    Ok((raised, added))
 }
 
 /// Takes the sent changes out of the outbox (changes added meanwhile stay).

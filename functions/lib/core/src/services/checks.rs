@@ -46,30 +46,6 @@ pub struct RunResult {
     pub failed: Vec<Check>,
 }
 
-/// What to do about an error met by a check: one sentence for a person.
-pub fn what_to_do(e: &Error) -> String {
-    match e {
-        Error::ReauthRequired { code, .. } => format!(
-            "Sign in again with this mailbox's account to reconnect it ({code})."
-        ),
-        Error::Config { code, reason } => match code.as_str() {
-            "AADSTS7000222" => "The profile's client secret has expired: create a new one in the app registration, store it in the secret store and update the profile.".into(),
-            "AADSTS7000215" => "The profile's client secret is wrong: store the secret's value (not its id) in the secret store.".into(),
-            "AADSTS700016" => "The app registration is not known in this tenant: check the profile's client id and tenant, and that an administrator granted consent.".into(),
-            "AADSTS700027" => "Entra ID refused the certificate: upload the profile's certificate to the app registration (Certificates & secrets), or give the profile the certificate registered there with its key; an expired certificate must be replaced.".into(),
-            "AADSTS700024" => "Entra ID found the client assertion outside its time window: check this server's clock.".into(),
-            "certificate-key" => format!("The certificate's private key cannot be used: {reason}"),
-            _ => format!("Fix the server profile: {reason}"),
-        },
-        Error::MailboxNotEnabled(_) => "Microsoft Graph cannot reach this mailbox: give the user an Exchange Online licence (or move the mailbox to Exchange Online), then test again.".into(),
-        Error::AccessDenied(_) => "Microsoft Graph denied access to this mailbox: for a shared mailbox, give the signed-in user Full Access to it; for an organisation-wide profile, check the administrator's consent and the app's Exchange access policy or RBAC scope.".into(),
-        Error::NotFound(what) => format!("Microsoft Graph found no such mailbox or folder ({what}): check the address, or choose the folders again."),
-        Error::Throttled { after } => format!("Microsoft Graph is throttling this mailbox: test again in {} s.", after.as_secs()),
-        Error::Inactive(why) => format!("The mailbox is not active ({why})."),
-        _ => format!("A temporary failure ({e}): test again in a few minutes."),
-    }
-}
-
 fn passed(check: CheckKind, detail: impl Into<String>) -> Check {
     Check {
         check,
@@ -98,7 +74,7 @@ fn skipped(check: CheckKind, detail: impl Into<String>) -> Check {
 }
 
 fn error_check(check: CheckKind, e: &Error) -> Check {
-    failed(check, e.to_string(), what_to_do(e))
+    failed(check, e.to_string(), e.what_to_do())
 }
 
 impl Checks {
@@ -243,7 +219,7 @@ impl Checks {
                         format!("Graph refused a subscription on '{}': {e}", f.display_name),
                         match e {
                             Error::Invalid(_) | Error::Permanent(_) => "Graph could not reach mailbridge's notification URL: check that the public URL is reachable from the internet over https.".into(),
-                            _ => what_to_do(&e),
+                            _ => e.what_to_do(),
                         },
                     )
                 }

@@ -175,10 +175,17 @@ impl Tokens {
                     return Ok(set.access_token.clone());
                 }
             }
-            let secret = self.credential(profile).await?;
+            let secret = match self.credential(profile).await {
+                Ok(s) => s,
+                Err(e) => return Err(self.refused(profile, e).await),
+            };
             let (fresh, cond) = match (profile.auth, current) {
                 (AuthType::Application, cur) => {
-                    let fresh = self.identity.client_credentials(profile, &secret).await;
+                    let fresh = self
+                        .identity
+                        .client_credentials(profile, &secret)
+                        .await
+                        .and_then(|t| without_permissions(t, profile));
                     (fresh, cur.map_or(Cond::Absent, |(_, v)| Cond::Version(v)))
                 }
                 (AuthType::Delegated, Some((set, version))) => {
@@ -218,16 +225,53 @@ impl Tokens {
                         None => Error::ReauthRequired { code, reason },
                     })
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(self.refused(profile, e).await),
             };
             match self.store(&owner, &fresh, cond).await {
-                Ok(_) => return Ok(fresh.access_token),
+                Ok(_) => {
+                    // Entra took the credential: a profile alert about it is over.
+                    if let Err(e) = self
+                        .alerts
+                        .touch_profile(&profile.id, |h| {
+                            h.clear(AlertKind::CredentialRefused);
+                            h.clear(AlertKind::ConsentRevoked);
+                        })
+                        .await
+                    {
+                        tracing::warn!(profile = %profile.id, error = %e, "could not clear the profile's credential alert");
+                    }
+                    return Ok(fresh.access_token);
+                }
                 // Another refresh won: its rotated token is stored; read it again and use it.
                 Err(Error::Conflict(_)) => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(Error::retry("token refresh kept conflicting"))
+    }
+
+    /// A profile's credential refused (a configuration error): one alert on the profile, not one
+    /// per mailbox, saying what to do; the error is returned as it came.
+    async fn refused(&self, profile: &ServerProfile, e: Error) -> Error {
+        let Error::Config { code, .. } = &e else {
+            return e;
+        };
+        let consent = matches!(code.as_str(), "AADSTS700016" | "no-app-permission");
+        let kind = if consent && profile.auth == AuthType::Application {
+            AlertKind::ConsentRevoked
+        } else {
+            AlertKind::CredentialRefused
+        };
+        let message = format!("Profile '{}': {}", profile.name, e.what_to_do());
+        let now = self.clock.now();
+        if let Err(err) = self
+            .alerts
+            .touch_profile(&profile.id, |h| h.raise(kind, message.clone(), now))
+            .await
+        {
+            tracing::warn!(profile = %profile.id, error = %err, "could not record the profile's credential alert");
+        }
+        e
     }
 
     /// Records that a person must sign in again, raises the alert, and returns the error to report.
@@ -274,6 +318,38 @@ impl Tokens {
             reason: reason.into(),
         }
     }
+}
+
+/// An app-only token that carries no application permission (its `roles` claim empty or absent):
+/// the tenant's consent was never granted or was withdrawn, and every Graph call would be refused.
+/// A token whose payload cannot be read is taken as it is (Microsoft may make Graph's opaque).
+fn without_permissions(set: TokenSet, profile: &ServerProfile) -> Result<TokenSet> {
+    use base64::Engine;
+    let claims = set
+        .access_token
+        .expose()
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let Some(claims) = claims else {
+        return Ok(set);
+    };
+    let granted = claims["roles"].as_array().is_some_and(|r| !r.is_empty());
+    if granted {
+        return Ok(set);
+    }
+    Err(Error::Config {
+        code: "no-app-permission".into(),
+        reason: format!(
+            "the app registration of profile '{}' has no application permission granted in tenant {}",
+            profile.name, profile.tenant
+        ),
+    })
 }
 
 #[cfg(test)]

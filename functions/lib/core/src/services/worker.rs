@@ -243,6 +243,8 @@ impl Worker {
                     }) => {
                         after_throttling = h.has(AlertKind::Throttled);
                         h.clear(AlertKind::Throttled);
+                        h.clear(AlertKind::LicenceMissing);
+                        h.clear(AlertKind::ImportFailing);
                         h.incoming = IncomingStatus::Success;
                         h.last_sync = Some(now);
                         h.last_error = None;
@@ -263,6 +265,16 @@ impl Worker {
                     Err(e) => {
                         h.incoming = IncomingStatus::Failure;
                         h.last_error = Some(e.to_string());
+                        // Graph cannot reach the mailbox: a person must act, and is told how.
+                        match e {
+                            Error::MailboxNotEnabled(_) => {
+                                h.raise(AlertKind::LicenceMissing, e.what_to_do(), now)
+                            }
+                            Error::AccessDenied(_) => {
+                                h.raise(AlertKind::ImportFailing, e.what_to_do(), now)
+                            }
+                            _ => {}
+                        }
                         if let Error::Throttled { after } = e {
                             h.raise(
                                 AlertKind::Throttled,
@@ -347,6 +359,64 @@ impl Worker {
 mod tests {
     use super::*;
     use crate::fakes::FakeWorld;
+
+    #[tokio::test]
+    async fn a_mailbox_graph_cannot_reach_is_alerted_with_what_to_do_until_an_import_works() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        w.graph.deliver(
+            "user-1",
+            "inbox",
+            "m1",
+            b"Subject: x\r\n\r\nx",
+            w.clock.now(),
+        );
+        let worker = w.services.worker(w.blobs.clone());
+        let job = Job::Import {
+            mailbox_id: m.id.clone(),
+            message_id: "m1".into(),
+            origin: Origin::Notification,
+            queued_at: None,
+        };
+        w.graph.fail_next(
+            "mime",
+            Error::MailboxNotEnabled("MailboxNotEnabledForRESTAPI".into()),
+        );
+        let failed = worker.run(&job).await;
+        assert_eq!(settle(&failed, 1), Settlement::RetryAfter(PARK_DELAY));
+        let h = w
+            .services
+            .repos
+            .health
+            .get(&m.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        let alert = h
+            .alerts
+            .iter()
+            .find(|a| a.kind == AlertKind::LicenceMissing);
+        assert!(alert.unwrap().message.contains("Exchange Online licence"));
+        let events = w.events.alerts();
+        assert_eq!(
+            (events.len(), events[0].kind),
+            (1, AlertKind::LicenceMissing)
+        );
+
+        assert!(matches!(worker.run(&job).await, Ok(Done::Imported { .. })));
+        let h = w
+            .services
+            .repos
+            .health
+            .get(&m.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert!(h.alerts.is_empty());
+        assert_eq!(w.events.alerts()[1].state, "cleared");
+    }
 
     #[tokio::test]
     async fn throttling_is_raised_and_cleared_in_one_place_with_a_sweep_after_it() {
