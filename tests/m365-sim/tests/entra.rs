@@ -476,3 +476,109 @@ async fn a_national_cloud_takes_only_its_own_resource() {
     assert_eq!(s, 401);
     assert_graph_error(&v, "InvalidAuthenticationToken");
 }
+
+/// A client assertion for the demo app: signed by `key` (PKCS#8), naming `cert` (DER) by its
+/// thumbprints, for `aud`, ending at `exp`.
+fn assertion(t: &T, key: &rcgen::KeyPair, cert: &[u8], aud: &str, exp: i64) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT",
+        "x5t#S256": URL_SAFE_NO_PAD.encode(Sha256::digest(cert))});
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({"aud": aud, "iss": t.demo.client_id, "sub": t.demo.client_id,
+        "jti": "j1", "nbf": now, "iat": now, "exp": exp});
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let pair = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&key.serialize_der()).unwrap();
+    let mut sig = vec![0u8; pair.public_modulus_len()];
+    pair.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .unwrap();
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// A certificate (RSA) ending `days` from now, and its key.
+fn certificate(days: i64) -> (rcgen::Certificate, rcgen::KeyPair) {
+    use chrono::Datelike;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["app".to_string()]).unwrap();
+    let end = chrono::Utc::now() + chrono::Duration::days(days);
+    params.not_after = rcgen::date_time_ymd(end.year(), end.month() as u8, end.day() as u8);
+    (params.self_signed(&key).unwrap(), key)
+}
+
+#[tokio::test]
+async fn client_assertions_are_checked_against_the_apps_certificates() {
+    let t = &T::new().await;
+    assert!(t.sim.admin_consent(&t.demo.tenant_id, &t.demo.client_id));
+    let (cert, key) = certificate(365);
+    let aud = t.url(&format!("/{}/oauth2/v2.0/token", t.demo.tenant_id));
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let ask = |jwt: String| async move {
+        t.token(
+            &t.demo.tenant_id,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &t.demo.client_id),
+                ("scope", "https://graph.microsoft.com/.default"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", &jwt),
+            ],
+        )
+        .await
+    };
+    // Not registered yet: the key was not found.
+    let (s, v) = ask(assertion(t, &key, cert.der(), &aud, exp)).await;
+    assert_eq!(s, 401);
+    assert_aad(&v, "invalid_client", 700027);
+    assert!(v["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("not registered on application"));
+    // Registered: a token with the app's roles.
+    assert!(t.sim.add_certificate(&t.demo.client_id, &cert.pem()));
+    let (s, v) = ask(assertion(t, &key, cert.der(), &aud, exp)).await;
+    assert_eq!(s, 200, "{v}");
+    let claims = peek(v["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["roles"][0], "Mail.Read");
+    // Signed by another key in the registered certificate's name.
+    let (_, other_key) = certificate(365);
+    let (s, v) = ask(assertion(t, &other_key, cert.der(), &aud, exp)).await;
+    assert_eq!(s, 401);
+    assert_aad(&v, "invalid_client", 700027);
+    assert!(v["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("signature validation"));
+    // Another audience, or past its end.
+    let (s, v) = ask(assertion(
+        t,
+        &key,
+        cert.der(),
+        "https://elsewhere/token",
+        exp,
+    ))
+    .await;
+    assert_eq!(s, 401);
+    assert_aad(&v, "invalid_client", 700027);
+    let (_, v) = ask(assertion(t, &key, cert.der(), &aud, exp - 1200)).await;
+    assert_aad(&v, "invalid_client", 700024);
+    // A registered certificate past its end: the key used is expired.
+    let (old, old_key) = certificate(-2);
+    assert!(t.sim.add_certificate(&t.demo.client_id, &old.pem()));
+    let (s, v) = ask(assertion(t, &old_key, old.der(), &aud, exp)).await;
+    assert_eq!(s, 401);
+    assert_aad(&v, "invalid_client", 700027);
+    assert!(v["error_description"].as_str().unwrap().contains("expired"));
+}
