@@ -647,23 +647,9 @@ async fn a_secret_is_announced_30_7_and_1_days_ahead_once_each_then_expired() {
         }
         mailbridge_tests::settle(&r).await;
     }
-    let events: Vec<(String, String, i64)> = r
-        .events
-        .read_alerts()
-        .unwrap()
+    let events: Vec<(String, String, i64)> = profile_events(&r)
         .into_iter()
-        .filter(|e| e.mailbox_id.is_none())
-        .map(|e| {
-            (
-                serde_json::to_value(e.kind)
-                    .unwrap()
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-                e.state,
-                (expires - e.at).num_days(),
-            )
-        })
+        .map(|e| (kind_name(e.kind), e.state, (expires - e.at).num_days()))
         .collect();
     let want: Vec<(String, String, i64)> = [
         ("secret_expiring", "raised", 29),
@@ -694,24 +680,30 @@ async fn a_secret_is_announced_30_7_and_1_days_ahead_once_each_then_expired() {
     assert!(status.contains("alerts=none"), "{status}");
 }
 
-/// The profile alert events written so far: (kind, state, action link).
-fn profile_alerts(r: &Runner) -> Vec<(String, String, Option<String>)> {
+/// The profile alert events written so far.
+fn profile_events(r: &Runner) -> Vec<mailbridge_core::model::AlertEvent> {
     r.events
         .read_alerts()
         .unwrap()
         .into_iter()
         .filter(|e| e.mailbox_id.is_none())
-        .map(|e| {
-            (
-                serde_json::to_value(e.kind)
-                    .unwrap()
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-                e.state,
-                e.action_url,
-            )
-        })
+        .collect()
+}
+
+/// An alert kind's name in the API and in events.
+fn kind_name(kind: mailbridge_core::model::AlertKind) -> String {
+    serde_json::to_value(kind)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The profile alert events written so far: (kind, state, action link).
+fn profile_alerts(r: &Runner) -> Vec<(String, String, Option<String>)> {
+    profile_events(r)
+        .into_iter()
+        .map(|e| (kind_name(e.kind), e.state, e.action_url))
         .collect()
 }
 

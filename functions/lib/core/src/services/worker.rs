@@ -360,8 +360,8 @@ mod tests {
     use super::*;
     use crate::fakes::FakeWorld;
 
-    #[tokio::test]
-    async fn a_mailbox_graph_cannot_reach_is_alerted_with_what_to_do_until_an_import_works() {
+    /// A connected mailbox with one message in its Inbox, a worker, and the message's import job.
+    async fn one_message() -> (FakeWorld, Mailbox, Worker, Job) {
         let w = FakeWorld::default();
         let m = w.mailbox().await;
         w.graph.deliver(
@@ -378,6 +378,12 @@ mod tests {
             origin: Origin::Notification,
             queued_at: None,
         };
+        (w, m, worker, job)
+    }
+
+    #[tokio::test]
+    async fn a_mailbox_graph_cannot_reach_is_alerted_with_what_to_do_until_an_import_works() {
+        let (w, m, worker, job) = one_message().await;
         w.graph.fail_next(
             "mime",
             Error::MailboxNotEnabled("MailboxNotEnabledForRESTAPI".into()),
@@ -420,22 +426,7 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_is_raised_and_cleared_in_one_place_with_a_sweep_after_it() {
-        let w = FakeWorld::default();
-        let m = w.mailbox().await;
-        w.graph.deliver(
-            "user-1",
-            "inbox",
-            "m1",
-            b"Subject: x\r\n\r\nx",
-            w.clock.now(),
-        );
-        let worker = w.services.worker(w.blobs.clone());
-        let job = Job::Import {
-            mailbox_id: m.id.clone(),
-            message_id: "m1".into(),
-            origin: Origin::Notification,
-            queued_at: None,
-        };
+        let (w, m, worker, job) = one_message().await;
         w.graph.fail_next(
             "mime",
             Error::Throttled {
