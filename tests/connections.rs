@@ -276,20 +276,16 @@ async fn every_mailbox_of_a_profile_is_tested_in_the_background_with_its_progres
     assert_eq!(status, 404);
 }
 
+/// The demo profile as the admin API takes it.
+async fn demo_profile(r: &Runner) -> Value {
+    let profiles = r.services.admin.profiles().await.unwrap();
+    serde_json::to_value(profiles.into_iter().find(|p| p.id == "demo").unwrap()).unwrap()
+}
+
 /// An organisation-wide profile over the demo tenant's app registration (application
 /// permissions, the demo profile's secret).
 async fn org_profile(r: &Runner) -> Value {
-    let mut p = serde_json::to_value(
-        r.services
-            .admin
-            .profiles()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|p| p.id == "demo")
-            .unwrap(),
-    )
-    .unwrap();
+    let mut p = demo_profile(r).await;
     p["id"] = "org".into();
     p["name"] = "Contoso (organisation)".into();
     p["auth"] = "application".into();
@@ -623,17 +619,7 @@ async fn a_secret_is_announced_30_7_and_1_days_ahead_once_each_then_expired() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ShiftedClock::default());
     let (r, _) = connected(dir.path(), |o| o.clock = clock.clone()).await;
-    let mut demo = serde_json::to_value(
-        r.services
-            .admin
-            .profiles()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|p| p.id == "demo")
-            .unwrap(),
-    )
-    .unwrap();
+    let mut demo = demo_profile(&r).await;
     let expires = chrono::Utc::now() + chrono::Duration::days(31) + chrono::Duration::hours(12);
     demo["client_secret_expires_at"] = expires.to_rfc3339().into();
     let (status, answer) = admin(&r, "PUT", "/admin/profiles/demo", Some(demo)).await;
