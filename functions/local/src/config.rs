@@ -150,6 +150,7 @@ struct FileConfig {
     max_message_mb: Option<u64>,
     event_hook: Option<String>,
     custom_cloud_hosts: Option<Vec<String>>,
+    console_admins: Option<Vec<String>>,
     admin_token: Option<SecretSource>,
     sealing_key: Option<SecretSource>,
     #[serde(default)]
@@ -164,6 +165,7 @@ pub const OVERRIDES: &[(&str, &str)] = &[
     ("MAILBRIDGE_MAX_MESSAGE_MB", "max_message_mb"),
     ("MAILBRIDGE_EVENT_HOOK", "event_hook"),
     ("MAILBRIDGE_CUSTOM_CLOUD_HOSTS", "custom_cloud_hosts"),
+    ("MAILBRIDGE_CONSOLE_ADMINS", "console_admins"),
     ("MAILBRIDGE_ADMIN_TOKEN_FILE", "admin_token"),
     ("MAILBRIDGE_SEALING_KEY_FILE", "sealing_key"),
 ];
@@ -178,6 +180,8 @@ pub struct Config {
     pub max_message_mb: u64,
     pub event_hook: Option<String>,
     pub custom_cloud_hosts: Vec<String>,
+    /// User object ids of the console's administrators.
+    pub console_admins: Vec<String>,
     pub admin_token: SecretSource,
     pub sealing_key: SecretSource,
     pub profiles: Vec<ProfileConfig>,
@@ -241,6 +245,18 @@ impl Config {
             Some(v) => v.split(',').map(|h| h.trim().to_string()).collect(),
             None => written.custom_cloud_hosts.unwrap_or_default(),
         };
+        let console_admins: Vec<String> = match var("MAILBRIDGE_CONSOLE_ADMINS") {
+            Some(v) => v.split(',').map(|h| h.trim().to_string()).collect(),
+            None => written.console_admins.unwrap_or_default(),
+        };
+        if let Some(bad) = console_admins
+            .iter()
+            .find(|a| uuid::Uuid::parse_str(a).is_err())
+        {
+            return Err(format!(
+                "console_admins: {bad:?} is not a user object id (a GUID, as Entra ID shows it)"
+            ));
+        }
         let admin_token = var("MAILBRIDGE_ADMIN_TOKEN_FILE")
             .map(|f| SecretSource::File(f.into()))
             .or(written.admin_token)
@@ -268,6 +284,7 @@ impl Config {
             max_message_mb,
             event_hook,
             custom_cloud_hosts,
+            console_admins,
             admin_token,
             sealing_key,
             profiles: written.profiles,

@@ -65,6 +65,8 @@ pub struct Options {
     /// as Lambda containers are; 1 (the default): one worker with several batches in flight;
     /// 0: none, the caller works the queue (a benchmark that times each batch).
     pub containers: usize,
+    /// User object ids of the console's administrators.
+    pub console_admins: Vec<String>,
 }
 
 impl Default for Options {
@@ -83,6 +85,7 @@ impl Default for Options {
             event_hook: None,
             graph_limits: GraphLimits::default(),
             containers: 1,
+            console_admins: Vec::new(),
         }
     }
 }
@@ -102,9 +105,15 @@ pub struct Services {
 
 impl Services {
     /// Every route, as the local runner serves them.
-    pub fn routes(&self, admin_token: Secret) -> axum::Router {
+    pub fn routes(&self, admin_token: Secret, console_admins: &[String]) -> axum::Router {
         let repos = self.repos.clone();
         oauth_router(self.connect.clone())
+            .merge(mailbridge_edge::console::console_router(
+                mailbridge_edge::console::Console {
+                    admin: self.admin.clone(),
+                    admins: Arc::new(console_admins.to_vec()),
+                },
+            ))
             .merge(webhook_router(self.webhook.clone()))
             .merge(admin_router(AdminApi {
                 admin: self.admin.clone(),
@@ -234,7 +243,7 @@ impl Deployment {
         }
 
         let (stop, stopping) = tokio::sync::watch::channel(false);
-        let router = services.routes(admin_token.clone());
+        let router = services.routes(admin_token.clone(), &opts.console_admins);
         let mut tasks = vec![tokio::spawn(http_server::serve(
             listener,
             router,
@@ -360,7 +369,11 @@ impl std::ops::Deref for Runner {
 pub const DEMO_SECRET: &str = "mailbridge/profiles/demo/client-secret";
 
 impl Runner {
-    pub async fn start(opts: Options) -> Result<Runner, Box<dyn std::error::Error + Send + Sync>> {
+    /// The demo tenant's user (Adele) is an administrator of the console, besides
+    /// `opts.console_admins`.
+    pub async fn start(
+        mut opts: Options,
+    ) -> Result<Runner, Box<dyn std::error::Error + Send + Sync>> {
         // First the directory's lock: a second instance stops here, before anything is touched.
         let data = DataDir::open(&opts.data_dir, opts.purpose)?;
         let listener = tokio::net::TcpListener::bind(&opts.listen).await?;
@@ -414,6 +427,7 @@ impl Runner {
             profiles: vec![profile],
             admin_token: Secret::new(mailbridge_core::crypto::random_token(24)),
         };
+        opts.console_admins.push(demo.user_id.clone());
         let deployment = Deployment::start(&opts, data, parts).await?;
         Ok(Runner {
             deployment,
@@ -475,6 +489,7 @@ pub async fn serve(
         listen: config.listen.to_string(),
         max_message_mb: config.max_message_mb,
         event_hook: config.event_hook.clone(),
+        console_admins: config.console_admins.clone(),
         purpose: Purpose::Serve,
         ..Options::default()
     };

@@ -189,6 +189,12 @@ impl ServerProfile {
         ]
     }
 
+    /// The console's sign-in scopes: who the person is, nothing of their mail.
+    pub fn sign_in_scopes(&self) -> Vec<String> {
+        let r = self.cloud.endpoints().resource;
+        vec!["openid".into(), "profile".into(), format!("{r}/User.Read")]
+    }
+
     /// The scope for the client credentials grant.
     pub fn application_scope(&self) -> String {
         format!("{}/.default", self.cloud.endpoints().resource)
@@ -729,6 +735,8 @@ pub enum AuthPurpose {
     SignIn,
     /// An administrator grants an organisation-wide profile's application permissions.
     AdminConsent,
+    /// A person signs in to the console (no mail permission asked).
+    ConsoleSignIn,
 }
 
 /// An administrator's consent to an organisation-wide profile, as the consent's answer gave it.

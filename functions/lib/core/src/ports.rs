@@ -234,6 +234,9 @@ impl Clock for SystemClock {
 /// What a sign-in request asks of the authorize endpoint.
 #[derive(Debug, Clone)]
 pub struct AuthorizeRequest {
+    /// The scopes asked for: the profile's mail scopes to connect a mailbox, or only the sign-in
+    /// scopes to open the console.
+    pub scopes: Vec<String>,
     pub redirect_uri: String,
     pub state: Secret,
     pub pkce_challenge: String,

@@ -18,6 +18,7 @@ pub fn oauth_router(connect: Arc<Connect>) -> Router {
     Router::new()
         .route("/connect", get(connect_start))
         .route("/admin-consent", get(admin_consent_start))
+        .route("/console/login", get(console_sign_in))
         .route("/oauth/callback", get(callback))
         .with_state(connect)
 }
@@ -142,7 +143,23 @@ async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQ
         admin_consent: q.admin_consent,
         tenant: q.tenant,
     };
-    match connect.complete(cb).await {
+    let done = connect.complete(cb).await;
+    // A person who signed in (or connected their mailbox) is signed in to the console too.
+    let session = match done.as_ref().ok().and_then(Completed::person) {
+        Some((oid, name)) => match crate::console::session::SessionKey::of(&connect.tokens).await {
+            Ok(key) => Some(crate::console::session::set_cookie(
+                &key.sign(oid, name, connect.clock.now()),
+                connect.settings.public_base_url.starts_with("https://"),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "the console's session key cannot be derived");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut response = match done {
+        Ok(Completed::Person { .. }) => Redirect::to("/console").into_response(),
         Ok(Completed::Consent { profile, consent }) => page(
             StatusCode::OK,
             "Consent granted",
@@ -166,6 +183,21 @@ async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQ
         Err(e) => {
             let (status, msg) = public_error(&e);
             page(status, "The mailbox could not be connected", &msg)
+        }
+    };
+    if let Some(cookie) = session.and_then(|c| c.parse().ok()) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The console's sign-in: Microsoft, asked only who the person is.
+async fn console_sign_in(State(connect): State<Arc<Connect>>) -> Response {
+    match connect.begin_console_sign_in().await {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err(e) => {
+            let (status, msg) = public_error(&e);
+            page(status, "Cannot start the sign-in", &msg)
         }
     }
 }

@@ -3,6 +3,7 @@
 //! and schedule events. Each takes the one service it serves; nothing here builds services.
 
 pub mod admin;
+pub mod console;
 pub mod http;
 pub mod lambda;
 pub mod metrics;

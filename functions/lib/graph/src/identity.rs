@@ -180,7 +180,7 @@ impl Identity for EntraIdentity {
         let state = req.state.expose().to_string();
         let mut auth = client
             .authorize_url(move || CsrfToken::new(state))
-            .add_scopes(profile.delegated_scopes().into_iter().map(Scope::new))
+            .add_scopes(req.scopes.iter().cloned().map(Scope::new))
             .add_extra_param("code_challenge", req.pkce_challenge.clone())
             .add_extra_param("code_challenge_method", "S256")
             .add_extra_param("response_mode", "query");

@@ -34,6 +34,22 @@ pub enum Completed {
         profile: ServerProfile,
         consent: AppConsent,
     },
+    /// A person signed in to the console: who they are.
+    Person { user: GraphUser, tenant_id: String },
+}
+
+impl Completed {
+    /// The person who signed in, when a person did (a sign-in or a mailbox connected): their
+    /// user object id and name.
+    pub fn person(&self) -> Option<(&str, &str)> {
+        match self {
+            Completed::Mailbox(m) if m.kind == MailboxKind::User => {
+                Some((m.user_id.as_str(), m.display_name.as_str()))
+            }
+            Completed::Person { user, .. } => Some((user.id.as_str(), user.display_name.as_str())),
+            _ => None,
+        }
+    }
 }
 
 pub struct Connect {
@@ -96,11 +112,38 @@ impl Connect {
         self.identity.authorize_url(
             &profile,
             &AuthorizeRequest {
+                scopes: profile.delegated_scopes(),
                 redirect_uri: pending.redirect_uri,
                 state,
                 pkce_challenge: challenge,
                 login_hint,
                 prompt: None,
+            },
+        )
+    }
+
+    /// Starts a person's sign-in to the console, with the default (delegated) profile's app
+    /// registration and only the sign-in scopes.
+    pub async fn begin_console_sign_in(&self) -> Result<String> {
+        let profile = self.profile(None).await?;
+        if profile.auth != AuthType::Delegated {
+            return Err(Error::Invalid(
+                "the default profile is organisation-wide: make a delegated profile the default for people to sign in".into(),
+            ));
+        }
+        let (verifier, challenge) = pkce_pair();
+        let (state, pending) = self
+            .pending(AuthPurpose::ConsoleSignIn, &profile, verifier)
+            .await?;
+        self.identity.authorize_url(
+            &profile,
+            &AuthorizeRequest {
+                scopes: profile.sign_in_scopes(),
+                redirect_uri: pending.redirect_uri,
+                state,
+                pkce_challenge: challenge,
+                login_hint: None,
+                prompt: Some("select_account".into()),
             },
         )
     }
@@ -205,6 +248,9 @@ impl Connect {
             .ok_or_else(|| Error::Invalid("the sign-in answer has no code".into()))?;
         let profile = self.tokens.profile(&pending.profile_id).await?;
         let secret = self.tokens.credential(&profile).await?;
+        if pending.purpose == AuthPurpose::ConsoleSignIn {
+            return self.signed_in(&profile, &secret, &code, &pending).await;
+        }
         let tokens = self
             .identity
             .exchange_code(
@@ -304,6 +350,39 @@ impl Connect {
         }
         tracing::info!(mailbox = %mailbox.id, "mailbox connected");
         Ok(Completed::Mailbox(mailbox))
+    }
+
+    /// A console sign-in: the code redeemed for a token that only says who the person is; nothing
+    /// is stored.
+    async fn signed_in(
+        &self,
+        profile: &ServerProfile,
+        secret: &ClientCredential,
+        code: &str,
+        pending: &PendingAuth,
+    ) -> Result<Completed> {
+        let tokens = self
+            .identity
+            .exchange_code(
+                profile,
+                secret,
+                code,
+                &pending.pkce_verifier,
+                &pending.redirect_uri,
+            )
+            .await?;
+        let user = self
+            .graph
+            .me(GraphCtx {
+                graph_base: &profile.cloud.endpoints().graph,
+                token: &tokens.access_token,
+                mailbox: "",
+            })
+            .await?;
+        Ok(Completed::Person {
+            user,
+            tenant_id: tokens.tenant_id.unwrap_or_default(),
+        })
     }
 
     /// Records an administrator's consent: granted, by the profile's tenant (a consent from

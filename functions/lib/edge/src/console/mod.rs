@@ -1,0 +1,631 @@
+//! The console (`/console`): pages for the person who connects their mailbox and for the
+//! administrators, server-rendered (askama, checked at compile time), in English and French,
+//! served by the admin function and by the local runner. A person signs in with Microsoft
+//! (`/console/login`, on the oauth function) and sees only their own mailboxes; administrators are
+//! the user object ids the deployment lists, decided on every request. Every form carries the
+//! session's token (CSRF); every page has a strict Content-Security-Policy, no framing, no referrer
+//! and no caching.
+
+pub mod session;
+pub mod texts;
+
+use crate::http::public_error;
+use askama::Template;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use mailbridge_core::model::*;
+use mailbridge_core::services::admin::{Admin, MailboxView};
+use mailbridge_core::services::query_value;
+use mailbridge_core::{Error, Secret};
+use serde::Deserialize;
+use session::{Session, SessionKey};
+use std::sync::Arc;
+use texts::{Lang, Texts};
+
+/// What the console serves.
+#[derive(Clone)]
+pub struct Console {
+    pub admin: Arc<Admin>,
+    /// User object ids of the administrators.
+    pub admins: Arc<Vec<String>>,
+}
+
+impl Console {
+    /// Whether cookies must be `Secure`: the deployment is reached over https.
+    fn secure(&self) -> bool {
+        self.admin.settings.public_base_url.starts_with("https://")
+    }
+}
+
+/// The console's routes.
+pub fn console_router(console: Console) -> Router {
+    Router::new()
+        .route("/console", get(home))
+        .route("/console/style.css", get(style))
+        .route("/console/lang", get(switch_lang))
+        .route("/console/logout", post(logout))
+        .route("/console/mailboxes/{id}", get(mailbox_page))
+        .route(
+            "/console/mailboxes/{id}/folders",
+            get(folders_page).post(save_folders),
+        )
+        .route("/console/mailboxes/{id}/{action}", post(mailbox_action))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(console)
+}
+
+/// The headers of every console answer.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+/// Who is asking, in which language, from which page.
+struct Visitor {
+    lang: Lang,
+    session: Option<Session>,
+    admin: bool,
+    path: String,
+}
+
+impl Visitor {
+    async fn of(console: &Console, headers: &HeaderMap, path: &str) -> Visitor {
+        let session = match SessionKey::of(&console.admin.tokens).await {
+            Ok(key) => session::cookie(headers, session::COOKIE)
+                .and_then(|v| key.verify(v, console.admin.clock.now())),
+            Err(e) => {
+                tracing::error!(error = %e, "the console's session key cannot be derived");
+                None
+            }
+        };
+        let admin = session.as_ref().is_some_and(|s| {
+            console
+                .admins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&s.oid))
+        });
+        Visitor {
+            lang: Lang::of(headers),
+            session,
+            admin,
+            path: path.to_string(),
+        }
+    }
+
+    fn page(&self) -> Page {
+        Page {
+            t: self.lang.texts(),
+            lang: self.lang.code(),
+            other_lang: self.lang.other().code(),
+            path: query_value(&self.path),
+            who: self.session.as_ref().map(|s| s.name.clone()),
+            admin: self.admin,
+            csrf: self
+                .session
+                .as_ref()
+                .map(|s| s.csrf.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn t(&self) -> &'static Texts {
+        self.lang.texts()
+    }
+
+    /// The form's token matches the session's.
+    fn form_ok(&self, form: &[(String, String)]) -> bool {
+        let given = form.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v);
+        match (&self.session, given) {
+            (Some(s), Some(g)) => Secret::new(s.csrf.clone()).ct_eq(g),
+            _ => false,
+        }
+    }
+}
+
+/// What every page's layout shows.
+pub struct Page {
+    t: &'static Texts,
+    lang: &'static str,
+    other_lang: &'static str,
+    path: String,
+    who: Option<String>,
+    admin: bool,
+    csrf: String,
+}
+
+#[derive(Template)]
+#[template(path = "signin.html")]
+struct SignIn {
+    page: Page,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    page: Page,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct Home {
+    page: Page,
+    own: Vec<Row>,
+    all: Vec<Row>,
+    wall: Vec<AlertRow>,
+    profiles: Vec<ProfileRow>,
+    filter: String,
+}
+
+#[derive(Template)]
+#[template(path = "mailbox.html")]
+struct MailboxPage {
+    page: Page,
+    m: Row,
+    alerts: Vec<AlertRow>,
+    checks: Vec<CheckRow>,
+    passed: bool,
+    reconnect: Option<String>,
+    note: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "folders.html")]
+struct FoldersPage {
+    page: Page,
+    id: String,
+    address: String,
+    folders: Vec<FolderRow>,
+}
+
+/// A mailbox as a table row shows it.
+struct Row {
+    id: String,
+    address: String,
+    profile: String,
+    state: &'static str,
+    incoming: &'static str,
+    last_sync: String,
+    imported: u64,
+    alerts: String,
+    folders: String,
+    approved: bool,
+    enabled: bool,
+    can_add_shared: bool,
+}
+
+struct AlertRow {
+    label: &'static str,
+    subject: String,
+    message: String,
+    action: Option<String>,
+}
+
+struct CheckRow {
+    label: &'static str,
+    result: &'static str,
+    detail: String,
+    action: String,
+    class: &'static str,
+}
+
+struct ProfileRow {
+    id: String,
+    name: String,
+    auth: &'static str,
+    alerts: String,
+}
+
+struct FolderRow {
+    id: String,
+    path: String,
+    depth: u32,
+    chosen: bool,
+}
+
+fn render<T: Template>(status: StatusCode, page: T) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page could not be rendered");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+fn error_page(v: &Visitor, status: StatusCode, message: impl Into<String>) -> Response {
+    render(
+        status,
+        ErrorPage {
+            page: v.page(),
+            message: message.into(),
+        },
+    )
+}
+
+/// A core error as a page: not found (or not the visitor's) says only that.
+fn failure(v: &Visitor, e: &Error) -> Response {
+    match e {
+        Error::NotFound(_) => error_page(v, StatusCode::NOT_FOUND, v.t().not_found),
+        _ => {
+            let (status, message) = public_error(e);
+            error_page(v, status, message)
+        }
+    }
+}
+
+fn row(lang: Lang, view: &MailboxView) -> Row {
+    let m = &view.mailbox;
+    let h = &view.health;
+    Row {
+        id: m.id.clone(),
+        address: m.address.clone(),
+        profile: m.profile_id.clone(),
+        state: texts::state_label(lang, m),
+        incoming: texts::incoming_label(lang, h.incoming),
+        last_sync: h.last_sync.map_or(lang.texts().never.to_string(), |t| {
+            t.format("%Y-%m-%d %H:%M UTC").to_string()
+        }),
+        imported: h.imported,
+        alerts: h
+            .alerts
+            .iter()
+            .map(|a| texts::alert_label(lang, a.kind))
+            .collect::<Vec<_>>()
+            .join(", "),
+        folders: m
+            .folders
+            .iter()
+            .map(|f| f.display_name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        approved: m.approved,
+        enabled: m.enabled,
+        can_add_shared: m.kind == MailboxKind::User,
+    }
+}
+
+impl Console {
+    /// A mailbox the visitor may see: an administrator any, a person their own and the shared
+    /// mailboxes reached through it. Anything else is "not found".
+    async fn visible(&self, v: &Visitor, id: &str) -> Result<MailboxView, Error> {
+        let session = v
+            .session
+            .as_ref()
+            .ok_or_else(|| Error::NotFound(id.into()))?;
+        let view = self.admin.mailbox(id).await?;
+        if v.admin || self.owns(&session.oid, &view.mailbox).await? {
+            Ok(view)
+        } else {
+            Err(Error::NotFound(id.into()))
+        }
+    }
+
+    async fn owns(&self, oid: &str, m: &Mailbox) -> Result<bool, Error> {
+        if m.kind == MailboxKind::User && m.user_id.eq_ignore_ascii_case(oid) {
+            return Ok(true);
+        }
+        match &m.via {
+            Some(via) => Ok(self
+                .admin
+                .repos
+                .mailboxes
+                .get(via)
+                .await?
+                .is_some_and(|d| d.value.user_id.eq_ignore_ascii_case(oid))),
+            None => Ok(false),
+        }
+    }
+
+    fn alert_rows(&self, lang: Lang, view: &MailboxView) -> Vec<AlertRow> {
+        view.health
+            .alerts
+            .iter()
+            .map(|a| AlertRow {
+                label: texts::alert_label(lang, a.kind),
+                subject: view.mailbox.address.clone(),
+                message: a.message.clone(),
+                action: (a.kind == AlertKind::ReauthRequired).then(|| {
+                    self.admin
+                        .settings
+                        .reconnect_url(&view.mailbox.profile_id, &view.mailbox.address)
+                }),
+            })
+            .collect()
+    }
+}
+
+#[derive(Deserialize)]
+struct HomeQuery {
+    filter: Option<String>,
+}
+
+async fn home(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Query(q): Query<HomeQuery>,
+) -> Response {
+    let v = Visitor::of(&c, &headers, "/console").await;
+    let Some(session) = v.session.clone() else {
+        return render(StatusCode::OK, SignIn { page: v.page() });
+    };
+    let views = match c.admin.mailboxes().await {
+        Ok(views) => views,
+        Err(e) => return failure(&v, &e),
+    };
+    let mut own = Vec::new();
+    for view in &views {
+        match c.owns(&session.oid, &view.mailbox).await {
+            Ok(true) => own.push(row(v.lang, view)),
+            Ok(false) => {}
+            Err(e) => return failure(&v, &e),
+        }
+    }
+    let filter = q.filter.unwrap_or_else(|| "all".into());
+    let (mut all, mut wall, mut profiles) = (Vec::new(), Vec::new(), Vec::new());
+    if v.admin {
+        for view in &views {
+            let m = &view.mailbox;
+            let keep = match filter.as_str() {
+                "reauth" => matches!(m.connection, ConnectionState::ReauthRequired { .. }),
+                "pending" => !m.approved,
+                "failing" => {
+                    view.health.incoming == IncomingStatus::Failure
+                        || !view.health.alerts.is_empty()
+                }
+                _ => true,
+            };
+            if keep {
+                all.push(row(v.lang, view));
+            }
+            wall.extend(c.alert_rows(v.lang, view));
+        }
+        match c.admin.profile_views().await {
+            Ok(ps) => {
+                for p in ps {
+                    wall.extend(p.alerts.iter().map(|a| AlertRow {
+                        label: texts::alert_label(v.lang, a.kind),
+                        subject: p.profile.name.clone(),
+                        message: a.message.clone(),
+                        action: None,
+                    }));
+                    profiles.push(ProfileRow {
+                        alerts: p
+                            .alerts
+                            .iter()
+                            .map(|a| texts::alert_label(v.lang, a.kind))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        auth: match p.profile.auth {
+                            AuthType::Delegated => "delegated",
+                            AuthType::Application => "application",
+                        },
+                        id: p.profile.id,
+                        name: p.profile.name,
+                    });
+                }
+            }
+            Err(e) => return failure(&v, &e),
+        }
+    }
+    render(
+        StatusCode::OK,
+        Home {
+            page: v.page(),
+            own,
+            all,
+            wall,
+            profiles,
+            filter,
+        },
+    )
+}
+
+async fn mailbox_page(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let v = Visitor::of(&c, &headers, &format!("/console/mailboxes/{id}")).await;
+    let view = match c.visible(&v, &id).await {
+        Ok(view) => view,
+        Err(e) => return failure(&v, &e),
+    };
+    let t = v.t();
+    let (checks, passed) = match &view.health.last_test {
+        Some(r) => (
+            r.checks
+                .iter()
+                .map(|ch| CheckRow {
+                    label: texts::check_label(v.lang, ch.check),
+                    result: texts::result_label(t, ch.result),
+                    detail: ch.detail.clone(),
+                    action: ch.action.clone().unwrap_or_default(),
+                    class: if ch.result == CheckResult::Failed {
+                        "failed"
+                    } else {
+                        ""
+                    },
+                })
+                .collect(),
+            r.passed,
+        ),
+        None => (Vec::new(), false),
+    };
+    let reconnect = (view.mailbox.kind == MailboxKind::User).then(|| {
+        c.admin
+            .settings
+            .reconnect_url(&view.mailbox.profile_id, &view.mailbox.address)
+    });
+    render(
+        StatusCode::OK,
+        MailboxPage {
+            page: v.page(),
+            alerts: c.alert_rows(v.lang, &view),
+            m: row(v.lang, &view),
+            checks,
+            passed,
+            reconnect,
+            note: None,
+        },
+    )
+}
+
+async fn folders_page(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let v = Visitor::of(&c, &headers, &format!("/console/mailboxes/{id}/folders")).await;
+    let view = match c.visible(&v, &id).await {
+        Ok(view) => view,
+        Err(e) => return failure(&v, &e),
+    };
+    let tree = match c.admin.folders(&id).await {
+        Ok(tree) => tree,
+        Err(e) => return failure(&v, &e),
+    };
+    let folders = tree
+        .into_iter()
+        .map(|f| FolderRow {
+            chosen: view.mailbox.folders.iter().any(|c| c.id == f.id),
+            id: f.id,
+            path: f.path,
+            depth: f.depth.min(9),
+        })
+        .collect();
+    render(
+        StatusCode::OK,
+        FoldersPage {
+            page: v.page(),
+            id,
+            address: view.mailbox.address,
+            folders,
+        },
+    )
+}
+
+async fn save_folders(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let v = Visitor::of(&c, &headers, &format!("/console/mailboxes/{id}/folders")).await;
+    if !v.form_ok(&form) {
+        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
+    }
+    if let Err(e) = c.visible(&v, &id).await {
+        return failure(&v, &e);
+    }
+    let chosen: Vec<String> = form
+        .into_iter()
+        .filter(|(k, _)| k == "folder")
+        .map(|(_, f)| f)
+        .collect();
+    match c.admin.set_folders(&id, &chosen).await {
+        Ok(_) => Redirect::to(&format!("/console/mailboxes/{id}")).into_response(),
+        Err(e) => failure(&v, &e),
+    }
+}
+
+/// The buttons of a mailbox: validate (test) and add a shared mailbox for its person; approve,
+/// enable, disable, test and enable for administrators.
+async fn mailbox_action(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let v = Visitor::of(&c, &headers, &format!("/console/mailboxes/{id}")).await;
+    if !v.form_ok(&form) {
+        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
+    }
+    if let Err(e) = c.visible(&v, &id).await {
+        return failure(&v, &e);
+    }
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    };
+    let done = match (action.as_str(), v.admin) {
+        ("test", _) => c.admin.test(&id, false).await.map(drop),
+        ("shared", _) => c.admin.add_shared(&id, field("address")).await.map(drop),
+        ("approve", true) => c.admin.set_approved(&id, true).await.map(drop),
+        ("enable", true) => c.admin.set_enabled(&id, true).await.map(drop),
+        ("disable", true) => c.admin.set_enabled(&id, false).await.map(drop),
+        ("test-and-enable", true) => c.admin.test(&id, true).await.map(drop),
+        _ => Err(Error::NotFound(action.clone())),
+    };
+    match done {
+        Ok(()) => Redirect::to(&format!("/console/mailboxes/{id}")).into_response(),
+        Err(e) => failure(&v, &e),
+    }
+}
+
+async fn logout(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let v = Visitor::of(&c, &headers, "/console").await;
+    if !v.form_ok(&form) {
+        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
+    }
+    (
+        [(header::SET_COOKIE, session::set_cookie("", c.secure()))],
+        Redirect::to("/console"),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct LangQuery {
+    to: Option<String>,
+    back: Option<String>,
+}
+
+/// The language switch: a cookie, then back to the page (a console path only).
+async fn switch_lang(State(c): State<Console>, Query(q): Query<LangQuery>) -> Response {
+    let lang = q.to.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
+    let back = q
+        .back
+        .filter(|b| b.starts_with("/console") && !b.contains("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/console".into());
+    let cookie = format!(
+        "mb_lang={}; Path=/; SameSite=Lax; Max-Age=31536000{}",
+        lang.code(),
+        if c.secure() { "; Secure" } else { "" }
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to(&back)).into_response()
+}
+
+async fn style() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../templates/style.css"),
+    )
+        .into_response()
+}

@@ -1,0 +1,342 @@
+//! Every word of the console, in English and in French (the seed guides' users are French-speaking
+//! firms). The language comes from the `mb_lang` cookie (the switch on each page), else from
+//! `Accept-Language`.
+
+use axum::http::HeaderMap;
+use mailbridge_core::model::{
+    AlertKind, CheckKind, CheckResult, ConnectionState, IncomingStatus, Mailbox,
+};
+
+/// The console's languages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Fr,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Fr => "fr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "en" => Some(Lang::En),
+            "fr" => Some(Lang::Fr),
+            _ => None,
+        }
+    }
+
+    /// The other language, for the switch.
+    pub fn other(self) -> Lang {
+        match self {
+            Lang::En => Lang::Fr,
+            Lang::Fr => Lang::En,
+        }
+    }
+
+    /// The cookie's choice, else the first of `Accept-Language` mailbridge speaks, else English.
+    pub fn of(headers: &HeaderMap) -> Lang {
+        if let Some(l) = super::session::cookie(headers, "mb_lang").and_then(Lang::parse) {
+            return l;
+        }
+        let accept = headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let mut ranked: Vec<(f32, &str)> = accept
+            .split(',')
+            .filter_map(|part| {
+                let mut it = part.trim().split(';');
+                let tag = it.next()?.trim();
+                let q = it
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse().ok())
+                    .unwrap_or(1.0);
+                Some((q, tag))
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        ranked
+            .iter()
+            .find_map(|(_, tag)| Lang::parse(&tag.get(..2)?.to_ascii_lowercase()))
+            .unwrap_or(Lang::En)
+    }
+
+    pub fn texts(self) -> &'static Texts {
+        match self {
+            Lang::En => &EN,
+            Lang::Fr => &FR,
+        }
+    }
+}
+
+/// The words of the console's pages.
+pub struct Texts {
+    pub title: &'static str,
+    pub switch_to: &'static str,
+    pub sign_in: &'static str,
+    pub sign_in_intro: &'static str,
+    pub sign_out: &'static str,
+    pub signed_in_as: &'static str,
+    pub administrator: &'static str,
+    pub your_mailboxes: &'static str,
+    pub no_mailbox: &'static str,
+    pub connect: &'static str,
+    pub reconnect: &'static str,
+    pub all_mailboxes: &'static str,
+    pub filter_all: &'static str,
+    pub filter_reauth: &'static str,
+    pub filter_pending: &'static str,
+    pub filter_failing: &'static str,
+    pub address: &'static str,
+    pub state: &'static str,
+    pub incoming: &'static str,
+    pub last_sync: &'static str,
+    pub never: &'static str,
+    pub imported: &'static str,
+    pub alerts: &'static str,
+    pub no_alerts: &'static str,
+    pub alerts_wall: &'static str,
+    pub profiles: &'static str,
+    pub profile: &'static str,
+    pub auth: &'static str,
+    pub open: &'static str,
+    pub validate: &'static str,
+    pub test_and_enable: &'static str,
+    pub approve: &'static str,
+    pub enable: &'static str,
+    pub disable: &'static str,
+    pub folders: &'static str,
+    pub choose_folders: &'static str,
+    pub save: &'static str,
+    pub add_shared: &'static str,
+    pub shared_address: &'static str,
+    pub add: &'static str,
+    pub back: &'static str,
+    pub check: &'static str,
+    pub result: &'static str,
+    pub what_to_do: &'static str,
+    pub passed: &'static str,
+    pub failed: &'static str,
+    pub skipped: &'static str,
+    pub test_passed: &'static str,
+    pub test_failed: &'static str,
+    pub error_title: &'static str,
+    pub not_found: &'static str,
+    pub forbidden_form: &'static str,
+    pub saved: &'static str,
+}
+
+pub const EN: Texts = Texts {
+    title: "mailbridge",
+    switch_to: "Français",
+    sign_in: "Sign in with Microsoft",
+    sign_in_intro: "Sign in to connect your mailbox, choose what is imported and see how it goes.",
+    sign_out: "Sign out",
+    signed_in_as: "Signed in as",
+    administrator: "administrator",
+    your_mailboxes: "Your mailboxes",
+    no_mailbox: "No mailbox is connected yet.",
+    connect: "Connect my mailbox",
+    reconnect: "Sign in again (reconnect)",
+    all_mailboxes: "All mailboxes",
+    filter_all: "All",
+    filter_reauth: "Needs sign-in",
+    filter_pending: "Pending approval",
+    filter_failing: "Failing",
+    address: "Mailbox",
+    state: "State",
+    incoming: "Incoming",
+    last_sync: "Last import",
+    never: "never",
+    imported: "Imported",
+    alerts: "Alerts",
+    no_alerts: "No alert.",
+    alerts_wall: "Alerts",
+    profiles: "Server profiles",
+    profile: "Profile",
+    auth: "Connection",
+    open: "Open",
+    validate: "Validate connection",
+    test_and_enable: "Test and enable",
+    approve: "Approve",
+    enable: "Enable",
+    disable: "Disable",
+    folders: "Folders",
+    choose_folders: "Choose the folders to import",
+    save: "Save",
+    add_shared: "Add a shared mailbox",
+    shared_address: "Shared mailbox address",
+    add: "Add",
+    back: "Back",
+    check: "Check",
+    result: "Result",
+    what_to_do: "What to do",
+    passed: "passed",
+    failed: "failed",
+    skipped: "skipped",
+    test_passed: "Every check passed.",
+    test_failed: "A check failed: see what to do.",
+    error_title: "Something went wrong",
+    not_found: "There is no such page, or it is not yours to see.",
+    forbidden_form: "This form has expired: go back, reload the page and send it again.",
+    saved: "Saved.",
+};
+
+pub const FR: Texts = Texts {
+    title: "mailbridge",
+    switch_to: "English",
+    sign_in: "Se connecter avec Microsoft",
+    sign_in_intro: "Connectez-vous pour relier votre boîte aux lettres, choisir ce qui est importé et suivre l'import.",
+    sign_out: "Se déconnecter",
+    signed_in_as: "Connecté en tant que",
+    administrator: "administrateur",
+    your_mailboxes: "Vos boîtes aux lettres",
+    no_mailbox: "Aucune boîte aux lettres n'est encore connectée.",
+    connect: "Connecter ma boîte aux lettres",
+    reconnect: "Se réauthentifier",
+    all_mailboxes: "Toutes les boîtes aux lettres",
+    filter_all: "Toutes",
+    filter_reauth: "Réauthentification requise",
+    filter_pending: "En attente d'approbation",
+    filter_failing: "En échec",
+    address: "Boîte aux lettres",
+    state: "État",
+    incoming: "Courrier entrant",
+    last_sync: "Dernier import",
+    never: "jamais",
+    imported: "Importés",
+    alerts: "Alertes",
+    no_alerts: "Aucune alerte.",
+    alerts_wall: "Alertes",
+    profiles: "Profils de serveur",
+    profile: "Profil",
+    auth: "Connexion",
+    open: "Ouvrir",
+    validate: "Valider la connexion",
+    test_and_enable: "Tester et activer",
+    approve: "Approuver",
+    enable: "Activer",
+    disable: "Désactiver",
+    folders: "Dossiers",
+    choose_folders: "Choisir les dossiers à importer",
+    save: "Enregistrer",
+    add_shared: "Ajouter une boîte partagée",
+    shared_address: "Adresse de la boîte partagée",
+    add: "Ajouter",
+    back: "Retour",
+    check: "Vérification",
+    result: "Résultat",
+    what_to_do: "Que faire",
+    passed: "réussie",
+    failed: "échouée",
+    skipped: "non effectuée",
+    test_passed: "Toutes les vérifications ont réussi.",
+    test_failed: "Une vérification a échoué : voyez que faire.",
+    error_title: "Une erreur est survenue",
+    not_found: "Cette page n'existe pas, ou elle ne vous concerne pas.",
+    forbidden_form: "Ce formulaire a expiré : revenez en arrière, rechargez la page et renvoyez-le.",
+    saved: "Enregistré.",
+};
+
+/// What an alert kind is called.
+pub fn alert_label(lang: Lang, kind: AlertKind) -> &'static str {
+    let (en, fr) = match kind {
+        AlertKind::ReauthRequired => ("Sign in again", "Réauthentification requise"),
+        AlertKind::LicenceMissing => ("Licence missing", "Licence manquante"),
+        AlertKind::ConsentRevoked => ("Consent withdrawn", "Consentement retiré"),
+        AlertKind::SecretExpiring => ("Secret expiring", "Secret bientôt expiré"),
+        AlertKind::SecretExpired => ("Secret expired", "Secret expiré"),
+        AlertKind::Throttled => ("Throttled by Microsoft", "Limité par Microsoft"),
+        AlertKind::MessageTooLarge => ("Message too large", "Message trop volumineux"),
+        AlertKind::ImportFailing => ("Import failing", "Import en échec"),
+        AlertKind::CategoryNotSet => ("Category not set", "Catégorie non posée"),
+        AlertKind::OutsideScope => (
+            "Outside the app's scope",
+            "Hors du périmètre de l'application",
+        ),
+        AlertKind::CredentialRefused => ("Credential refused", "Identifiants refusés"),
+    };
+    pick(lang, en, fr)
+}
+
+/// What a mailbox's state is called: approval, enablement, then the connection.
+pub fn state_label(lang: Lang, m: &Mailbox) -> &'static str {
+    let (en, fr) = if !m.approved {
+        ("pending approval", "en attente d'approbation")
+    } else if !m.enabled {
+        ("disabled", "désactivée")
+    } else {
+        match m.connection {
+            ConnectionState::Connected => ("connected", "connectée"),
+            ConnectionState::ReauthRequired { .. } => {
+                ("sign in again", "réauthentification requise")
+            }
+            ConnectionState::NotReachable { .. } => ("not reachable", "injoignable"),
+            ConnectionState::PermissionPropagating { .. } => (
+                "permission propagating",
+                "autorisation en cours de propagation",
+            ),
+        }
+    };
+    pick(lang, en, fr)
+}
+
+pub fn incoming_label(lang: Lang, s: IncomingStatus) -> &'static str {
+    let (en, fr) = match s {
+        IncomingStatus::NotRun => ("not run", "pas encore exécuté"),
+        IncomingStatus::Success => ("success", "réussi"),
+        IncomingStatus::Failure => ("failure", "échec"),
+    };
+    pick(lang, en, fr)
+}
+
+pub fn check_label(lang: Lang, c: CheckKind) -> &'static str {
+    let (en, fr) = match c {
+        CheckKind::Token => ("Token obtained", "Jeton obtenu"),
+        CheckKind::Mailbox => ("Mailbox reachable", "Boîte aux lettres joignable"),
+        CheckKind::Folders => ("Folders readable", "Dossiers lisibles"),
+        CheckKind::Approval => ("Approval", "Approbation"),
+        CheckKind::Notifications => ("Notifications", "Notifications"),
+    };
+    pick(lang, en, fr)
+}
+
+pub fn result_label(t: &Texts, r: CheckResult) -> &'static str {
+    match r {
+        CheckResult::Passed => t.passed,
+        CheckResult::Failed => t.failed,
+        CheckResult::Skipped => t.skipped,
+    }
+}
+
+fn pick(lang: Lang, en: &'static str, fr: &'static str) -> &'static str {
+    match lang {
+        Lang::En => en,
+        Lang::Fr => fr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_language_comes_from_the_cookie_then_accept_language() {
+        let mut h = HeaderMap::new();
+        assert_eq!(Lang::of(&h), Lang::En);
+        h.insert(
+            "accept-language",
+            "de-DE,fr-FR;q=0.8,en;q=0.5".parse().unwrap(),
+        );
+        assert_eq!(Lang::of(&h), Lang::Fr);
+        h.insert("accept-language", "en-GB,fr;q=0.9".parse().unwrap());
+        assert_eq!(Lang::of(&h), Lang::En);
+        h.insert("cookie", "mb_lang=fr".parse().unwrap());
+        assert_eq!(Lang::of(&h), Lang::Fr);
+    }
+}

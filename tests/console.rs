@@ -1,0 +1,454 @@
+//! The console (issue 13) through HTTP as a browser uses it: sign-in with Microsoft (the
+//! simulator), the session cookie, a person's own mailboxes only, the folder tree, validate
+//! connection, a shared mailbox, the administrator's pages, CSRF, security headers, English and
+//! French.
+
+use mailbridge_local::Runner;
+use mailbridge_tests::runner;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// A browser: follows redirects itself, keeps cookies, speaks a language.
+struct Browser {
+    http: reqwest::Client,
+    base: String,
+    cookies: Mutex<BTreeMap<String, String>>,
+    accept_language: &'static str,
+    /// Every `Set-Cookie` seen, as sent.
+    set_cookies: Mutex<Vec<String>>,
+}
+
+/// An answer: status, headers, body.
+struct Page {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Browser {
+    fn new(r: &Runner, accept_language: &'static str) -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: r.base_url.clone(),
+            cookies: Mutex::new(BTreeMap::new()),
+            accept_language,
+            set_cookies: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    fn cookie_header(&self, url: &str) -> Option<String> {
+        // Cookies belong to mailbridge's origin, not the simulator's.
+        if !url.starts_with(&self.base) {
+            return None;
+        }
+        let c = self.cookies.lock().unwrap();
+        (!c.is_empty()).then(|| {
+            c.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    fn keep(&self, url: &str, resp: &reqwest::Response) {
+        if !url.starts_with(&self.base) {
+            return;
+        }
+        for v in resp.headers().get_all("set-cookie") {
+            let v = v.to_str().unwrap().to_string();
+            let (pair, _) = v.split_once(';').unwrap_or((&v, ""));
+            let (k, val) = pair.split_once('=').unwrap();
+            let mut c = self.cookies.lock().unwrap();
+            if val.is_empty() {
+                c.remove(k);
+            } else {
+                c.insert(k.to_string(), val.to_string());
+            }
+            self.set_cookies.lock().unwrap().push(v);
+        }
+    }
+
+    async fn send(&self, mut url: String, form: Option<Vec<(String, String)>>) -> Page {
+        let mut form = form;
+        for _ in 0..8 {
+            let mut req = match form.take() {
+                Some(f) => self.http.post(&url).form(&f),
+                None => self.http.get(&url),
+            };
+            req = req.header("accept-language", self.accept_language);
+            if let Some(c) = self.cookie_header(&url) {
+                req = req.header("cookie", c);
+            }
+            let resp = req.send().await.unwrap();
+            self.keep(&url, &resp);
+            let status = resp.status().as_u16();
+            if resp.status().is_redirection() {
+                let loc = resp.headers()["location"].to_str().unwrap().to_string();
+                url = if loc.starts_with('/') {
+                    self.url(&loc)
+                } else {
+                    loc
+                };
+                continue;
+            }
+            let headers = resp.headers().clone();
+            return Page {
+                status,
+                headers,
+                body: resp.text().await.unwrap(),
+            };
+        }
+        panic!("too many redirects");
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        self.send(self.url(path), None).await
+    }
+
+    /// Submits a form of the last page's session: its CSRF token added.
+    async fn post(&self, path: &str, csrf: &str, fields: &[(&str, &str)]) -> Page {
+        let mut form: Vec<(String, String)> = vec![("csrf".into(), csrf.into())];
+        form.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.send(self.url(path), Some(form)).await
+    }
+}
+
+/// The CSRF token a page's forms carry.
+fn csrf(page: &Page) -> String {
+    let at = page.body.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    page.body[at..].split('"').next().unwrap().to_string()
+}
+
+/// Signs `upn` in through the console's sign-in with Microsoft.
+async fn sign_in(r: &Runner, b: &Browser, upn: &str) -> Page {
+    r.sim.sign_in_as(Some(upn));
+    b.get("/console/login").await
+}
+
+/// Connects `upn`'s mailbox through `/connect`, as the console's button does.
+async fn connect(r: &Runner, b: &Browser, upn: &str) -> Page {
+    r.sim.sign_in_as(Some(upn));
+    b.get("/connect").await
+}
+
+fn headers_are_strict(p: &Page) {
+    let h = &p.headers;
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_connects_chooses_folders_validates_and_adds_a_shared_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let b = Browser::new(&r, "en-GB,en;q=0.9");
+    let upn = person(&r, "chloe");
+
+    let landing = b.get("/console").await;
+    assert_eq!(landing.status, 200);
+    assert!(landing.body.contains("Sign in with Microsoft"));
+    assert!(landing.body.contains("<html lang=\"en\">"));
+    headers_are_strict(&landing);
+
+    // Signed in: a session cookie, HttpOnly, SameSite=Lax (not Secure: loopback over http).
+    let home = sign_in(&r, &b, &upn).await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(
+        home.body.contains("No mailbox is connected yet."),
+        "{}",
+        home.body
+    );
+    let set = b.set_cookies.lock().unwrap().join("\n");
+    assert!(
+        set.contains("mb_session=") && set.contains("HttpOnly; SameSite=Lax; Max-Age=28800"),
+        "{set}"
+    );
+    assert!(!set.contains("Secure"), "{set}");
+
+    // Connect the mailbox, then it is on the page.
+    assert_eq!(connect(&r, &b, &upn).await.status, 200);
+    let home = b.get("/console").await;
+    assert!(home.body.contains(&upn.to_lowercase()), "{}", home.body);
+    let mailbox = r
+        .services
+        .admin
+        .mailboxes()
+        .await
+        .unwrap()
+        .remove(0)
+        .mailbox;
+    let page = format!("/console/mailboxes/{}", mailbox.id);
+
+    // The folder tree to any depth: a sub-folder three levels under the Inbox, and Sent Items.
+    let a = r.sim.add_folder(&upn, "inbox", "Clients").unwrap();
+    let b2 = r.sim.add_folder(&upn, &a, "Dupont").unwrap();
+    let c = r.sim.add_folder(&upn, &b2, "2026").unwrap();
+    let tree = b.get(&format!("{page}/folders")).await;
+    assert_eq!(tree.status, 200);
+    assert!(
+        tree.body.contains("Inbox/Clients/Dupont/2026"),
+        "{}",
+        tree.body
+    );
+    let sent = {
+        let w = r.sim.world();
+        let user = w.user_by(&upn).unwrap().id.clone();
+        w.folder_of(&user, "sentitems").unwrap().id.clone()
+    };
+    let token = csrf(&tree);
+    let saved = b
+        .post(
+            &format!("{page}/folders"),
+            &token,
+            &[("folder", &c), ("folder", &sent)],
+        )
+        .await;
+    assert_eq!(saved.status, 200);
+    let chosen: Vec<String> = r
+        .services
+        .admin
+        .mailbox(&mailbox.id)
+        .await
+        .unwrap()
+        .mailbox
+        .folders
+        .into_iter()
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(chosen, [c.clone(), sent.clone()]);
+
+    // Validate connection: every check passed, shown on the mailbox's page.
+    let validated = b.post(&format!("{page}/test"), &token, &[]).await;
+    assert_eq!(validated.status, 200);
+    assert!(
+        validated.body.contains("Every check passed."),
+        "{}",
+        validated.body
+    );
+
+    // A shared mailbox the person is a delegate of.
+    let shared = format!("support@{}", r.demo.tenant_domain);
+    r.sim.add_mailbox(
+        &r.demo.tenant_id,
+        &shared,
+        "Support",
+        m365_sim::world::MailboxKind::Shared,
+    );
+    r.sim.add_delegate(&shared, &upn);
+    let added = b
+        .post(&format!("{page}/shared"), &token, &[("address", &shared)])
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let home = b.get("/console").await;
+    assert!(
+        home.body.contains(&shared),
+        "the shared mailbox is the person's too"
+    );
+
+    // A form without the session's token is refused, and changes nothing.
+    let forged = b.post(&format!("{page}/test"), "not-the-token", &[]).await;
+    assert_eq!(forged.status, 403);
+    assert!(forged.body.contains("This form has expired"));
+    headers_are_strict(&forged);
+
+    // Signing out ends the session.
+    let out = b.post("/console/logout", &token, &[]).await;
+    assert!(out.body.contains("Sign in with Microsoft"));
+    assert_eq!(b.get(&page).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_never_sees_nor_changes_another_persons_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let other = person(&r, "bob");
+    let mine = person(&r, "alice");
+    let (adele, bob) = (Browser::new(&r, "en"), Browser::new(&r, "en"));
+    sign_in(&r, &adele, &mine).await;
+    connect(&r, &adele, &mine).await;
+    sign_in(&r, &bob, &other).await;
+    connect(&r, &bob, &other).await;
+    let views = r.services.admin.mailboxes().await.unwrap();
+    let bobs = views
+        .iter()
+        .find(|v| v.mailbox.address == other.to_lowercase())
+        .unwrap()
+        .mailbox
+        .id
+        .clone();
+
+    let home = adele.get("/console").await;
+    assert!(!home.body.contains(&other.to_lowercase()), "{}", home.body);
+    assert!(!home.body.contains("All mailboxes"), "not an administrator");
+    for path in [
+        format!("/console/mailboxes/{bobs}"),
+        format!("/console/mailboxes/{bobs}/folders"),
+    ] {
+        let p = adele.get(&path).await;
+        assert_eq!(p.status, 404, "{path}");
+        assert!(p.body.contains("not yours to see"));
+    }
+    let token = csrf(&home);
+    for action in ["test", "approve", "disable", "folders"] {
+        let p = adele
+            .post(&format!("/console/mailboxes/{bobs}/{action}"), &token, &[])
+            .await;
+        assert_eq!(p.status, 404, "{action}");
+    }
+    // An administrator's action on one's own mailbox is refused to a person, too.
+    let own = views
+        .iter()
+        .find(|v| v.mailbox.address != other.to_lowercase())
+        .unwrap()
+        .mailbox
+        .id
+        .clone();
+    let p = adele
+        .post(&format!("/console/mailboxes/{own}/disable"), &token, &[])
+        .await;
+    assert_eq!(p.status, 404);
+    assert!(
+        r.services
+            .admin
+            .mailbox(&own)
+            .await
+            .unwrap()
+            .mailbox
+            .enabled
+    );
+    assert!(
+        r.services
+            .admin
+            .mailbox(&bobs)
+            .await
+            .unwrap()
+            .mailbox
+            .enabled
+    );
+}
+
+/// A person of the demo tenant, not an administrator.
+fn person(r: &Runner, name: &str) -> String {
+    let upn = format!("{name}@{}", r.demo.tenant_domain);
+    r.sim.add_mailbox(
+        &r.demo.tenant_id,
+        &upn,
+        name,
+        m365_sim::world::MailboxKind::User,
+    );
+    upn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_approves_and_tests_in_french_and_switches_to_english() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    // Approval required for new mailboxes; a person connects one.
+    let mut demo = r.services.admin.profiles().await.unwrap().remove(0);
+    demo.approval_required = true;
+    r.services.admin.put_profile(demo).await.unwrap();
+    let chloe = person(&r, "chloe");
+    let hers = Browser::new(&r, "fr");
+    sign_in(&r, &hers, &chloe).await;
+    connect(&r, &hers, &chloe).await;
+    let pending = r
+        .services
+        .admin
+        .mailboxes()
+        .await
+        .unwrap()
+        .remove(0)
+        .mailbox;
+    assert!(!pending.approved);
+
+    // The administrator (the demo tenant's Adele), in French.
+    let admin = Browser::new(&r, "fr-FR,fr;q=0.9,en;q=0.5");
+    let landing = admin.get("/console").await;
+    assert!(
+        landing.body.contains("Se connecter avec Microsoft"),
+        "{}",
+        landing.body
+    );
+    assert!(landing.body.contains("<html lang=\"fr\">"));
+    let home = sign_in(&r, &admin, &r.demo.user_upn).await;
+    assert!(
+        home.body.contains("Toutes les boîtes aux lettres"),
+        "{}",
+        home.body
+    );
+    assert!(
+        home.body.contains("en attente d&#39;approbation")
+            || home.body.contains("en attente d'approbation"),
+        "{}",
+        home.body
+    );
+    let pending_only = admin.get("/console?filter=pending").await;
+    assert!(pending_only.body.contains(&chloe.to_lowercase()));
+    let token = csrf(&home);
+    let approved = admin
+        .post(
+            &format!("/console/mailboxes/{}/approve", pending.id),
+            &token,
+            &[],
+        )
+        .await;
+    assert_eq!(approved.status, 200);
+    assert!(
+        r.services
+            .admin
+            .mailbox(&pending.id)
+            .await
+            .unwrap()
+            .mailbox
+            .approved
+    );
+    let tested = admin
+        .post(
+            &format!("/console/mailboxes/{}/test-and-enable", pending.id),
+            &token,
+            &[],
+        )
+        .await;
+    assert!(
+        tested.body.contains("Toutes les vérifications ont réussi."),
+        "{}",
+        tested.body
+    );
+
+    // The switch: English from now on, on the same page.
+    let english = admin
+        .get(&format!(
+            "/console/lang?to=en&back=/console/mailboxes/{}",
+            pending.id
+        ))
+        .await;
+    assert!(
+        english.body.contains("Every check passed."),
+        "{}",
+        english.body
+    );
+    assert!(english.body.contains("<html lang=\"en\">"));
+    // The switch goes back only to a console page.
+    let away = admin
+        .get("/console/lang?to=fr&back=https://evil.example/")
+        .await;
+    assert!(away.body.contains("Toutes les boîtes aux lettres"));
+}
