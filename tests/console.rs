@@ -244,6 +244,29 @@ async fn a_person_signs_in_connects_chooses_folders_validates_and_adds_a_shared_
         validated.body
     );
 
+    // A shared mailbox the person has no access to: what to do, in words, no internal names.
+    let closed = format!("direction@{}", r.demo.tenant_domain);
+    r.sim.add_mailbox(
+        &r.demo.tenant_id,
+        &closed,
+        "Direction",
+        m365_sim::world::MailboxKind::Shared,
+    );
+    let refused = b
+        .post(&format!("{page}/shared"), &token, &[("address", &closed)])
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("give the signed-in user Full Access"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        !refused.body.contains("http://") && !refused.body.contains("ErrorAccessDenied"),
+        "{}",
+        refused.body
+    );
+
     // A shared mailbox the person is a delegate of.
     let shared = format!("support@{}", r.demo.tenant_domain);
     r.sim.add_mailbox(

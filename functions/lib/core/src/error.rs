@@ -102,7 +102,7 @@ impl Error {
             Error::NotFound(what) => format!("Microsoft Graph found no such mailbox or folder ({what}): check the address, or choose the folders again."),
             Error::Throttled { after } => format!("Microsoft Graph is throttling this mailbox: test again in {} s.", after.as_secs()),
             Error::Inactive(why) => format!("The mailbox is not active ({why})."),
-            _ => format!("A temporary failure ({e}): test again in a few minutes."),
+            _ => "A temporary failure: try again in a few minutes.".into(),
         }
     }
 

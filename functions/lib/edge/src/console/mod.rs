@@ -260,14 +260,15 @@ fn error_page(v: &Visitor, status: StatusCode, message: impl Into<String>) -> Re
     )
 }
 
-/// A core error as a page: not found (or not the visitor's) says only that.
+/// A core error as a page, in words for a person and without internal names: not found (or not
+/// the visitor's) says only that; a mistake in what was sent says what it was; anything else says
+/// what to do about it.
 fn failure(v: &Visitor, e: &Error) -> Response {
+    let (status, message) = public_error(e);
     match e {
         Error::NotFound(_) => error_page(v, StatusCode::NOT_FOUND, v.t().not_found),
-        _ => {
-            let (status, message) = public_error(e);
-            error_page(v, status, message)
-        }
+        Error::Invalid(_) => error_page(v, status, message),
+        _ => error_page(v, status, e.what_to_do()),
     }
 }
 
