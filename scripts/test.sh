@@ -6,11 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ] || [ ! -x .venv/bin/moto_server ] \
-  || [ ! -x .venv/bin/cargo-lambda ]; then
-  echo "== installing aws-sam-cli, cfn-lint, moto and cargo-lambda (with its zig) into .venv"
+  || [ ! -x .venv/bin/cargo-lambda ] || ! .venv/bin/python -c 'import selenium' 2>/dev/null; then
+  echo "== installing aws-sam-cli, cfn-lint, moto, cargo-lambda (with its zig) and selenium into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check aws-sam-cli cfn-lint "moto[server]" \
-    cargo-lambda
+    cargo-lambda selenium
+fi
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "== installing Debian's chromium and chromium-driver (the console's browser test)"
+  apt_get() { if [ "$(id -u)" = 0 ]; then apt-get "$@"; else sudo apt-get "$@"; fi; }
+  apt_get install -y -q chromium chromium-driver > /dev/null \
+    || { apt_get update -q > /dev/null && apt_get install -y -q chromium chromium-driver > /dev/null; }
 fi
 export SAM_CLI_TELEMETRY=0
 
@@ -25,6 +31,9 @@ echo "== the binaries, for the tests that run them (serve, the deployed shape)"
 cargo build --workspace --bins
 echo "== cargo test"
 cargo test --workspace
+echo "== the console in Chromium (screenshots in target/screenshots)"
+mkdir -p target/screenshots
+.venv/bin/python tests/browser/console.py target/debug/mailbridge-local target/screenshots
 
 echo "== AWS adapters and the deployed shape against moto"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

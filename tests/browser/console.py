@@ -1,0 +1,142 @@
+"""The console in a real browser (Debian's Chromium, headless, driven by Selenium): a person signs
+in, connects their mailbox, picks a sub-folder three levels deep and Sent Items, validates the
+connection, sees a message imported and the incoming status turn to success; then the same pages
+in French. Screenshots of the main pages go to docs/. Run by scripts/test.sh after the binaries are
+built: python tests/browser/console.py target/debug/mailbridge-local docs/"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+BINARY, SHOTS = sys.argv[1], sys.argv[2]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def call(method, url, body=None, content_type="application/json"):
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", content_type)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        text = resp.read().decode()
+        return json.loads(text) if text.strip().startswith(("{", "[")) else text
+
+
+def browser(language):
+    opts = Options()
+    opts.binary_location = "/usr/bin/chromium"
+    for flag in [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--window-size=1280,900", f"--user-data-dir={tempfile.mkdtemp()}",
+    ]:
+        opts.add_argument(flag)
+    opts.add_experimental_option("prefs", {"intl.accept_languages": language})
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+
+
+def wait_for(driver, text, reload=False, seconds=20):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if text in driver.page_source:
+            return
+        if reload:
+            driver.refresh()
+        time.sleep(0.3)
+    raise AssertionError(f"{text!r} not on {driver.current_url}:\n{driver.page_source[:3000]}")
+
+
+def shot(driver, name):
+    driver.save_screenshot(os.path.join(SHOTS, name))
+
+
+def main():
+    port, sim_port = free_port(), free_port()
+    data = tempfile.mkdtemp()
+    proc = subprocess.Popen(
+        [BINARY, "serve", "--simulator", "--listen", f"127.0.0.1:{port}",
+         "--sim-listen", f"127.0.0.1:{sim_port}", "--data", data],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    base, sim = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}"
+    driver = None
+    try:
+        for line in proc.stdout:
+            if "mailbridge is running" in line:
+                break
+        else:
+            raise AssertionError("mailbridge did not start")
+        demo = call("GET", f"{sim}/_sim/demo")
+        upn = next(u["upn"] for u in demo["users"] if u["upn"].startswith("adele"))
+        call("POST", f"{sim}/_sim/browser", {"user": upn})
+        # A folder three levels under the Inbox.
+        parent = "inbox"
+        for name in ["Clients", "Dupont", "2026"]:
+            parent = call("POST", f"{sim}/_sim/users/{upn}/folders", {"parent": parent, "name": name})["id"]
+
+        driver = browser("en-GB,en")
+        driver.get(f"{base}/console")
+        wait_for(driver, "Sign in with Microsoft")
+        shot(driver, "console-sign-in.png")
+        driver.find_element(By.LINK_TEXT, "Sign in with Microsoft").click()
+        wait_for(driver, "Your mailboxes")
+        driver.find_element(By.LINK_TEXT, "Connect my mailbox").click()
+        wait_for(driver, "is connected")
+        driver.get(f"{base}/console")
+        wait_for(driver, upn.lower())
+
+        # The mailbox: choose the sub-folder and Sent Items.
+        driver.find_element(By.LINK_TEXT, upn.lower()).click()
+        wait_for(driver, "Choose the folders to import")
+        driver.find_element(By.LINK_TEXT, "Choose the folders to import").click()
+        wait_for(driver, "Inbox/Clients/Dupont/2026")
+        for label in ["Inbox/Clients/Dupont/2026", "Sent Items", "Inbox"]:
+            box = driver.find_element(By.XPATH, f"//label[text()='{label}']/preceding-sibling::input")
+            want = label != "Inbox"
+            if box.is_selected() != want:
+                box.click()
+        shot(driver, "console-folders.png")
+        driver.find_element(By.XPATH, "//button[text()='Save']").click()
+        wait_for(driver, "Sent Items, 2026")
+
+        # Validate the connection, then a message arrives in the chosen sub-folder.
+        driver.find_element(By.XPATH, "//button[text()='Validate connection']").click()
+        wait_for(driver, "Every check passed.")
+        mime = b"From: a@example.com\r\nTo: adele@example.com\r\nSubject: Dossier Dupont\r\nMessage-ID: <browser-1@example.com>\r\n\r\nBonjour.\r\n"
+        call("POST", f"{sim}/_sim/users/{upn}/messages?folder={parent}", mime, "message/rfc822")
+        wait_for(driver, "<dd>success</dd>", reload=True)
+        shot(driver, "console-mailbox.png")
+
+        # The administrator's view (Adele is one in the simulator's deployment), in French.
+        driver.get(f"{base}/console/lang?to=fr&back=/console")
+        wait_for(driver, "Toutes les boîtes aux lettres")
+        assert 'lang="fr"' in driver.page_source
+        shot(driver, "console-admin-fr.png")
+        print("browser test: passed; screenshots in", SHOTS)
+    finally:
+        if driver is not None:
+            driver.quit()
+        proc.terminate()
+        proc.wait(timeout=40)
+
+
+main()
