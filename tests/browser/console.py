@@ -116,7 +116,10 @@ def main():
                 box.click()
         shot(driver, "console-folders.png")
         driver.find_element(By.XPATH, "//button[text()='Save']").click()
-        wait_for(driver, "Sent Items, 2026")
+        # Both chosen, in the tree's order (which follows Graph's, not the names').
+        wait_for(driver, "Sent Items")
+        chosen = driver.find_element(By.XPATH, "//dt[text()='Folders']/following-sibling::dd[1]").text
+        assert sorted(chosen.split(" · ")[0].split(", ")) == ["2026", "Sent Items"], chosen
 
         # Validate the connection, then a message arrives in the chosen sub-folder.
         driver.find_element(By.XPATH, "//button[text()='Validate connection']").click()
