@@ -475,3 +475,54 @@ async fn an_administrator_approves_and_tests_in_french_and_switches_to_english()
         .await;
     assert!(away.body.contains("Toutes les boîtes aux lettres"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_grant_shows_on_the_page_with_the_link_that_reconnects_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = std::sync::Arc::new(mailbridge_core::fakes::ShiftedClock::default());
+    let r = runner(dir.path(), |o| o.clock = clock.clone()).await;
+    let upn = person(&r, "david");
+    let b = Browser::new(&r, "fr");
+    sign_in(&r, &b, &upn).await;
+    connect(&r, &b, &upn).await;
+    let id = r
+        .services
+        .admin
+        .mailboxes()
+        .await
+        .unwrap()
+        .remove(0)
+        .mailbox
+        .id;
+    // An hour on, the grant revoked: the schedule finds it.
+    clock.advance(chrono::Duration::minutes(61));
+    r.sim.revoke(&upn);
+    r.services.maintenance.run().await.unwrap();
+    mailbridge_tests::settle(&r).await;
+    let page = b.get(&format!("/console/mailboxes/{id}")).await;
+    assert!(
+        page.body.contains("Réauthentification requise"),
+        "{}",
+        page.body
+    );
+    // The alert's own button signs the person in again, with their address as the hint.
+    let at = page
+        .body
+        .find("/connect?profile=demo&#38;login_hint=")
+        .unwrap_or_else(|| panic!("the reconnect link: {}", page.body));
+    let start = page.body[..at].rfind("href=\"").unwrap() + 6;
+    let link = page.body[start..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#38;", "&");
+    let back = b.get(&link).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    let page = b.get(&format!("/console/mailboxes/{id}")).await;
+    assert!(
+        !page.body.contains("Réauthentification requise"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("connectée"));
+}
