@@ -526,3 +526,25 @@ async fn a_dead_grant_shows_on_the_page_with_the_link_that_reconnects_it() {
     );
     assert!(page.body.contains("connectée"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_role_in_the_token_makes_an_administrator() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let (emma, felix) = (person(&r, "emma"), person(&r, "felix"));
+    assert!(r.sim.assign_app_role(
+        &r.demo.client_id,
+        &emma,
+        mailbridge_edge::console::ADMIN_ROLE
+    ));
+    assert!(r.sim.assign_app_role(&r.demo.client_id, &felix, "Reader"));
+    let (e, f) = (Browser::new(&r, "en"), Browser::new(&r, "en"));
+    let home = sign_in(&r, &e, &emma).await;
+    assert!(home.body.contains("All mailboxes"), "{}", home.body);
+    assert!(home.body.contains("(administrator)"));
+    let home = sign_in(&r, &f, &felix).await;
+    assert!(
+        !home.body.contains("All mailboxes"),
+        "another role is not enough"
+    );
+}

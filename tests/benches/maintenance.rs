@@ -130,6 +130,7 @@ async fn main() {
             expires_at: now - chrono::Duration::hours(2),
             refresh_token: Some(Secret::new(refresh)),
             tenant_id: Some(r.demo.tenant_id.clone()),
+            roles: Vec::new(),
         };
         tokens.store(&mailbox.id, &set, Cond::Absent).await.unwrap();
     }

@@ -843,6 +843,9 @@ pub async fn token(
             if scopes.contains("email") {
                 id["email"] = u.upn.clone().into();
             }
+            if let Some(roles) = u.app_roles.get(&client_id).filter(|r| !r.is_empty()) {
+                id["roles"] = roles.iter().cloned().collect::<Vec<_>>().into();
+            }
             if let Some(n) = nonce {
                 id["nonce"] = n.into();
             }

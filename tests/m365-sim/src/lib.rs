@@ -423,6 +423,17 @@ impl Sim {
         w.users.get_mut(&id).map(f).is_some()
     }
 
+    /// Assigns an app role (its value) of an app registration to a user: the ID tokens the app
+    /// gets for them carry it in `roles`.
+    pub fn assign_app_role(&self, client_id: &str, user: &str, role: &str) -> bool {
+        self.set_user(user, |u| {
+            u.app_roles
+                .entry(client_id.to_string())
+                .or_default()
+                .insert(role.to_string());
+        })
+    }
+
     /// Gives `delegate` full access to the (shared) mailbox `mailbox`.
     pub fn add_delegate(&self, mailbox: &str, delegate: &str) -> bool {
         let Some(d) = self.world().user_by(delegate).map(|u| u.id.clone()) else {

@@ -111,6 +111,8 @@ pub struct User {
     pub grants: HashMap<String, BTreeSet<String>>,
     /// Refresh tokens issued before this instant no longer work (admin "revoke sessions").
     pub revoked_before: Option<DateTime<Utc>>,
+    /// App roles assigned to the user, per app registration (client id): the ID token's `roles`.
+    pub app_roles: HashMap<String, BTreeSet<String>>,
     /// Delta tokens of an older epoch are expired (`syncStateNotFound`).
     pub sync_epoch: u64,
 }
@@ -356,6 +358,7 @@ impl World {
                 sign_in: SignIn::Ok,
                 grants: HashMap::new(),
                 revoked_before: None,
+                app_roles: HashMap::new(),
                 sync_epoch: 0,
             },
         );

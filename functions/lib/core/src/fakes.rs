@@ -508,6 +508,7 @@ impl FakeIdentity {
             expires_at: Utc::now() + lifetime,
             refresh_token: Some(Secret::new(format!("rt-{n}"))),
             tenant_id: Some("tenant-1".into()),
+            roles: Vec::new(),
         }
     }
 

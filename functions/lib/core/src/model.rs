@@ -778,6 +778,9 @@ pub struct TokenSet {
     /// The tenant the signed-in user belongs to (the ID token's `tid`), when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
+    /// The app roles the signed-in user holds in the app registration (the ID token's `roles`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// The identity of the signed-in user, as Graph's `/me` returns it.

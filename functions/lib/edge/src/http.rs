@@ -146,16 +146,18 @@ async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQ
     let done = connect.complete(cb).await;
     // A person who signed in (or connected their mailbox) is signed in to the console too.
     let session = match done.as_ref().ok().and_then(Completed::person) {
-        Some((oid, name)) => match crate::console::session::SessionKey::of(&connect.tokens).await {
-            Ok(key) => Some(crate::console::session::set_cookie(
-                &key.sign(oid, name, connect.clock.now()),
-                connect.settings.public_base_url.starts_with("https://"),
-            )),
-            Err(e) => {
-                tracing::error!(error = %e, "the console's session key cannot be derived");
-                None
+        Some((oid, name, roles)) => {
+            match crate::console::session::SessionKey::of(&connect.tokens).await {
+                Ok(key) => Some(crate::console::session::set_cookie(
+                    &key.sign(oid, name, roles, connect.clock.now()),
+                    connect.settings.public_base_url.starts_with("https://"),
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "the console's session key cannot be derived");
+                    None
+                }
             }
-        },
+        }
         None => None,
     };
     let mut response = match done {
@@ -168,7 +170,7 @@ async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQ
                 consent.tenant_id, profile.name
             ),
         ),
-        Ok(Completed::Mailbox(m)) => {
+        Ok(Completed::Mailbox { mailbox: m, .. }) => {
             let what = if m.approved {
                 "Mail arriving in the chosen folders is imported from now on."
             } else {

@@ -46,18 +46,17 @@ impl oauth2::ExtraTokenFields for IdTokenField {}
 
 type EntraTokenResponse = oauth2::StandardTokenResponse<IdTokenField, BasicTokenType>;
 
-/// The tenant (`tid`) an ID token names. Its signature is not checked: it came straight from the
-/// token endpoint over TLS, which OpenID Connect accepts as proof of origin.
-fn id_token_tenant(id_token: &str) -> Option<String> {
+/// An ID token's claims. Its signature is not checked: it came straight from the token endpoint
+/// over TLS, which OpenID Connect accepts as proof of origin.
+fn id_token_claims(id_token: &str) -> Option<serde_json::Value> {
     use base64::Engine;
     let payload = id_token.split('.').nth(1)?;
-    let claims: serde_json::Value = serde_json::from_slice(
+    serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
             .ok()?,
     )
-    .ok()?;
-    claims.get("tid")?.as_str().map(str::to_string)
+    .ok()
 }
 
 type EntraClient = oauth2::Client<
@@ -138,6 +137,11 @@ impl EntraIdentity {
         let lifetime = resp
             .expires_in()
             .unwrap_or(std::time::Duration::from_secs(3600));
+        let claims = resp
+            .extra_fields()
+            .id_token
+            .as_deref()
+            .and_then(id_token_claims);
         TokenSet {
             access_token: Secret::new(resp.access_token().secret().clone()),
             expires_at: chrono::Utc::now()
@@ -145,11 +149,18 @@ impl EntraIdentity {
             refresh_token: resp
                 .refresh_token()
                 .map(|r| Secret::new(r.secret().clone())),
-            tenant_id: resp
-                .extra_fields()
-                .id_token
-                .as_deref()
-                .and_then(id_token_tenant),
+            tenant_id: claims
+                .as_ref()
+                .and_then(|c| c.get("tid")?.as_str().map(str::to_string)),
+            // The app roles the person holds in this app registration (at most a few).
+            roles: claims
+                .as_ref()
+                .and_then(|c| c.get("roles")?.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .take(32)
+                .collect(),
         }
     }
 }

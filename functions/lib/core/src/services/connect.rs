@@ -27,26 +27,35 @@ pub struct Callback {
 /// What a completed authorization made.
 #[derive(Debug, Clone)]
 pub enum Completed {
-    /// A person's sign-in: their mailbox, connected.
-    Mailbox(Mailbox),
+    /// A person's sign-in: their mailbox, connected, and the app roles they hold.
+    Mailbox {
+        mailbox: Mailbox,
+        roles: Vec<String>,
+    },
     /// An administrator's consent to an organisation-wide profile.
     Consent {
         profile: ServerProfile,
         consent: AppConsent,
     },
-    /// A person signed in to the console: who they are.
-    Person { user: GraphUser, tenant_id: String },
+    /// A person signed in to the console: who they are, and the app roles they hold.
+    Person {
+        user: GraphUser,
+        tenant_id: String,
+        roles: Vec<String>,
+    },
 }
 
 impl Completed {
     /// The person who signed in, when a person did (a sign-in or a mailbox connected): their
-    /// user object id and name.
-    pub fn person(&self) -> Option<(&str, &str)> {
+    /// user object id, name and app roles.
+    pub fn person(&self) -> Option<(&str, &str, &[String])> {
         match self {
-            Completed::Mailbox(m) if m.kind == MailboxKind::User => {
-                Some((m.user_id.as_str(), m.display_name.as_str()))
+            Completed::Mailbox { mailbox: m, roles } if m.kind == MailboxKind::User => {
+                Some((m.user_id.as_str(), m.display_name.as_str(), roles))
             }
-            Completed::Person { user, .. } => Some((user.id.as_str(), user.display_name.as_str())),
+            Completed::Person { user, roles, .. } => {
+                Some((user.id.as_str(), user.display_name.as_str(), roles))
+            }
             _ => None,
         }
     }
@@ -272,6 +281,7 @@ impl Connect {
             .await?;
 
         let id = mailbox_id(&profile.id, &me.id);
+        let roles = tokens.roles.clone();
         self.tokens.store(&id, &tokens, Cond::Any).await?;
         let now = self.clock.now();
         // The user's own tenant, from the ID token; a profile may name `organizations` instead.
@@ -349,7 +359,10 @@ impl Connect {
             self.subscriptions.activate(&mailbox).await?;
         }
         tracing::info!(mailbox = %mailbox.id, "mailbox connected");
-        Ok(Completed::Mailbox(mailbox))
+        Ok(Completed::Mailbox {
+            mailbox,
+            roles: roles.clone(),
+        })
     }
 
     /// A console sign-in: the code redeemed for a token that only says who the person is; nothing
@@ -382,6 +395,7 @@ impl Connect {
         Ok(Completed::Person {
             user,
             tenant_id: tokens.tenant_id.unwrap_or_default(),
+            roles: tokens.roles,
         })
     }
 

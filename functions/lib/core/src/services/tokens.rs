@@ -378,6 +378,7 @@ mod tests {
             expires_at: chrono::Utc::now() - chrono::Duration::minutes(1),
             refresh_token: Some(crate::Secret::new("rt-old")),
             tenant_id: None,
+            roles: Vec::new(),
         };
         w.services
             .tokens

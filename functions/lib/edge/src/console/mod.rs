@@ -25,6 +25,10 @@ use session::{Session, SessionKey};
 use std::sync::Arc;
 use texts::{Lang, Texts};
 
+/// The app role (its value in the app registration's manifest) that makes a person an
+/// administrator of the console, besides the deployment's list.
+pub const ADMIN_ROLE: &str = "Mailbridge.Admin";
+
 /// What the console serves.
 #[derive(Clone)]
 pub struct Console {
@@ -100,6 +104,7 @@ impl Visitor {
                 .admins
                 .iter()
                 .any(|a| a.eq_ignore_ascii_case(&s.oid))
+                || s.roles.iter().any(|r| r == ADMIN_ROLE)
         });
         Visitor {
             lang: Lang::of(headers),

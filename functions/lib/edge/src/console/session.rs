@@ -2,7 +2,8 @@
 //! key, so the oauth function that signs a person in and the admin function that serves the
 //! console agree without a new secret), `HttpOnly`, `SameSite=Lax`, `Secure` outside loopback,
 //! expiring after eight hours. It carries who the person is and their form token (CSRF); whether
-//! they are an administrator is decided on every request, from the deployment's list.
+//! they are an administrator is decided on every request, from the deployment's list (or the
+//! app role the person held when they signed in).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -23,6 +24,9 @@ pub struct Session {
     /// The person's user object id in Entra ID.
     pub oid: String,
     pub name: String,
+    /// The app roles the person held in the app registration when they signed in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
     /// When the session ends (Unix seconds).
     pub exp: i64,
     /// The token every form of this session carries.
@@ -50,10 +54,17 @@ impl SessionKey {
     }
 
     /// A new session for a person, as a cookie value.
-    pub fn sign(&self, oid: &str, name: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    pub fn sign(
+        &self,
+        oid: &str,
+        name: &str,
+        roles: &[String],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> String {
         let s = Session {
             oid: oid.into(),
             name: name.chars().take(120).collect(),
+            roles: roles.iter().take(32).cloned().collect(),
             exp: (now + LIFETIME).timestamp(),
             csrf: mailbridge_core::crypto::random_token(24),
         };
@@ -107,7 +118,7 @@ mod tests {
     fn a_session_holds_only_with_its_signature_and_until_it_ends() {
         let key = SessionKey([7; 32]);
         let now = chrono::Utc::now();
-        let v = key.sign("oid-1", "Adèle", now);
+        let v = key.sign("oid-1", "Adèle", &[], now);
         let s = key.verify(&v, now).unwrap();
         assert_eq!((s.oid.as_str(), s.name.as_str()), ("oid-1", "Adèle"));
         assert!(key.verify(&v, now + LIFETIME).is_none(), "ended");
