@@ -548,3 +548,90 @@ async fn an_app_role_in_the_token_makes_an_administrator() {
         "another role is not enough"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_creates_and_edits_profiles_with_the_api_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let admin = Browser::new(&r, "en");
+    let home = sign_in(&r, &admin, &r.demo.user_upn).await;
+    let token = csrf(&home);
+    let form = admin.get("/console/profiles/new").await;
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("<label for=\"tenant\">"));
+    // The same secret as the demo profile, for a second, organisation-wide profile.
+    let fields = |tenant: &'static str| {
+        vec![
+            ("id", "fabrikam"),
+            ("name", "Fabrikam"),
+            ("cloud", "global"),
+            ("auth", "application"),
+            ("tenant", tenant),
+            ("client_id", "11111111-2222-3333-4444-555555555555"),
+            ("client_secret_ref", mailbridge_local::DEMO_SECRET),
+            ("client_secret_expires_at", "2030-01-31"),
+            ("backfill_days", "7"),
+        ]
+    };
+    // An organisation-wide profile cannot use 'organizations': the API's sentence, nothing stored.
+    let refused = admin
+        .post("/console/profiles/new", &token, &fields("organizations"))
+        .await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("role=\"alert\""), "{}", refused.body);
+    assert!(r
+        .services
+        .repos
+        .profiles
+        .get("fabrikam")
+        .await
+        .unwrap()
+        .is_none());
+    let made = admin
+        .post("/console/profiles/new", &token, &fields("fabrikam.example"))
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    let p = r.services.repos.profile("fabrikam").await.unwrap();
+    assert_eq!(
+        (p.auth, p.backfill_days, p.tenant.as_str()),
+        (
+            mailbridge_core::model::AuthType::Application,
+            7,
+            "fabrikam.example"
+        )
+    );
+    assert_eq!(
+        p.client_secret_expires_at.unwrap().to_rfc3339(),
+        "2030-01-31T00:00:00+00:00"
+    );
+    assert!(made.body.contains("Fabrikam (fabrikam)"));
+    // Edited: approval required from now on; the form shows what is stored.
+    let mut edit = fields("fabrikam.example");
+    edit.retain(|(k, _)| *k != "id");
+    edit.push(("approval_required", "on"));
+    admin
+        .post("/console/profiles/fabrikam", &token, &edit)
+        .await;
+    assert!(
+        r.services
+            .repos
+            .profile("fabrikam")
+            .await
+            .unwrap()
+            .approval_required
+    );
+    assert!(admin.get("/console/profiles/fabrikam").await.body.contains(
+        "id=\"approval\" name=\"approval_required\" type=\"checkbox\" value=\"on\" checked"
+    ));
+
+    // A person has no profile pages.
+    let someone = person(&r, "gina");
+    let b = Browser::new(&r, "en");
+    let home = sign_in(&r, &b, &someone).await;
+    assert_eq!(b.get("/console/profiles/demo").await.status, 404);
+    let p = b
+        .post("/console/profiles/demo", &csrf(&home), &[("name", "x")])
+        .await;
+    assert_eq!(p.status, 404);
+    assert_ne!(r.services.repos.profile("demo").await.unwrap().name, "x");
+}

@@ -57,6 +57,10 @@ pub fn console_router(console: Console) -> Router {
             get(folders_page).post(save_folders),
         )
         .route("/console/mailboxes/{id}/{action}", post(mailbox_action))
+        .route(
+            "/console/profiles/{id}",
+            get(profile_page).post(save_profile),
+        )
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }
@@ -198,6 +202,72 @@ struct FoldersPage {
     id: String,
     address: String,
     folders: Vec<FolderRow>,
+}
+
+#[derive(Template)]
+#[template(path = "profile.html")]
+struct ProfilePage {
+    page: Page,
+    p: ProfileForm,
+    clouds: &'static [&'static str],
+    error: Option<String>,
+}
+
+/// A profile as its form shows it.
+#[derive(Default)]
+struct ProfileForm {
+    new: bool,
+    id: String,
+    name: String,
+    cloud: String,
+    auth: String,
+    tenant: String,
+    client_id: String,
+    client_secret_ref: String,
+    expires: String,
+    backfill_days: u32,
+    category: String,
+    is_default: bool,
+    approval_required: bool,
+}
+
+/// The clouds a profile's form offers (a custom cloud is kept as it is, not edited here).
+const CLOUDS: &[&str] = &["global", "us_gov", "us_gov_dod", "china"];
+
+fn cloud_name(c: &Cloud) -> &'static str {
+    match c {
+        Cloud::Global => "global",
+        Cloud::UsGov => "us_gov",
+        Cloud::UsGovDod => "us_gov_dod",
+        Cloud::China => "china",
+        Cloud::Custom { .. } => "custom",
+    }
+}
+
+impl ProfileForm {
+    fn of(p: &ServerProfile) -> ProfileForm {
+        ProfileForm {
+            new: false,
+            id: p.id.clone(),
+            name: p.name.clone(),
+            cloud: cloud_name(&p.cloud).into(),
+            auth: match p.auth {
+                AuthType::Delegated => "delegated".into(),
+                AuthType::Application => "application".into(),
+            },
+            tenant: p.tenant.clone(),
+            client_id: p.client_id.clone(),
+            client_secret_ref: p.client_secret_ref.clone(),
+            expires: p
+                .client_secret_expires_at
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default(),
+            backfill_days: p.backfill_days,
+            category: p.outlook_category.clone().unwrap_or_default(),
+            is_default: p.is_default,
+            approval_required: p.approval_required,
+        }
+    }
 }
 
 /// A mailbox as a table row shows it.
@@ -585,6 +655,158 @@ async fn mailbox_action(
     match done {
         Ok(()) => Redirect::to(&format!("/console/mailboxes/{id}")).into_response(),
         Err(e) => failure(&v, &e),
+    }
+}
+
+/// A profile's form, for administrators (`new` for a new one).
+async fn profile_page(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let v = Visitor::of(&c, &headers, &format!("/console/profiles/{id}")).await;
+    if !v.admin {
+        return error_page(&v, StatusCode::NOT_FOUND, v.t().not_found);
+    }
+    let form = if id == "new" {
+        ProfileForm {
+            new: true,
+            id,
+            cloud: "global".into(),
+            auth: "delegated".into(),
+            ..ProfileForm::default()
+        }
+    } else {
+        match c.admin.repos.profile(&id).await {
+            Ok(p) => ProfileForm::of(&p),
+            Err(e) => return failure(&v, &e),
+        }
+    };
+    render(
+        StatusCode::OK,
+        ProfilePage {
+            page: v.page(),
+            p: form,
+            clouds: CLOUDS,
+            error: None,
+        },
+    )
+}
+
+/// Stores a profile from its form, with the admin API's checks; a refusal shows the form again
+/// with what is wrong, and nothing is stored.
+async fn save_profile(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let v = Visitor::of(&c, &headers, &format!("/console/profiles/{id}")).await;
+    if !v.form_ok(&form) {
+        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
+    }
+    if !v.admin {
+        return error_page(&v, StatusCode::NOT_FOUND, v.t().not_found);
+    }
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let new = id == "new";
+    let id = if new { field("id") } else { id };
+    let existing = match c.admin.repos.profiles.get(&id).await {
+        Ok(p) => p.map(|p| p.value),
+        Err(e) => return failure(&v, &e),
+    };
+    let built = (|| -> Result<ServerProfile, String> {
+        if new && existing.is_some() {
+            return Err(format!("a profile named {id} exists already"));
+        }
+        let cloud = match (field("cloud").as_str(), &existing) {
+            ("global", _) => Cloud::Global,
+            ("us_gov", _) => Cloud::UsGov,
+            ("us_gov_dod", _) => Cloud::UsGovDod,
+            ("china", _) => Cloud::China,
+            (_, Some(p)) if matches!(p.cloud, Cloud::Custom { .. }) => p.cloud.clone(),
+            (other, _) => return Err(format!("{other:?} is not a cloud")),
+        };
+        let auth = match field("auth").as_str() {
+            "application" => AuthType::Application,
+            _ => AuthType::Delegated,
+        };
+        let expires = match field("client_secret_expires_at") {
+            d if d.is_empty() => None,
+            d => Some(
+                chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                    .map_err(|_| format!("{d:?} is not a date (YYYY-MM-DD)"))?
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight exists")
+                    .and_utc(),
+            ),
+        };
+        let backfill = match field("backfill_days") {
+            d if d.is_empty() => 0,
+            d => d
+                .parse()
+                .map_err(|_| format!("{d:?} is not a number of days"))?,
+        };
+        let category = Some(field("outlook_category")).filter(|c| !c.is_empty());
+        Ok(ServerProfile {
+            id: id.clone(),
+            name: field("name"),
+            cloud,
+            auth,
+            tenant: field("tenant"),
+            client_id: field("client_id"),
+            client_secret_ref: field("client_secret_ref"),
+            client_secret_expires_at: expires,
+            is_default: field("is_default") == "on",
+            approval_required: field("approval_required") == "on",
+            backfill_days: backfill,
+            outlook_category: category,
+            certificate: existing.as_ref().and_then(|p| p.certificate.clone()),
+        })
+    })();
+    let stored = match built {
+        Ok(p) => c.admin.put_profile(p.clone()).await.map_err(|e| match e {
+            Error::Invalid(m) => m,
+            other => other.what_to_do(),
+        }),
+        Err(m) => Err(m),
+    };
+    match stored {
+        Ok(_) => Redirect::to("/console#profiles").into_response(),
+        Err(error) => {
+            let mut shown = ProfileForm {
+                new,
+                id: if new { "new".into() } else { id },
+                name: field("name"),
+                cloud: field("cloud"),
+                auth: field("auth"),
+                tenant: field("tenant"),
+                client_id: field("client_id"),
+                client_secret_ref: field("client_secret_ref"),
+                expires: field("client_secret_expires_at"),
+                backfill_days: field("backfill_days").parse().unwrap_or(0),
+                category: field("outlook_category"),
+                is_default: field("is_default") == "on",
+                approval_required: field("approval_required") == "on",
+            };
+            if shown.cloud.is_empty() {
+                shown.cloud = "global".into();
+            }
+            render(
+                StatusCode::BAD_REQUEST,
+                ProfilePage {
+                    page: v.page(),
+                    p: shown,
+                    clouds: CLOUDS,
+                    error: Some(error),
+                },
+            )
+        }
     }
 }
 
