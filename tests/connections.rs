@@ -310,6 +310,23 @@ async fn consent(r: &Runner) -> (u16, String) {
     .unwrap()
 }
 
+/// The demo tenant's administrator consents to the `org` profile, which then adds the demo
+/// user's mailbox by address: connected at once. Its id.
+async fn consent_and_add_the_demo_user(r: &Runner) -> String {
+    r.sim.sign_in_as(Some(&r.demo.user_upn));
+    assert_eq!(consent(r).await.0, 200);
+    let (status, added) = admin(
+        r,
+        "POST",
+        "/admin/profiles/org/mailboxes",
+        Some(json!({"addresses": [r.demo.user_upn]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(state_of(&added[0]), "connected", "{added}");
+    added[0]["id"].as_str().unwrap().to_string()
+}
+
 fn state_of(m: &Value) -> String {
     m["connection"]["state"].as_str().unwrap().to_string()
 }
@@ -568,18 +585,7 @@ async fn a_certificate_connects_without_a_secret_and_a_wrong_one_gets_entras_err
     let (_, profiles) = admin(&r, "GET", "/admin/profiles", None).await;
     assert!(profiles.to_string().contains("certificate_pem"));
 
-    r.sim.sign_in_as(Some(&r.demo.user_upn));
-    assert_eq!(consent(&r).await.0, 200);
-    let (status, added) = admin(
-        &r,
-        "POST",
-        "/admin/profiles/org/mailboxes",
-        Some(json!({"addresses": [r.demo.user_upn]})),
-    )
-    .await;
-    assert_eq!(status, 200, "{added}");
-    assert_eq!(state_of(&added[0]), "connected", "{added}");
-    let id = added[0]["id"].as_str().unwrap().to_string();
+    let id = consent_and_add_the_demo_user(&r).await;
 
     // Another certificate in the profile, not the one on the app: Entra's AADSTS700027, and
     // what to do, once the token must be renewed.
@@ -754,19 +760,7 @@ async fn a_withdrawn_admin_consent_is_alerted_with_the_link_to_grant_it_again() 
     let clock = Arc::new(ShiftedClock::default());
     let r = mailbridge_tests::runner(dir.path(), |o| o.clock = clock.clone()).await;
     org_profile(&r).await;
-    r.sim.sign_in_as(Some(&r.demo.user_upn));
-    assert_eq!(consent(&r).await.0, 200);
-    let (status, added) = admin(
-        &r,
-        "POST",
-        "/admin/profiles/org/mailboxes",
-        Some(json!({"addresses": [r.demo.user_upn]})),
-    )
-    .await;
-    assert_eq!(
-        (status, state_of(&added[0])),
-        (200, "connected".to_string())
-    );
+    consent_and_add_the_demo_user(&r).await;
     // The tenant's administrator removes the app's consent.
     r.sim
         .world()

@@ -187,14 +187,7 @@ async fn a_person_signs_in_connects_chooses_folders_validates_and_adds_a_shared_
     assert_eq!(connect(&r, &b, &upn).await.status, 200);
     let home = b.get("/console").await;
     assert!(home.body.contains(&upn.to_lowercase()), "{}", home.body);
-    let mailbox = r
-        .services
-        .admin
-        .mailboxes()
-        .await
-        .unwrap()
-        .remove(0)
-        .mailbox;
+    let mailbox = only_mailbox(&r).await;
     let page = format!("/console/mailboxes/{}", mailbox.id);
 
     // The folder tree to any depth: a sub-folder three levels under the Inbox, and Sent Items.
@@ -368,6 +361,13 @@ async fn a_person_never_sees_nor_changes_another_persons_mailbox() {
     );
 }
 
+/// The one mailbox connected so far.
+async fn only_mailbox(r: &Runner) -> mailbridge_core::model::Mailbox {
+    let mut all = r.services.admin.mailboxes().await.unwrap();
+    assert_eq!(all.len(), 1);
+    all.remove(0).mailbox
+}
+
 /// A person of the demo tenant, not an administrator.
 fn person(r: &Runner, name: &str) -> String {
     let upn = format!("{name}@{}", r.demo.tenant_domain);
@@ -392,14 +392,7 @@ async fn an_administrator_approves_and_tests_in_french_and_switches_to_english()
     let hers = Browser::new(&r, "fr");
     sign_in(&r, &hers, &chloe).await;
     connect(&r, &hers, &chloe).await;
-    let pending = r
-        .services
-        .admin
-        .mailboxes()
-        .await
-        .unwrap()
-        .remove(0)
-        .mailbox;
+    let pending = only_mailbox(&r).await;
     assert!(!pending.approved);
 
     // The administrator (the demo tenant's Adele), in French.
@@ -485,15 +478,7 @@ async fn a_dead_grant_shows_on_the_page_with_the_link_that_reconnects_it() {
     let b = Browser::new(&r, "fr");
     sign_in(&r, &b, &upn).await;
     connect(&r, &b, &upn).await;
-    let id = r
-        .services
-        .admin
-        .mailboxes()
-        .await
-        .unwrap()
-        .remove(0)
-        .mailbox
-        .id;
+    let id = only_mailbox(&r).await.id;
     // An hour on, the grant revoked: the schedule finds it.
     clock.advance(chrono::Duration::minutes(61));
     r.sim.revoke(&upn);

@@ -11,33 +11,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The KMS aliases a profile may name (the functions' IAM grants `kms:Sign` through these only).
 pub const ALIAS_PREFIX: &str = "alias/mailbridge/";
 
-/// The RSA public key (PKCS#1) inside a DER SubjectPublicKeyInfo: the BIT STRING after the
-/// algorithm identifier, without its unused-bits byte.
-pub fn rsa_public_key(spki: &[u8]) -> Result<Vec<u8>, BoxError> {
-    fn element(d: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = d.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let n = usize::from(first & 0x7f);
-            let len = rest
-                .get(..n)?
-                .iter()
-                .fold(0usize, |a, b| (a << 8) | usize::from(*b));
-            (len, rest.get(n..)?)
-        };
-        Some((tag, rest.get(..len)?, rest.get(len..)?))
-    }
-    let bad = || BoxError::from("KMS gave a public key that is not a SubjectPublicKeyInfo");
-    let (_, body, _) = element(spki).ok_or_else(bad)?;
-    let (_, _, rest) = element(body).ok_or_else(bad)?;
-    match element(rest) {
-        Some((0x03, bits, _)) if !bits.is_empty() => Ok(bits[1..].to_vec()),
-        _ => Err(bad()),
-    }
-}
-
 /// A KMS key as the certificate's signer.
 struct KmsKey {
     client: Client,
@@ -119,7 +92,8 @@ pub async fn certificate(
     let key = KmsKey {
         client: client.clone(),
         alias: alias.to_string(),
-        public: rsa_public_key(&spki)?,
+        public: mailbridge_core::crypto::spki_rsa_public_key(&spki)
+            .map_err(|_| "KMS gave a public key that is not a SubjectPublicKeyInfo")?,
         runtime: tokio::runtime::Handle::current(),
     };
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;

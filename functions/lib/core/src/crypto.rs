@@ -156,6 +156,18 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
+/// The RSA public key (PKCS#1 `RSAPublicKey`) inside a DER SubjectPublicKeyInfo: the BIT STRING
+/// after the algorithm identifier, without its unused-bits byte.
+pub fn spki_rsa_public_key(spki: &[u8]) -> Result<Vec<u8>> {
+    let bad = || Error::Invalid("not a SubjectPublicKeyInfo".into());
+    let (_, body, _) = der_element(spki).ok_or_else(bad)?;
+    let (_, _, rest) = der_element(body).ok_or_else(bad)?;
+    match der_element(rest) {
+        Some((0x03, bits, _)) if !bits.is_empty() => Ok(bits[1..].to_vec()),
+        _ => Err(bad()),
+    }
+}
+
 /// A certificate's `notAfter` (X.509: tbsCertificate → validity → notAfter).
 pub fn certificate_not_after(der: &[u8]) -> Result<chrono::DateTime<chrono::Utc>> {
     let fail = || Error::Invalid("not an X.509 certificate".into());

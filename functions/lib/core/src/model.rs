@@ -344,6 +344,7 @@ pub const MAX_UNANNOUNCED: usize = 64;
 pub trait AlertBoard {
     fn alerts(&self) -> &[Alert];
     fn alerts_mut(&mut self) -> &mut Vec<Alert>;
+    fn unannounced(&self) -> &[AlertChange];
     fn unannounced_mut(&mut self) -> &mut Vec<AlertChange>;
 
     /// Raises an alert, or updates the sentence of one already raised.
@@ -418,6 +419,9 @@ pub struct MailboxHealth {
 impl AlertBoard for MailboxHealth {
     fn alerts(&self) -> &[Alert] {
         &self.alerts
+    }
+    fn unannounced(&self) -> &[AlertChange] {
+        &self.unannounced
     }
     fn alerts_mut(&mut self) -> &mut Vec<Alert> {
         &mut self.alerts
@@ -531,6 +535,9 @@ pub struct ProfileHealth {
 impl AlertBoard for ProfileHealth {
     fn alerts(&self) -> &[Alert] {
         &self.alerts
+    }
+    fn unannounced(&self) -> &[AlertChange] {
+        &self.unannounced
     }
     fn alerts_mut(&mut self) -> &mut Vec<Alert> {
         &mut self.alerts

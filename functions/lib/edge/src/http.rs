@@ -150,7 +150,7 @@ async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQ
             match crate::console::session::SessionKey::of(&connect.tokens).await {
                 Ok(key) => Some(crate::console::session::set_cookie(
                     &key.sign(oid, name, roles, connect.clock.now()),
-                    connect.settings.public_base_url.starts_with("https://"),
+                    crate::console::session::secure(&connect.settings),
                 )),
                 Err(e) => {
                     tracing::error!(error = %e, "the console's session key cannot be derived");

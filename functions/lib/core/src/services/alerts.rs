@@ -86,19 +86,9 @@ impl Alerts {
         subject: Subject<'_>,
         only: Option<&[AlertChange]>,
     ) -> Result<()> {
-        let pick = |outbox: &[AlertChange]| -> Vec<AlertChange> {
-            outbox
-                .iter()
-                .filter(|c| only.is_none_or(|o| o.contains(c)))
-                .cloned()
-                .collect()
-        };
         match subject {
             Subject::Mailbox(id) => {
-                let Some(h) = self.repos.health.get(id).await? else {
-                    return Ok(());
-                };
-                let changes = pick(&h.value.unannounced);
+                let changes = pending(&self.repos.health, id, only).await?;
                 if changes.is_empty() {
                     return Ok(());
                 }
@@ -107,32 +97,36 @@ impl Alerts {
                     Some(v) => self.repos.mailboxes.get(&v).await?.map(|v| v.value),
                     None => None,
                 };
-                let sent = self
-                    .send(&changes, |change| {
-                        self.mailbox_event(id, mailbox.as_ref(), via.as_ref(), change)
-                    })
-                    .await;
-                forget_sent(&self.repos.health, id, &sent.0).await?;
-                sent.1
+                self.deliver(&self.repos.health, id, &changes, |change| {
+                    self.mailbox_event(id, mailbox.as_ref(), via.as_ref(), change)
+                })
+                .await
             }
             Subject::Profile(id) => {
-                let Some(h) = self.repos.profile_health.get(id).await? else {
-                    return Ok(());
-                };
-                let changes = pick(&h.value.unannounced);
+                let changes = pending(&self.repos.profile_health, id, only).await?;
                 if changes.is_empty() {
                     return Ok(());
                 }
                 let profile = self.repos.profiles.get(id).await?.map(|v| v.value);
-                let sent = self
-                    .send(&changes, |change| {
-                        self.profile_event(id, profile.as_ref(), change)
-                    })
-                    .await;
-                forget_sent(&self.repos.profile_health, id, &sent.0).await?;
-                sent.1
+                self.deliver(&self.repos.profile_health, id, &changes, |change| {
+                    self.profile_event(id, profile.as_ref(), change)
+                })
+                .await
             }
         }
+    }
+
+    /// Sends the changes, then takes what was sent out of the record's outbox.
+    async fn deliver<T: Board>(
+        &self,
+        repo: &Repo<T>,
+        id: &str,
+        changes: &[AlertChange],
+        event: impl Fn(&AlertChange) -> AlertEvent,
+    ) -> Result<()> {
+        let (sent, result) = self.send(changes, event).await;
+        forget_sent(repo, id, &sent).await?;
+        result
     }
 
     /// Sends the changes in order, stopping at the first failure: what was sent, and the failure.
@@ -253,16 +247,15 @@ where
     let mut added = Vec::new();
     let written = repo
         .update(id, |current| {
-            let mut before = current.unwrap_or_default();
+            let before = current.unwrap_or_default();
             let mut next = before.clone();
             f(&mut next);
             next.note_changes(before.alerts(), now);
             raised = next.alerts().iter().any(|a| !before.has(a.kind));
-            let old = before.unannounced_mut().clone();
             added = next
-                .unannounced_mut()
+                .unannounced()
                 .iter()
-                .filter(|c| !old.contains(c))
+                .filter(|c| !before.unannounced().contains(c))
                 .cloned()
                 .collect();
             (next != before).then_some(next)
@@ -272,6 +265,23 @@ where
         added.clear();
     }
     Ok((raised, added))
+}
+
+/// What a record's outbox holds (of `only`, when given: the changes still there).
+async fn pending<T: Board>(
+    repo: &Repo<T>,
+    id: &str,
+    only: Option<&[AlertChange]>,
+) -> Result<Vec<AlertChange>> {
+    let Some(h) = repo.get(id).await? else {
+        return Ok(Vec::new());
+    };
+    Ok(h.value
+        .unannounced()
+        .iter()
+        .filter(|c| only.is_none_or(|o| o.contains(c)))
+        .cloned()
+        .collect())
 }
 
 /// Takes the sent changes out of the outbox (changes added meanwhile stay).

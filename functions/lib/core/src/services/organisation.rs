@@ -240,9 +240,13 @@ impl Organisation {
         inbox: Option<FolderChoice>,
     ) -> Result<Mailbox> {
         let now = self.clock.now();
-        self.repos
+        // The record as it stands: the one written, or, when nothing changed, the one read.
+        let mut current = None;
+        let written = self
+            .repos
             .mailboxes
             .update(&mailbox.id, |m| {
+                current = m.clone();
                 let mut m = m?;
                 let first_folder = m.folders.is_empty() && inbox.is_some();
                 if m.connection == state && !first_folder {
@@ -256,6 +260,8 @@ impl Organisation {
                 Some(m)
             })
             .await?;
-        self.repos.mailbox(&mailbox.id).await
+        written
+            .or(current)
+            .ok_or_else(|| Error::NotFound(format!("mailbox {}", mailbox.id)))
     }
 }

@@ -390,15 +390,11 @@ mod tests {
         );
         let failed = worker.run(&job).await;
         assert_eq!(settle(&failed, 1), Settlement::RetryAfter(PARK_DELAY));
-        let h = w
-            .services
-            .repos
-            .health
-            .get(&m.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .value;
+        let health = || async {
+            let h = w.services.repos.health.get(&m.id).await.unwrap();
+            h.unwrap().value
+        };
+        let h = health().await;
         let alert = h
             .alerts
             .iter()
@@ -411,16 +407,7 @@ mod tests {
         );
 
         assert!(matches!(worker.run(&job).await, Ok(Done::Imported { .. })));
-        let h = w
-            .services
-            .repos
-            .health
-            .get(&m.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .value;
-        assert!(h.alerts.is_empty());
+        assert!(health().await.alerts.is_empty());
         assert_eq!(w.events.alerts()[1].state, "cleared");
     }
 

@@ -38,9 +38,8 @@ pub struct Console {
 }
 
 impl Console {
-    /// Whether cookies must be `Secure`: the deployment is reached over https.
     fn secure(&self) -> bool {
-        self.admin.settings.public_base_url.starts_with("https://")
+        session::secure(&self.admin.settings)
     }
 }
 
@@ -225,7 +224,7 @@ struct ProfileForm {
     client_id: String,
     client_secret_ref: String,
     expires: String,
-    backfill_days: u32,
+    backfill_days: String,
     category: String,
     is_default: bool,
     approval_required: bool,
@@ -262,11 +261,88 @@ impl ProfileForm {
                 .client_secret_expires_at
                 .map(|t| t.format("%Y-%m-%d").to_string())
                 .unwrap_or_default(),
-            backfill_days: p.backfill_days,
+            backfill_days: p.backfill_days.to_string(),
             category: p.outlook_category.clone().unwrap_or_default(),
             is_default: p.is_default,
             approval_required: p.approval_required,
         }
+    }
+
+    /// The form as sent to `/console/profiles/{path_id}` (`new`: the id is a field).
+    fn sent(form: &[(String, String)], path_id: &str) -> ProfileForm {
+        let field = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let new = path_id == "new";
+        ProfileForm {
+            new,
+            id: if new { field("id") } else { path_id.into() },
+            name: field("name"),
+            cloud: field("cloud"),
+            auth: field("auth"),
+            tenant: field("tenant"),
+            client_id: field("client_id"),
+            client_secret_ref: field("client_secret_ref"),
+            expires: field("client_secret_expires_at"),
+            backfill_days: field("backfill_days"),
+            category: field("outlook_category"),
+            is_default: field("is_default") == "on",
+            approval_required: field("approval_required") == "on",
+        }
+    }
+
+    /// The profile the form describes, over the stored one (`existing`), whose certificate and
+    /// custom cloud the form keeps; or what is wrong with it.
+    fn profile(&self, existing: Option<&ServerProfile>) -> Result<ServerProfile, String> {
+        if self.new && existing.is_some() {
+            return Err(format!("a profile named {} exists already", self.id));
+        }
+        let cloud = match (self.cloud.as_str(), existing) {
+            ("global", _) => Cloud::Global,
+            ("us_gov", _) => Cloud::UsGov,
+            ("us_gov_dod", _) => Cloud::UsGovDod,
+            ("china", _) => Cloud::China,
+            (_, Some(p)) if matches!(p.cloud, Cloud::Custom { .. }) => p.cloud.clone(),
+            (other, _) => return Err(format!("{other:?} is not a cloud")),
+        };
+        let auth = match self.auth.as_str() {
+            "application" => AuthType::Application,
+            _ => AuthType::Delegated,
+        };
+        let expires = match self.expires.as_str() {
+            "" => None,
+            d => Some(
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| format!("{d:?} is not a date (YYYY-MM-DD)"))?
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight exists")
+                    .and_utc(),
+            ),
+        };
+        let backfill = match self.backfill_days.as_str() {
+            "" => 0,
+            d => d
+                .parse()
+                .map_err(|_| format!("{d:?} is not a number of days"))?,
+        };
+        Ok(ServerProfile {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            cloud,
+            auth,
+            tenant: self.tenant.clone(),
+            client_id: self.client_id.clone(),
+            client_secret_ref: self.client_secret_ref.clone(),
+            client_secret_expires_at: expires,
+            is_default: self.is_default,
+            approval_required: self.approval_required,
+            backfill_days: backfill,
+            outlook_category: Some(self.category.clone()).filter(|c| !c.is_empty()),
+            certificate: existing.and_then(|p| p.certificate.clone()),
+        })
     }
 }
 
@@ -674,6 +750,7 @@ async fn profile_page(
             id,
             cloud: "global".into(),
             auth: "delegated".into(),
+            backfill_days: "0".into(),
             ..ProfileForm::default()
         }
     } else {
@@ -708,69 +785,13 @@ async fn save_profile(
     if !v.admin {
         return error_page(&v, StatusCode::NOT_FOUND, v.t().not_found);
     }
-    let field = |name: &str| {
-        form.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let new = id == "new";
-    let id = if new { field("id") } else { id };
-    let existing = match c.admin.repos.profiles.get(&id).await {
+    let sent = ProfileForm::sent(&form, &id);
+    let existing = match c.admin.repos.profiles.get(&sent.id).await {
         Ok(p) => p.map(|p| p.value),
         Err(e) => return failure(&v, &e),
     };
-    let built = (|| -> Result<ServerProfile, String> {
-        if new && existing.is_some() {
-            return Err(format!("a profile named {id} exists already"));
-        }
-        let cloud = match (field("cloud").as_str(), &existing) {
-            ("global", _) => Cloud::Global,
-            ("us_gov", _) => Cloud::UsGov,
-            ("us_gov_dod", _) => Cloud::UsGovDod,
-            ("china", _) => Cloud::China,
-            (_, Some(p)) if matches!(p.cloud, Cloud::Custom { .. }) => p.cloud.clone(),
-            (other, _) => return Err(format!("{other:?} is not a cloud")),
-        };
-        let auth = match field("auth").as_str() {
-            "application" => AuthType::Application,
-            _ => AuthType::Delegated,
-        };
-        let expires = match field("client_secret_expires_at") {
-            d if d.is_empty() => None,
-            d => Some(
-                chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
-                    .map_err(|_| format!("{d:?} is not a date (YYYY-MM-DD)"))?
-                    .and_hms_opt(0, 0, 0)
-                    .expect("midnight exists")
-                    .and_utc(),
-            ),
-        };
-        let backfill = match field("backfill_days") {
-            d if d.is_empty() => 0,
-            d => d
-                .parse()
-                .map_err(|_| format!("{d:?} is not a number of days"))?,
-        };
-        let category = Some(field("outlook_category")).filter(|c| !c.is_empty());
-        Ok(ServerProfile {
-            id: id.clone(),
-            name: field("name"),
-            cloud,
-            auth,
-            tenant: field("tenant"),
-            client_id: field("client_id"),
-            client_secret_ref: field("client_secret_ref"),
-            client_secret_expires_at: expires,
-            is_default: field("is_default") == "on",
-            approval_required: field("approval_required") == "on",
-            backfill_days: backfill,
-            outlook_category: category,
-            certificate: existing.as_ref().and_then(|p| p.certificate.clone()),
-        })
-    })();
-    let stored = match built {
-        Ok(p) => c.admin.put_profile(p.clone()).await.map_err(|e| match e {
+    let stored = match sent.profile(existing.as_ref()) {
+        Ok(p) => c.admin.put_profile(p).await.map_err(|e| match e {
             Error::Invalid(m) => m,
             other => other.what_to_do(),
         }),
@@ -779,21 +800,12 @@ async fn save_profile(
     match stored {
         Ok(_) => Redirect::to("/console#profiles").into_response(),
         Err(error) => {
-            let mut shown = ProfileForm {
-                new,
-                id: if new { "new".into() } else { id },
-                name: field("name"),
-                cloud: field("cloud"),
-                auth: field("auth"),
-                tenant: field("tenant"),
-                client_id: field("client_id"),
-                client_secret_ref: field("client_secret_ref"),
-                expires: field("client_secret_expires_at"),
-                backfill_days: field("backfill_days").parse().unwrap_or(0),
-                category: field("outlook_category"),
-                is_default: field("is_default") == "on",
-                approval_required: field("approval_required") == "on",
-            };
+            // The form again, as sent (a new profile's id is typed again).
+            let mut shown = sent;
+            if shown.new {
+                shown.id = "new".into();
+            }
+            shown.backfill_days = shown.backfill_days.parse::<u32>().unwrap_or(0).to_string();
             if shown.cloud.is_empty() {
                 shown.cloud = "global".into();
             }

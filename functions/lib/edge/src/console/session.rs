@@ -85,6 +85,11 @@ impl SessionKey {
     }
 }
 
+/// Whether the console's cookies must be `Secure`: the deployment is reached over https.
+pub fn secure(settings: &mailbridge_core::services::Settings) -> bool {
+    settings.public_base_url.starts_with("https://")
+}
+
 /// The `Set-Cookie` value that stores a session (or, with an empty value, ends it).
 pub fn set_cookie(value: &str, secure: bool) -> String {
     let max_age = if value.is_empty() {
