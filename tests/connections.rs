@@ -366,7 +366,7 @@ async fn admin_consent_then_user_and_shared_mailboxes_with_push_propagation_and_
     let (status, page) = consent(&r).await;
     assert_eq!(status, 400, "{page}");
     assert!(
-        page.contains("only an administrator of the profile&#39;s tenant"),
+        page.contains("Only an administrator of the profile&#39;s tenant"),
         "{page}"
     );
     // The administrator declines: nothing granted.
@@ -518,7 +518,9 @@ async fn admin_consent_then_user_and_shared_mailboxes_with_push_propagation_and_
         "{:?}",
         v.health.alerts
     );
-    assert!(v.health.alerts[0].message.contains("RBAC for Applications"));
+    assert!(v.health.alerts[0]
+        .message()
+        .contains("RBAC for Applications"));
     no_alerts(ids[..2].to_vec()).await;
 
     // Discovery needs User.Read.All: without it, what to do; with it, every licensed user (the
@@ -724,7 +726,7 @@ async fn a_refused_credential_is_one_profile_alert_and_a_withdrawn_consent_links
         [("credential_refused".to_string(), "raised".to_string(), None)]
     );
     let v = r.services.admin.profile_views().await.unwrap();
-    let message = &v[0].alerts[0].message;
+    let message = &v[0].alerts[0].message();
     assert!(message.contains("client secret has expired"), "{message}");
     for m in r.services.admin.mailboxes().await.unwrap() {
         assert!(

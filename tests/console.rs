@@ -448,6 +448,12 @@ async fn an_administrator_approves_and_tests_in_french_and_switches_to_english()
         "{}",
         tested.body
     );
+    // The checks' findings are in French too.
+    assert!(
+        tested.body.contains("un jeton a été obtenu avec le profil"),
+        "{}",
+        tested.body
+    );
 
     // The switch: English from now on, on the same page.
     let english = admin
@@ -487,6 +493,13 @@ async fn a_dead_grant_shows_on_the_page_with_the_link_that_reconnects_it() {
     let page = b.get(&format!("/console/mailboxes/{id}")).await;
     assert!(
         page.body.contains("Réauthentification requise"),
+        "{}",
+        page.body
+    );
+    // The alert's sentence is in the person's language.
+    assert!(
+        page.body
+            .contains("Reconnectez-vous avec le compte de cette boîte aux lettres"),
         "{}",
         page.body
     );
@@ -609,6 +622,15 @@ async fn an_administrator_creates_and_edits_profiles_with_the_api_checks() {
         "id=\"approval\" name=\"approval_required\" type=\"checkbox\" value=\"on\" checked"
     ));
 
+    // A custom cloud (the simulator's) is offered as it is, selected: saving the form keeps it.
+    let demo = admin.get("/console/profiles/demo").await;
+    assert!(
+        demo.body.contains("<option value=\"custom\" selected>"),
+        "{}",
+        demo.body
+    );
+    assert!(!demo.body.contains("<option value=\"global\" selected>"));
+
     // A person has no profile pages.
     let someone = person(&r, "gina");
     let b = Browser::new(&r, "en");
@@ -619,4 +641,53 @@ async fn an_administrator_creates_and_edits_profiles_with_the_api_checks() {
         .await;
     assert_eq!(p.status, 404);
     assert_ne!(r.services.repos.profile("demo").await.unwrap().name, "x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_pages_speak_the_persons_language_and_name_no_internals() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let upn = person(&r, "gaelle");
+    let b = Browser::new(&r, "fr-FR,fr;q=0.9");
+    r.sim.sign_in_as(Some(&upn));
+    // Connecting ends on the console; the callback's own page is seen when the console is not
+    // where it goes (an unknown profile, a replayed or forged answer).
+    let unknown = b.get("/connect?profile=inconnu").await;
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown
+            .body
+            .contains("Ce lien désigne un profil que mailbridge ne connaît pas"),
+        "{}",
+        unknown.body
+    );
+    assert!(unknown.body.contains("<html lang=\"fr\">"));
+    headers_are_strict(&unknown);
+    let forged = b.get("/oauth/callback?state=forged&code=x").await;
+    assert_eq!(forged.status, 400);
+    assert!(
+        forged
+            .body
+            .contains("Ce lien de connexion est inconnu ou a déjà servi"),
+        "{}",
+        forged.body
+    );
+    headers_are_strict(&forged);
+    let bare = b.get("/oauth/callback").await;
+    assert!(
+        bare.body
+            .contains("Cette page n&#39;a pas été ouverte par une connexion"),
+        "{}",
+        bare.body
+    );
+    // The same pages in English for an English browser.
+    let en = Browser::new(&r, "en-GB");
+    let unknown = en.get("/connect?profile=inconnu").await;
+    assert!(
+        unknown
+            .body
+            .contains("This link names a profile mailbridge does not know"),
+        "{}",
+        unknown.body
+    );
 }

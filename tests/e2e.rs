@@ -330,7 +330,7 @@ async fn revoked_grant_marks_the_mailbox_for_reauthentication_and_reconnecting_k
         .health
         .alerts
         .iter()
-        .any(|a| a.message.contains("Sign in again")));
+        .any(|a| a.message().contains("Sign in again")));
 
     // The alert went out once, with what to do and where: the sign-in link for this mailbox.
     let raised = alerts();

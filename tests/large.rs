@@ -100,7 +100,7 @@ async fn a_message_over_the_limit_is_refused_with_an_alert_and_nothing_stored() 
         .iter()
         .find(|a| a.kind == AlertKind::MessageTooLarge)
         .expect("an alert for the refused message");
-    assert_eq!(alert.message, refused);
+    assert_eq!(alert.message(), refused);
     let (eml_key, _) = mailbridge_core::services::import::object_keys(&mailbox, &large);
     assert!(r.services.blobs.get(&eml_key).await.unwrap().is_none());
     assert_eq!(r.sim.counter("mime"), 2, "each message fetched once");

@@ -1,8 +1,16 @@
-"""The console in a real browser (Debian's Chromium, headless, driven by Selenium): a person signs
-in, connects their mailbox, picks a sub-folder three levels deep and Sent Items, validates the
-connection, sees a message imported and the incoming status turn to success; then the same pages
-in French. Screenshots of the main pages go to docs/. Run by scripts/test.sh after the binaries are
-built: python tests/browser/console.py target/debug/mailbridge-local docs/"""
+"""The console in a real browser (Debian's Chromium, headless, driven by Selenium).
+
+In English, a person (Adele, the demo's administrator too) signs in, connects their mailbox, picks a
+sub-folder three levels deep and Sent Items, validates the connection, sees a message imported and
+the incoming status turn to success, and adds a shared mailbox they are a delegate of.
+
+In French, the administrator requires approval; another person (Chloé) signs in and connects, and
+cannot open Adele's mailbox page; the administrator approves Chloé's pending mailbox and runs test
+and enable; Chloé's grant is revoked, the administrator sees the alert on the wall, and Chloé
+signs in again from the alert's own button, which clears it.
+
+Screenshots of the main pages go to the directory given. Run by scripts/test.sh after the binaries
+are built: python tests/browser/console.py target/debug/mailbridge-local target/screenshots"""
 
 import json
 import os
@@ -129,11 +137,96 @@ def main():
         wait_for(driver, "<dd>success</dd>", reload=True)
         shot(driver, "console-mailbox.png")
 
-        # The administrator's view (Adele is one in the simulator's deployment), in French.
+        adele_page = driver.current_url
+
+        # A shared mailbox Adele is a delegate of, added from her mailbox's page.
+        domain = upn.split("@")[1]
+        tenant = next(t for t in demo["tenants"] if t["domain"].lower() == domain.lower())
+        support = f"support@{domain}"
+        call("POST", f"{sim}/_sim/tenants/{tenant['id']}/users", {"upn": support, "kind": "shared"})
+        call("PATCH", f"{sim}/_sim/users/{support}", {"delegates": [upn]})
+        driver.find_element(By.ID, "shared-address").send_keys(support)
+        driver.find_element(By.XPATH, "//button[text()='Add']").click()
+        driver.get(f"{base}/console")
+        wait_for(driver, support)
+
+        # In French from here on: the administrator asks for approval of new mailboxes.
         driver.get(f"{base}/console/lang?to=fr&back=/console")
         wait_for(driver, "Toutes les boîtes aux lettres")
         assert 'lang="fr"' in driver.page_source
         shot(driver, "console-admin-fr.png")
+        driver.get(f"{base}/console/profiles/demo")
+        wait_for(driver, "Un administrateur approuve chaque boîte")
+        approval = driver.find_element(By.ID, "approval")
+        if not approval.is_selected():
+            approval.click()
+        driver.find_element(By.XPATH, "//button[text()='Enregistrer']").click()
+        wait_for(driver, "Profils de serveur")
+
+        # Access tokens live a minute from now on, so that a revoked grant shows at the next use
+        # rather than an hour later (Entra's token lifetime, shortened in the simulator).
+        limits = call("GET", f"{sim}/_sim/limits")
+        limits["access_token_seconds"] = 60
+        call("PUT", f"{sim}/_sim/limits", limits)
+
+        # Chloé, in French, signs in and connects: her mailbox waits for approval.
+        chloe = f"chloe@{domain}"
+        call("POST", f"{sim}/_sim/tenants/{tenant['id']}/users", {"upn": chloe, "display_name": "Chloé Martin"})
+        call("POST", f"{sim}/_sim/browser", {"user": chloe})
+        other = browser("fr-FR,fr")
+        try:
+            other.get(f"{base}/console")
+            wait_for(other, "Se connecter avec Microsoft")
+            shot(other, "console-sign-in-fr.png")
+            other.find_element(By.LINK_TEXT, "Se connecter avec Microsoft").click()
+            wait_for(other, "Vos boîtes aux lettres")
+            other.find_element(By.LINK_TEXT, "Connecter ma boîte aux lettres").click()
+            wait_for(other, "est connectée")
+            assert "Un administrateur doit l" in other.page_source, other.page_source
+            other.get(f"{base}/console")
+            wait_for(other, "en attente d")
+            assert "Toutes les boîtes aux lettres" not in other.page_source, "Chloé is no administrator"
+            # Adele's mailbox is not Chloé's to see.
+            other.get(adele_page)
+            wait_for(other, "Cette page n")
+            assert upn.lower() not in other.page_source
+
+            # The administrator approves the pending mailbox, then tests and enables it.
+            driver.get(f"{base}/console?filter=pending")
+            row = f"//tr[td/a[text()='{chloe}']]"
+            wait_for(driver, chloe)
+            driver.find_element(By.XPATH, f"{row}//button[text()='Approuver']").click()
+            wait_for(driver, "Tester et activer")
+            driver.find_element(By.XPATH, "//button[text()='Tester et activer']").click()
+            wait_for(driver, "Toutes les vérifications ont réussi.")
+            assert "un jeton a été obtenu avec le profil" in driver.page_source
+            chloe_page = driver.current_url
+            shot(driver, "console-test-and-enable-fr.png")
+
+            # Chloé's grant is revoked (her password reset, say); the next use of it finds out.
+            call("POST", f"{sim}/_sim/users/{chloe}/revoke")
+            driver.find_element(By.XPATH, "//button[text()='Valider la connexion']").click()
+            wait_for(driver, "Une vérification a échoué")
+            driver.get(f"{base}/console#alerts")
+            wait_for(driver, "Réauthentification requise")
+            wall = driver.find_element(By.XPATH, "//h2[@id='alerts']/following-sibling::ul[1]").text
+            assert chloe in wall and "Reconnectez-vous" in wall, wall
+            shot(driver, "console-alerts-fr.png")
+
+            # Chloé sees the alert on her page and signs in again from its button.
+            other.get(chloe_page)
+            wait_for(other, "Réauthentification requise")
+            other.find_element(By.XPATH, "//ul[@class='alerts']//a[text()='Se réauthentifier']").click()
+            wait_for(other, "est connectée")
+            other.get(chloe_page)
+            wait_for(other, "<dd>connectée</dd>")
+            assert "Réauthentification requise" not in other.page_source, other.page_source
+            driver.get(f"{base}/console")
+            wait_for(driver, "Toutes les boîtes aux lettres")
+            assert chloe not in driver.find_element(
+                By.XPATH, "//h2[@id='alerts']/following-sibling::ul[1]").text
+        finally:
+            other.quit()
         print("browser test: passed; screenshots in", SHOTS)
     finally:
         if driver is not None:

@@ -787,7 +787,8 @@ pub async fn token(
     };
     let resource_scp = resource_scopes(&scopes);
     let iat = now.timestamp();
-    let exp = iat + ACCESS_TOKEN_SECONDS;
+    let lifetime = w.limits.access_token_seconds;
+    let exp = iat + lifetime;
     let claims = AccessClaims {
         aud: sim.resource.clone(),
         iss: format!("https://sts.windows.net/{tenant_id}/"),
@@ -829,8 +830,8 @@ pub async fn token(
     let mut body = json!({
         "token_type": "Bearer",
         "scope": granted.join(" "),
-        "expires_in": ACCESS_TOKEN_SECONDS,
-        "ext_expires_in": ACCESS_TOKEN_SECONDS,
+        "expires_in": lifetime,
+        "ext_expires_in": lifetime,
         "access_token": sim.key.sign(&claims),
     });
     if let Some(u) = &user {

@@ -237,6 +237,10 @@ pub struct Limits {
     /// Longest subscription lifetime accepted, in minutes (Graph: 10,080 for Outlook messages
     /// today; 4,230 in older tenants and documents).
     pub subscription_minutes: i64,
+    /// Lifetime of the access tokens Entra ID issues (Entra: about an hour, 10 minutes at the
+    /// least with a token lifetime policy). Shorter here, so that a test sees a revoked grant at
+    /// the next refresh without waiting an hour.
+    pub access_token_seconds: i64,
 }
 
 impl Default for Limits {
@@ -249,6 +253,7 @@ impl Default for Limits {
             delta_token_seconds: 0,
             subscriptions_per_mailbox: 1000,
             subscription_minutes: 10_080,
+            access_token_seconds: crate::entra::ACCESS_TOKEN_SECONDS,
         }
     }
 }

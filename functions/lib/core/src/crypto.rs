@@ -123,7 +123,7 @@ impl SealingKey {
 /// The DER of a PEM certificate (`-----BEGIN CERTIFICATE-----`).
 pub fn certificate_der(pem: &str) -> Result<Vec<u8>> {
     let bad =
-        |why: &str| Error::Invalid(format!("the certificate is not a PEM certificate: {why}"));
+        |why: &str| Error::invalid(format!("the certificate is not a PEM certificate: {why}"));
     let body = pem
         .split("-----BEGIN CERTIFICATE-----")
         .nth(1)

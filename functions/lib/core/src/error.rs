@@ -1,5 +1,6 @@
 //! Errors that carry the decision: what the caller should do next.
 
+use crate::say::Say;
 use std::time::Duration;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -32,7 +33,7 @@ pub enum Error {
     AccessDenied(String),
     /// Bad input from a caller: say what is wrong, never retry.
     #[error("invalid request: {0}")]
-    Invalid(String),
+    Invalid(Say),
     /// The client registration is wrong (secret expired or invalid, app not in tenant).
     #[error("configuration error ({code}): {reason}")]
     Config { code: String, reason: String },
@@ -80,30 +81,44 @@ impl Error {
         Error::Storage(e.to_string())
     }
 
-    /// What a person should do about this error: one sentence, for tests and alerts alike.
-    pub fn what_to_do(&self) -> String {
-        let e = self;
-        match e {
-            Error::ReauthRequired { code, .. } => format!(
-                "Sign in again with this mailbox's account to reconnect it ({code})."
-            ),
+    /// Bad input, in words for the person who gave it.
+    pub fn invalid(why: impl Into<Say>) -> Self {
+        Error::Invalid(why.into())
+    }
+
+    /// What a person should do about this error: one sentence, for pages, alerts and tests alike.
+    pub fn advice(&self) -> Say {
+        match self {
+            Error::ReauthRequired { code, .. } => Say::SignInAgain { code: code.clone() },
             Error::Config { code, reason } => match code.as_str() {
-                "AADSTS7000222" => "The profile's client secret has expired: create a new one in the app registration, store it in the secret store and update the profile.".into(),
-                "AADSTS7000215" => "The profile's client secret is wrong: store the secret's value (not its id) in the secret store.".into(),
-                "AADSTS700016" => "The app registration is not known in this tenant, or its consent was withdrawn: check the profile's client id and tenant, and have an administrator grant consent again.".into(),
-                "AADSTS700027" => "Entra ID refused the certificate: upload the profile's certificate to the app registration (Certificates & secrets), or give the profile the certificate registered there with its key; an expired certificate must be replaced.".into(),
-                "AADSTS700024" => "Entra ID found the client assertion outside its time window: check this server's clock.".into(),
-                "certificate-key" => format!("The certificate's private key cannot be used: {reason}"),
-                "no-app-permission" => "No application permission of the app registration is granted in this tenant: an administrator must grant consent (again) from mailbridge's admin-consent link.".into(),
-                _ => format!("Fix the server profile: {reason}"),
+                "AADSTS7000222" => Say::SecretExpired,
+                "AADSTS7000215" => Say::SecretWrong,
+                "AADSTS700016" => Say::AppNotInTenant,
+                "AADSTS700027" => Say::CertificateRefused,
+                "AADSTS700024" => Say::ClockSkew,
+                "certificate-key" => Say::CertificateKeyUnusable {
+                    detail: reason.clone(),
+                },
+                "no-app-permission" => Say::NoAppPermission,
+                _ => Say::FixProfile {
+                    detail: reason.clone(),
+                },
             },
-            Error::MailboxNotEnabled(_) => "Microsoft Graph cannot reach this mailbox: give the user an Exchange Online licence (or move the mailbox to Exchange Online), then test again.".into(),
-            Error::AccessDenied(_) => "Microsoft Graph denied access to this mailbox: for a shared mailbox, give the signed-in user Full Access to it; for an organisation-wide profile, check the administrator's consent and the app's Exchange access policy or RBAC scope.".into(),
-            Error::NotFound(what) => format!("Microsoft Graph found no such mailbox or folder ({what}): check the address, or choose the folders again."),
-            Error::Throttled { after } => format!("Microsoft Graph is throttling this mailbox: test again in {} s.", after.as_secs()),
-            Error::Inactive(why) => format!("The mailbox is not active ({why})."),
-            _ => "A temporary failure: try again in a few minutes.".into(),
+            Error::MailboxNotEnabled(_) => Say::NoExchangeMailbox { address: None },
+            Error::AccessDenied(_) => Say::AccessDenied,
+            Error::NotFound(what) => Say::NoSuchMailboxOrFolder { what: what.clone() },
+            Error::Throttled { after } => Say::ThrottledTestLater {
+                seconds: after.as_secs(),
+            },
+            Error::Inactive(_) => Say::NotActive,
+            Error::Invalid(why) => why.clone(),
+            _ => Say::TryLater,
         }
+    }
+
+    /// [`Error::advice`] in English.
+    pub fn what_to_do(&self) -> String {
+        self.advice().to_string()
     }
 
     /// What to do with the work that failed with this error.

@@ -11,9 +11,11 @@ pub mod mime;
 pub mod model;
 pub mod ports;
 pub mod repo;
+pub mod say;
 pub mod secret;
 pub mod services;
 pub mod state;
 
 pub use error::{Disposition, Error, Result};
+pub use say::{Lang, Say};
 pub use secret::Secret;

@@ -1,5 +1,6 @@
 //! Domain types: server profiles, mailboxes, subscriptions, cursors, import records, alerts, jobs.
 
+use crate::say::Say;
 use crate::secret::Secret;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -159,12 +160,12 @@ impl ServerProfile {
         }
     }
 
-    /// What the profile's credential is called in sentences.
-    pub fn credential_name(&self) -> &'static str {
+    /// Which credential the profile proves itself with, for sentences about it.
+    pub fn credential(&self) -> crate::say::Credential {
         if self.certificate.is_some() {
-            "certificate"
+            crate::say::Credential::Certificate
         } else {
-            "client secret"
+            crate::say::Credential::Secret
         }
     }
 
@@ -320,10 +321,51 @@ pub enum AlertKind {
 
 /// An alert that says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "AlertRecord", into = "AlertRecord")]
 pub struct Alert {
     pub kind: AlertKind,
-    pub message: String,
+    /// What happened and what to do, said in the reader's language where it is shown.
+    pub say: Say,
     pub since: DateTime<Utc>,
+}
+
+impl Alert {
+    /// The sentence in English, as the API and events carry it.
+    pub fn message(&self) -> String {
+        self.say.to_string()
+    }
+}
+
+/// An alert as kept and served: the English sentence for readers of the record, the sentence as
+/// data for pages in other languages (absent in records kept before it was).
+#[derive(Serialize, Deserialize)]
+struct AlertRecord {
+    kind: AlertKind,
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    say: Option<Say>,
+    since: DateTime<Utc>,
+}
+
+impl From<AlertRecord> for Alert {
+    fn from(r: AlertRecord) -> Self {
+        Alert {
+            kind: r.kind,
+            say: r.say.unwrap_or(Say::Text { text: r.message }),
+            since: r.since,
+        }
+    }
+}
+
+impl From<Alert> for AlertRecord {
+    fn from(a: Alert) -> Self {
+        AlertRecord {
+            kind: a.kind,
+            message: a.say.to_string(),
+            say: Some(a.say),
+            since: a.since,
+        }
+    }
 }
 
 /// An alert raised or cleared, kept with the alerts it changed (one conditional write) until it
@@ -348,13 +390,13 @@ pub trait AlertBoard {
     fn unannounced_mut(&mut self) -> &mut Vec<AlertChange>;
 
     /// Raises an alert, or updates the sentence of one already raised.
-    fn raise(&mut self, kind: AlertKind, message: impl Into<String>, now: DateTime<Utc>) {
-        let message = message.into();
+    fn raise(&mut self, kind: AlertKind, say: impl Into<Say>, now: DateTime<Utc>) {
+        let say = say.into();
         match self.alerts_mut().iter_mut().find(|a| a.kind == kind) {
-            Some(a) => a.message = message,
+            Some(a) => a.say = say,
             None => self.alerts_mut().push(Alert {
                 kind,
-                message,
+                say,
                 since: now,
             }),
         }
@@ -377,7 +419,7 @@ pub trait AlertBoard {
                 outbox.push(AlertChange {
                     kind: a.kind,
                     raised: true,
-                    message: a.message.clone(),
+                    message: a.message(),
                     at: now,
                 });
             }
@@ -387,7 +429,7 @@ pub trait AlertBoard {
                 outbox.push(AlertChange {
                     kind: b.kind,
                     raised: false,
-                    message: b.message.clone(),
+                    message: b.message(),
                     at: now,
                 });
             }
@@ -433,14 +475,63 @@ impl AlertBoard for MailboxHealth {
 
 /// One check of a test and how it went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "CheckRecord", into = "CheckRecord")]
 pub struct Check {
     pub check: CheckKind,
     pub result: CheckResult,
     /// What was found.
-    pub detail: String,
+    pub detail: Say,
     /// What to do, when it failed.
+    pub action: Option<Say>,
+}
+
+/// A check as kept and served: its sentences in English, and as data (see [`AlertRecord`]).
+#[derive(Serialize, Deserialize)]
+struct CheckRecord {
+    check: CheckKind,
+    result: CheckResult,
+    detail: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<String>,
+    action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    say: Option<CheckSay>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckSay {
+    detail: Say,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    action: Option<Say>,
+}
+
+impl From<CheckRecord> for Check {
+    fn from(r: CheckRecord) -> Self {
+        let (detail, action) = match r.say {
+            Some(s) => (s.detail, s.action),
+            None => (Say::from(r.detail), r.action.map(Say::from)),
+        };
+        Check {
+            check: r.check,
+            result: r.result,
+            detail,
+            action,
+        }
+    }
+}
+
+impl From<Check> for CheckRecord {
+    fn from(c: Check) -> Self {
+        CheckRecord {
+            check: c.check,
+            result: c.result,
+            detail: c.detail.to_string(),
+            action: c.action.as_ref().map(Say::to_string),
+            say: Some(CheckSay {
+                detail: c.detail,
+                action: c.action,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

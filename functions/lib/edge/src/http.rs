@@ -1,15 +1,17 @@
 //! HTTP routers of the oauth function (`/connect`, `/oauth/callback`) and the webhook function
 //! (`/notifications`, `/lifecycle`); the admin function's are in [`crate::admin`].
 
+use crate::console::texts::{lang_of, Texts};
+use crate::console::{notice, security_headers};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use mailbridge_core::services::connect::{Callback, Completed, Connect};
 use mailbridge_core::services::webhook::{validation_answer, Webhook, MAX_BODY_BYTES};
-use mailbridge_core::Error;
+use mailbridge_core::{Error, Lang, Say};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ pub fn oauth_router(connect: Arc<Connect>) -> Router {
         .route("/admin-consent", get(admin_consent_start))
         .route("/console/login", get(console_sign_in))
         .route("/oauth/callback", get(callback))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(connect)
 }
 
@@ -32,51 +35,51 @@ pub fn webhook_router(webhook: Arc<Webhook>) -> Router {
         .with_state(webhook)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head><body><h1>{t}</h1><p>{b}</p></body></html>",
-        t = escape(title),
-        b = escape(body)
-    );
-    (
-        status,
-        [(header::X_CONTENT_TYPE_OPTIONS, "nosniff")],
-        Html(html),
-    )
-        .into_response()
-}
-
-/// The status and the message a caller may see: internals (storage failures) are not echoed.
-pub(crate) fn public_error(e: &Error) -> (StatusCode, String) {
+/// The status an error answers with.
+pub(crate) fn status_of(e: &Error) -> StatusCode {
     match e {
-        Error::Invalid(m) => (StatusCode::BAD_REQUEST, m.clone()),
-        Error::NotFound(m) => (StatusCode::NOT_FOUND, format!("not found: {m}")),
-        Error::Conflict(_) => (StatusCode::CONFLICT, "changed meanwhile; try again".into()),
-        Error::ReauthRequired { .. }
+        Error::Invalid(_) => StatusCode::BAD_REQUEST,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_)
+        | Error::ReauthRequired { .. }
         | Error::MailboxNotEnabled(_)
         | Error::AccessDenied(_)
         | Error::Config { .. }
-        | Error::Inactive(_) => (StatusCode::CONFLICT, e.to_string()),
-        Error::Throttled { .. } | Error::Retry { .. } => {
-            (StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-        }
-        Error::SyncReset(_) | Error::Permanent(_) => (StatusCode::BAD_GATEWAY, e.to_string()),
+        | Error::Inactive(_) => StatusCode::CONFLICT,
+        Error::Throttled { .. } | Error::Retry { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::SyncReset(_) | Error::Permanent(_) => StatusCode::BAD_GATEWAY,
         Error::Storage(_) => {
             tracing::error!(error = %e, "storage failure");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error; see the logs".into(),
-            )
+            StatusCode::INTERNAL_SERVER_ERROR
         }
     }
+}
+
+/// The status and the message an API caller may see: internals (storage failures) are not echoed.
+pub(crate) fn public_error(e: &Error) -> (StatusCode, String) {
+    let status = status_of(e);
+    let message = match e {
+        Error::Invalid(m) => m.to_string(),
+        Error::NotFound(m) => format!("not found: {m}"),
+        Error::Conflict(_) => "changed meanwhile; try again".into(),
+        Error::Storage(_) => "internal error; see the logs".into(),
+        _ => e.to_string(),
+    };
+    (status, message)
+}
+
+/// An error of the sign-in or consent flow as a page for a person: what to do, in their
+/// language, never an internal name (a secret's name, Graph's URL, Entra's trace ids).
+fn failure(lang: Lang, title: fn(&Texts) -> &'static str, e: &Error) -> Response {
+    let said = match e {
+        // A code Entra would not redeem (used twice, too old): this sign-in is over, not the grant.
+        Error::ReauthRequired { code, .. } => Say::SignInNotCompleted { code: code.clone() },
+        // What is wrong in the set-up is for an administrator; its details name internals.
+        Error::Config { code, .. } => Say::SetUpIncomplete { code: code.clone() },
+        Error::NotFound(_) => Say::UnknownLink,
+        e => e.advice(),
+    };
+    notice(lang, status_of(e), title, &said)
 }
 
 #[derive(Deserialize)]
@@ -87,14 +90,12 @@ struct ConnectQuery {
 
 async fn connect_start(
     State(connect): State<Arc<Connect>>,
+    headers: HeaderMap,
     Query(q): Query<ConnectQuery>,
 ) -> Response {
     match connect.begin(q.profile.as_deref(), q.login_hint).await {
         Ok(url) => Redirect::to(&url).into_response(),
-        Err(e) => {
-            let (status, msg) = public_error(&e);
-            page(status, "Cannot start the sign-in", &msg)
-        }
+        Err(e) => failure(lang_of(&headers), |t| t.sign_in_not_started, &e),
     }
 }
 
@@ -106,21 +107,21 @@ struct ConsentQuery {
 /// Sends an administrator to Microsoft's admin-consent page for an organisation-wide profile.
 async fn admin_consent_start(
     State(connect): State<Arc<Connect>>,
+    headers: HeaderMap,
     Query(q): Query<ConsentQuery>,
 ) -> Response {
+    let lang = lang_of(&headers);
     let Some(profile) = q.profile.filter(|p| !p.is_empty()) else {
-        return page(
+        return notice(
+            lang,
             StatusCode::BAD_REQUEST,
-            "Cannot start the consent",
-            "Name the organisation-wide profile: /admin-consent?profile=<id>.",
+            |t| t.consent_not_started,
+            &Say::NameTheProfile,
         );
     };
     match connect.begin_admin_consent(&profile).await {
         Ok(url) => Redirect::to(&url).into_response(),
-        Err(e) => {
-            let (status, msg) = public_error(&e);
-            page(status, "Cannot start the consent", &msg)
-        }
+        Err(e) => failure(lang, |t| t.consent_not_started, &e),
     }
 }
 
@@ -134,7 +135,12 @@ struct CallbackQuery {
     tenant: Option<String>,
 }
 
-async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQuery>) -> Response {
+async fn callback(
+    State(connect): State<Arc<Connect>>,
+    headers: HeaderMap,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let lang = lang_of(&headers);
     let cb = Callback {
         code: q.code,
         state: q.state,
@@ -162,30 +168,25 @@ async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQ
     };
     let mut response = match done {
         Ok(Completed::Person { .. }) => Redirect::to("/console").into_response(),
-        Ok(Completed::Consent { profile, consent }) => page(
+        Ok(Completed::Consent { profile, consent }) => notice(
+            lang,
             StatusCode::OK,
-            "Consent granted",
-            &format!(
-                "The administrator of tenant {} granted profile '{}' its permissions. Microsoft may take up to two hours to apply them everywhere: mailboxes added meanwhile show \"permission propagating\" and are tried again on their own.",
-                consent.tenant_id, profile.name
-            ),
+            |t| t.consent_granted,
+            &Say::ConsentGranted {
+                tenant: consent.tenant_id,
+                profile: profile.name,
+            },
         ),
-        Ok(Completed::Mailbox { mailbox: m, .. }) => {
-            let what = if m.approved {
-                "Mail arriving in the chosen folders is imported from now on."
-            } else {
-                "An administrator must approve it before mail is imported."
-            };
-            page(
-                StatusCode::OK,
-                "Mailbox connected",
-                &format!("{} is connected. {what}", m.address),
-            )
-        }
-        Err(e) => {
-            let (status, msg) = public_error(&e);
-            page(status, "The mailbox could not be connected", &msg)
-        }
+        Ok(Completed::Mailbox { mailbox: m, .. }) => notice(
+            lang,
+            StatusCode::OK,
+            |t| t.mailbox_connected,
+            &Say::MailboxConnected {
+                address: m.address,
+                approved: m.approved,
+            },
+        ),
+        Err(e) => failure(lang, |t| t.not_connected, &e),
     };
     if let Some(cookie) = session.and_then(|c| c.parse().ok()) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -194,13 +195,10 @@ async fn callback(State(connect): State<Arc<Connect>>, Query(q): Query<CallbackQ
 }
 
 /// The console's sign-in: Microsoft, asked only who the person is.
-async fn console_sign_in(State(connect): State<Arc<Connect>>) -> Response {
+async fn console_sign_in(State(connect): State<Arc<Connect>>, headers: HeaderMap) -> Response {
     match connect.begin_console_sign_in().await {
         Ok(url) => Redirect::to(&url).into_response(),
-        Err(e) => {
-            let (status, msg) = public_error(&e);
-            page(status, "Cannot start the sign-in", &msg)
-        }
+        Err(e) => failure(lang_of(&headers), |t| t.sign_in_not_started, &e),
     }
 }
 
@@ -253,7 +251,7 @@ async fn notifications(
             StatusCode::ACCEPTED.into_response()
         }
         Err(Error::Invalid(why)) => {
-            tracing::warn!(why, "rejected a notification body");
+            tracing::warn!(why = %why, "rejected a notification body");
             StatusCode::BAD_REQUEST.into_response()
         }
         Err(e) => {

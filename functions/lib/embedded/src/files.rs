@@ -52,7 +52,7 @@ impl FileBlobStore {
             .split('/')
             .any(|p| p.is_empty() || p == "." || p == "..")
         {
-            return Err(Error::Invalid(format!("bad object key {key}")));
+            return Err(Error::invalid(format!("bad object key {key}")));
         }
         Ok(self.root.join(key))
     }

@@ -9,7 +9,7 @@ use crate::services::organisation::Organisation;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
 use crate::services::Settings;
-use crate::{Error, Result};
+use crate::{Error, Result, Say};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -222,10 +222,10 @@ impl Admin {
     /// Chooses the folders to import, by folder id; names are read from the mailbox.
     pub async fn set_folders(&self, id: &str, folder_ids: &[String]) -> Result<Mailbox> {
         if folder_ids.len() > MAX_FOLDERS {
-            return Err(Error::Invalid(format!(
-                "{} folders chosen; at most {MAX_FOLDERS}",
-                folder_ids.len()
-            )));
+            return Err(Error::Invalid(Say::TooManyFolders {
+                count: folder_ids.len(),
+                max: MAX_FOLDERS,
+            }));
         }
         let mailbox = self.repos.mailbox(id).await?;
         let session = self.tokens.session(&mailbox).await?;
@@ -259,15 +259,13 @@ impl Admin {
     pub async fn add_shared(&self, delegate_id: &str, address: &str) -> Result<Mailbox> {
         let address = address.trim().to_lowercase();
         if !address.contains('@') || address.len() > MAX_ADDRESS {
-            return Err(Error::Invalid(format!(
-                "{address:?} is not a mailbox address"
-            )));
+            return Err(Error::Invalid(Say::NotAnAddress {
+                address: address.clone(),
+            }));
         }
         let delegate = self.repos.mailbox(delegate_id).await?;
         if delegate.kind != MailboxKind::User {
-            return Err(Error::Invalid(
-                "a shared mailbox is reached through a signed-in user's own mailbox".into(),
-            ));
+            return Err(Error::Invalid(Say::SharedOnlyFromUser));
         }
         // Reading its Inbox proves the delegate's access (403 otherwise) and gives the folder.
         let inbox = self.inbox(&delegate, &address).await?;

@@ -11,7 +11,7 @@ use crate::services::alerts::Alerts;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
 use crate::services::worker::Done;
-use crate::{Error, Result};
+use crate::{Error, Result, Say};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -46,7 +46,7 @@ pub struct RunResult {
     pub failed: Vec<Check>,
 }
 
-fn passed(check: CheckKind, detail: impl Into<String>) -> Check {
+fn passed(check: CheckKind, detail: impl Into<Say>) -> Check {
     Check {
         check,
         result: CheckResult::Passed,
@@ -55,7 +55,7 @@ fn passed(check: CheckKind, detail: impl Into<String>) -> Check {
     }
 }
 
-fn failed(check: CheckKind, detail: impl Into<String>, action: impl Into<String>) -> Check {
+fn failed(check: CheckKind, detail: impl Into<Say>, action: impl Into<Say>) -> Check {
     Check {
         check,
         result: CheckResult::Failed,
@@ -64,7 +64,7 @@ fn failed(check: CheckKind, detail: impl Into<String>, action: impl Into<String>
     }
 }
 
-fn skipped(check: CheckKind, detail: impl Into<String>) -> Check {
+fn skipped(check: CheckKind, detail: impl Into<Say>) -> Check {
     Check {
         check,
         result: CheckResult::Skipped,
@@ -74,7 +74,7 @@ fn skipped(check: CheckKind, detail: impl Into<String>) -> Check {
 }
 
 fn error_check(check: CheckKind, e: &Error) -> Check {
-    failed(check, e.to_string(), e.what_to_do())
+    failed(check, e.to_string(), e.advice())
 }
 
 impl Checks {
@@ -86,7 +86,9 @@ impl Checks {
             Ok(s) => {
                 checks.push(passed(
                     CheckKind::Token,
-                    format!("a token was obtained with profile '{}'", s.profile.name),
+                    Say::TokenObtained {
+                        profile: s.profile.name.clone(),
+                    },
                 ));
                 Some(s)
             }
@@ -97,14 +99,16 @@ impl Checks {
         };
         let reached = match &session {
             None => {
-                checks.push(skipped(CheckKind::Mailbox, "no token"));
+                checks.push(skipped(CheckKind::Mailbox, Say::NoToken));
                 false
             }
             Some(s) => match self.graph.folder(s.ctx(), &mailbox.user_id, "inbox").await {
                 Ok(_) => {
                     checks.push(passed(
                         CheckKind::Mailbox,
-                        format!("{} is reachable", mailbox.address),
+                        Say::Reachable {
+                            address: mailbox.address.clone(),
+                        },
                     ));
                     true
                 }
@@ -116,15 +120,15 @@ impl Checks {
         };
         match (&session, reached) {
             (Some(s), true) => checks.push(self.folders(s.ctx(), &mailbox).await),
-            _ => checks.push(skipped(CheckKind::Folders, "the mailbox was not reached")),
+            _ => checks.push(skipped(CheckKind::Folders, Say::NotReached)),
         }
         checks.push(if mailbox.approved {
-            passed(CheckKind::Approval, "approved")
+            passed(CheckKind::Approval, Say::Approved)
         } else {
             failed(
                 CheckKind::Approval,
-                "waiting for an administrator's approval",
-                "An administrator must approve this mailbox before its mail is imported.",
+                Say::AwaitingApproval,
+                Say::ApproveFirst,
             )
         });
         let ready = checks.iter().all(|c| c.result == CheckResult::Passed);
@@ -133,16 +137,13 @@ impl Checks {
             skipped(
                 CheckKind::Notifications,
                 if ready {
-                    "checked when the mailbox is enabled"
+                    Say::CheckedWhenEnabled
                 } else {
-                    "an earlier check failed"
+                    Say::EarlierCheckFailed
                 },
             )
         } else if !mailbox.can_subscribe() {
-            passed(
-                CheckKind::Notifications,
-                "polled every few minutes: Graph sends no notifications for a shared mailbox reached with delegated permissions",
-            )
+            passed(CheckKind::Notifications, Say::SharedPolled)
         } else {
             self.notifications(&mailbox).await
         });
@@ -179,11 +180,7 @@ impl Checks {
 
     async fn folders(&self, ctx: crate::ports::GraphCtx<'_>, mailbox: &Mailbox) -> Check {
         if mailbox.folders.is_empty() {
-            return failed(
-                CheckKind::Folders,
-                "no folder is chosen",
-                "Choose at least one folder to import.",
-            );
+            return failed(CheckKind::Folders, Say::NoFolderChosen, Say::ChooseAFolder);
         }
         let mut names = Vec::new();
         for f in &mailbox.folders {
@@ -192,20 +189,18 @@ impl Checks {
                 Err(Error::NotFound(_)) => {
                     return failed(
                         CheckKind::Folders,
-                        format!("the folder '{}' no longer exists", f.display_name),
-                        format!(
-                            "The folder '{}' was deleted or moved: choose the folders again.",
-                            f.display_name
-                        ),
+                        Say::FolderGone {
+                            name: f.display_name.clone(),
+                        },
+                        Say::FolderGoneChooseAgain {
+                            name: f.display_name.clone(),
+                        },
                     )
                 }
                 Err(e) => return error_check(CheckKind::Folders, &e),
             }
         }
-        passed(
-            CheckKind::Folders,
-            format!("{} readable: {}", names.len(), names.join(", ")),
-        )
+        passed(CheckKind::Folders, Say::FoldersReadable { names })
     }
 
     async fn notifications(&self, mailbox: &Mailbox) -> Check {
@@ -216,27 +211,26 @@ impl Checks {
                 Err(e) => {
                     return failed(
                         CheckKind::Notifications,
-                        format!("Graph refused a subscription on '{}': {e}", f.display_name),
+                        Say::SubscriptionRefused {
+                            folder: f.display_name.clone(),
+                            detail: e.to_string(),
+                        },
                         match e {
-                            Error::Invalid(_) | Error::Permanent(_) => "Graph could not reach mailbridge's notification URL: check that the public URL is reachable from the internet over https.".into(),
-                            _ => e.what_to_do(),
+                            Error::Invalid(_) | Error::Permanent(_) => {
+                                Say::NotificationUrlUnreachable
+                            }
+                            _ => e.advice(),
                         },
                     )
                 }
             }
         }
-        let first = until.iter().min().copied();
         passed(
             CheckKind::Notifications,
-            format!(
-                "{} subscription{} live{}",
-                until.len(),
-                if until.len() == 1 { "" } else { "s" },
-                first.map_or(String::new(), |t| format!(
-                    ", renewed before {}",
-                    t.format("%Y-%m-%d %H:%M UTC")
-                ))
-            ),
+            Say::SubscriptionsLive {
+                count: until.len(),
+                renew_before: until.iter().min().copied(),
+            },
         )
     }
 

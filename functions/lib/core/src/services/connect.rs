@@ -8,7 +8,7 @@ use crate::services::alerts::Alerts;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
 use crate::services::Settings;
-use crate::{Error, Result};
+use crate::{Error, Result, Say};
 use std::sync::Arc;
 
 /// What the authorize endpoint sent back to the callback.
@@ -92,9 +92,7 @@ impl Connect {
                 .await?
                 .into_iter()
                 .find(|p| p.is_default)
-                .ok_or_else(|| {
-                    Error::Invalid("no server profile is marked as the default; name one".into())
-                })?;
+                .ok_or(Error::Invalid(Say::NoDefaultProfile))?;
             return self.tokens.usable(default);
         };
         self.tokens.profile(id).await
@@ -109,10 +107,9 @@ impl Connect {
     ) -> Result<String> {
         let profile = self.profile(profile_id).await?;
         if profile.auth != AuthType::Delegated {
-            return Err(Error::Invalid(format!(
-                "profile {} uses application permissions: grant admin consent instead of signing in",
-                profile.id
-            )));
+            return Err(Error::Invalid(Say::ProfileIsOrganisationWide {
+                profile: profile.id.clone(),
+            }));
         }
         let (verifier, challenge) = pkce_pair();
         let (state, pending) = self
@@ -136,9 +133,7 @@ impl Connect {
     pub async fn begin_console_sign_in(&self) -> Result<String> {
         let profile = self.profile(None).await?;
         if profile.auth != AuthType::Delegated {
-            return Err(Error::Invalid(
-                "the default profile is organisation-wide: make a delegated profile the default for people to sign in".into(),
-            ));
+            return Err(Error::Invalid(Say::DefaultIsOrganisationWide));
         }
         let (verifier, challenge) = pkce_pair();
         let (state, pending) = self
@@ -162,10 +157,9 @@ impl Connect {
     pub async fn begin_admin_consent(&self, profile_id: &str) -> Result<String> {
         let profile = self.tokens.profile(profile_id).await?;
         if profile.auth != AuthType::Application {
-            return Err(Error::Invalid(format!(
-                "profile {} uses delegated permissions: each person signs in at /connect instead",
-                profile.id
-            )));
+            return Err(Error::Invalid(Say::ProfileIsDelegated {
+                profile: profile.id.clone(),
+            }));
         }
         // The consent has no code to redeem; the verifier is kept only for the record's shape.
         let (verifier, _) = pkce_pair();
@@ -211,42 +205,44 @@ impl Connect {
             .state
             .as_deref()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| Error::Invalid("the sign-in answer has no state".into()))?;
+            .ok_or(Error::Invalid(Say::SignInNoState))?;
         let pending = self
             .repos
             .auth_states
             .take(&sha256_hex(state.as_bytes()))
             .await?
-            .ok_or_else(|| {
-                Error::Invalid(
-                    "this sign-in link is unknown or was already used; start again".into(),
-                )
-            })?;
+            .ok_or(Error::Invalid(Say::SignInUnknown))?;
         if pending.expires_at < self.clock.now() {
-            return Err(Error::Invalid(
-                "this sign-in took too long and expired; start again".into(),
-            ));
+            return Err(Error::Invalid(Say::SignInExpired));
         }
         if let Some(error) = cb.error {
             let detail = cb.error_description.unwrap_or_default();
             let code = detail.split(':').next().unwrap_or_default();
-            let what = match (pending.purpose, error.as_str(), code) {
-                (AuthPurpose::AdminConsent, _, "AADSTS90094") => {
-                    "only an administrator of the profile's tenant can grant this consent: sign in as a Global Administrator (or Privileged Role Administrator) of that tenant and start again"
-                }
-                (AuthPurpose::AdminConsent, "access_denied", _) => {
-                    "the administrator declined the consent: nothing was granted"
-                }
-                (_, "access_denied", _) => "the permissions were not granted (consent declined)",
-                (_, "consent_required" | "interaction_required", _) => {
-                    "an administrator must grant consent first"
-                }
-                _ => "Microsoft refused the sign-in",
+            let error = if code.is_empty() {
+                error
+            } else {
+                format!("{error}, {code}")
             };
-            return Err(Error::Invalid(format!(
-                "{what} ({error}{}{code})",
-                if code.is_empty() { "" } else { ", " }
-            )));
+            return Err(Error::Invalid(
+                match (pending.purpose, error.as_str(), code) {
+                    (AuthPurpose::AdminConsent, _, "AADSTS90094") => {
+                        Say::ConsentNotByAdmin { code: error }
+                    }
+                    (AuthPurpose::AdminConsent, e, _) if e.starts_with("access_denied") => {
+                        Say::ConsentDeclined { error }
+                    }
+                    (_, e, _) if e.starts_with("access_denied") => {
+                        Say::PermissionsDeclined { error }
+                    }
+                    (_, e, _)
+                        if e.starts_with("consent_required")
+                            || e.starts_with("interaction_required") =>
+                    {
+                        Say::ConsentFirst { error }
+                    }
+                    _ => Say::SignInRefused { error },
+                },
+            ));
         }
         if pending.purpose == AuthPurpose::AdminConsent {
             return self.consented(&pending, &cb).await;
@@ -254,7 +250,7 @@ impl Connect {
         let code = cb
             .code
             .filter(|c| !c.is_empty())
-            .ok_or_else(|| Error::Invalid("the sign-in answer has no code".into()))?;
+            .ok_or(Error::Invalid(Say::SignInNoCode))?;
         let profile = self.tokens.profile(&pending.profile_id).await?;
         let secret = self.tokens.credential(&profile).await?;
         if pending.purpose == AuthPurpose::ConsoleSignIn {
@@ -408,15 +404,13 @@ impl Connect {
             .as_deref()
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         {
-            return Err(Error::Invalid(
-                "Microsoft did not confirm the consent: start again".into(),
-            ));
+            return Err(Error::Invalid(Say::ConsentNotConfirmed));
         }
         let tenant = cb
             .tenant
             .as_deref()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| Error::Invalid("the consent's answer names no tenant".into()))?;
+            .ok_or(Error::Invalid(Say::ConsentNotConfirmed))?;
         let known = self.repos.consents.get(&profile.id).await?;
         let expected = known
             .as_ref()
@@ -427,10 +421,11 @@ impl Connect {
                     .then(|| profile.tenant.clone())
             });
         if let Some(expected) = expected.filter(|e| !e.eq_ignore_ascii_case(tenant)) {
-            return Err(Error::Invalid(format!(
-                "an administrator of another tenant ({tenant}) answered; profile '{}' is for tenant {expected}: sign in as an administrator of that tenant and start again",
-                profile.name
-            )));
+            return Err(Error::Invalid(Say::ConsentFromOtherTenant {
+                tenant: tenant.into(),
+                profile: profile.name.clone(),
+                expected,
+            }));
         }
         let consent = AppConsent {
             profile_id: profile.id.clone(),

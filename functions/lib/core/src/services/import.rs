@@ -9,7 +9,7 @@ use crate::repo::{Repo, Repos};
 use crate::services::tokens::Tokens;
 use crate::services::worker::Done;
 use crate::services::Settings;
-use crate::{Error, Result};
+use crate::{Error, Result, Say};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -115,7 +115,7 @@ impl Importer {
             Ok(message) => message,
             Err(reason) => {
                 let refused = ImportState::Refused {
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                     at: now,
                 };
                 self.finish(ledger, message_id, version, refused).await?;
@@ -184,17 +184,17 @@ impl Importer {
         mailbox: &Mailbox,
         message_id: &str,
         category: &str,
-    ) -> Option<String> {
+    ) -> Option<Say> {
         let e = self
             .graph
             .add_category(ctx, &mailbox.user_id, message_id, category)
             .await
             .err()?;
         tracing::warn!(mailbox = %mailbox.id, error = %e, "Outlook category not set");
-        Some(format!(
-            "The Outlook category {category:?} could not be set ({e}). If access was denied, \
-             reconnect the mailbox so that mailbridge gets Mail.ReadWrite."
-        ))
+        Some(Say::CategoryNotSet {
+            category: category.into(),
+            detail: e.to_string(),
+        })
     }
 
     /// Streams the MIME to `key` as it arrives, parsing its metadata on the way: memory stays flat
@@ -203,9 +203,9 @@ impl Importer {
         &self,
         key: &str,
         mut download: MimeDownload,
-    ) -> Result<std::result::Result<MessageMetadata, String>> {
+    ) -> Result<std::result::Result<MessageMetadata, Say>> {
         let limit = self.settings.max_message_bytes;
-        let too_large = |size: u64| format!("message is {size} bytes, over the {limit} byte limit");
+        let too_large = |size: u64| Say::MessageTooLarge { size, limit };
         if let Some(length) = download.length.filter(|&l| l > limit) {
             return Ok(Err(too_large(length)));
         }
@@ -464,7 +464,7 @@ mod tests {
         let worker = w.services.worker(w.blobs.clone());
         // Announced too large: refused before a byte is stored.
         let done = worker.importer.import(&m.id, "big").await.unwrap();
-        assert!(matches!(done, Done::Refused(ref why) if why.contains("over the")));
+        assert!(matches!(done, Done::Refused(Say::MessageTooLarge { .. })));
         // Announced small (or not at all), found too large on the way: refused too.
         w.graph.announce_length(None);
         let done = worker.importer.import(&m.id, "sly").await.unwrap();

@@ -94,7 +94,7 @@ impl Settings {
     /// Sets the size limit of an imported message, in MB (1 to 150).
     pub fn with_max_message_mb(mut self, mb: u64) -> Result<Self> {
         if !(1..=MAX_MESSAGE_MB).contains(&mb) {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "the message size limit is {mb} MB; it must be between 1 and {MAX_MESSAGE_MB}"
             )));
         }

@@ -13,7 +13,7 @@ use crate::services::connect::mailbox_id;
 use crate::services::subscriptions::Subscriptions;
 use crate::services::tokens::Tokens;
 use crate::services::Settings;
-use crate::{Error, Result};
+use crate::{Error, Result, Say};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
@@ -57,7 +57,7 @@ impl Organisation {
     async fn app_profile(&self, profile_id: &str) -> Result<ServerProfile> {
         let profile = self.tokens.profile(profile_id).await?;
         if profile.auth != AuthType::Application {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "profile {profile_id} uses delegated permissions: its mailboxes connect by signing in"
             )));
         }
@@ -68,7 +68,7 @@ impl Organisation {
     /// one Graph cannot reach yet is kept, in the state that says why.
     pub async fn add(&self, profile_id: &str, addresses: &[String]) -> Result<Vec<Mailbox>> {
         if addresses.is_empty() || addresses.len() > MAX_ADDRESSES {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "give 1 to {MAX_ADDRESSES} addresses, not {}",
                 addresses.len()
             )));
@@ -82,7 +82,7 @@ impl Organisation {
                 || a.len() > 254
                 || a.contains(char::is_whitespace)
             {
-                return Err(Error::Invalid(format!("{a:?} is not a mailbox address")));
+                return Err(Error::Invalid(Say::NotAnAddress { address: a }));
             }
             if !clean.contains(&a) {
                 clean.push(a);
@@ -206,10 +206,12 @@ impl Organisation {
                         ConnectionState::NotReachable {
                             reason: format!("outside the app's scope: {why}"),
                         },
-                        Some((AlertKind::OutsideScope, format!(
-                            "The app registration may not read {}: Exchange's RBAC for Applications or an application access policy leaves this mailbox out of the app's scope. Add it to the scope (or the policy's group), or remove it from mailbridge.",
-                            mailbox.address
-                        ))),
+                        Some((
+                            AlertKind::OutsideScope,
+                            Say::OutsideScope {
+                                address: mailbox.address.clone(),
+                            },
+                        )),
                     ),
                 }
             }
@@ -217,10 +219,12 @@ impl Organisation {
                 ConnectionState::NotReachable {
                     reason: format!("no Exchange Online mailbox: {why}"),
                 },
-                Some((AlertKind::LicenceMissing, format!(
-                    "Microsoft Graph cannot reach {}: give the user an Exchange Online licence (or move the mailbox to Exchange Online).",
-                    mailbox.address
-                ))),
+                Some((
+                    AlertKind::LicenceMissing,
+                    Say::NoExchangeMailbox {
+                        address: Some(mailbox.address.clone()),
+                    },
+                )),
             ),
             Err(e) => return Err(e),
         };

@@ -23,7 +23,8 @@ pub const KMS_ALIAS_PREFIX: &str = "alias/mailbridge/";
 const MAX_SECRET_NAME: usize = 512;
 
 fn invalid(why: impl Into<String>) -> Error {
-    Error::Invalid(why.into())
+    let why: String = why.into();
+    Error::invalid(why)
 }
 
 impl Settings {
@@ -419,7 +420,7 @@ mod tests {
             ..profile()
         };
         assert!(
-            matches!(s.check_profile(&p), Err(Error::Invalid(m)) if m.contains("backfill_days"))
+            matches!(s.check_profile(&p), Err(Error::Invalid(m)) if m.to_string().contains("backfill_days"))
         );
         let p = ServerProfile {
             backfill_days: MAX_BACKFILL_DAYS,

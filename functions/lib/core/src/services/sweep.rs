@@ -56,7 +56,7 @@ impl Sweeper {
             d => Take::Since(
                 Duration::try_days(i64::from(d))
                     .and_then(|window| self.clock.now().checked_sub_signed(window))
-                    .ok_or_else(|| Error::Invalid(format!("a backfill of {d} days")))?,
+                    .ok_or_else(|| Error::invalid(format!("a backfill of {d} days")))?,
             ),
         };
         let mut report = SweepReport::default();

@@ -12,7 +12,7 @@ use crate::secret::Secret;
 use crate::services::alerts::Alerts;
 use crate::services::profiles::Secrets;
 use crate::services::Settings;
-use crate::{Error, Result};
+use crate::{Error, Result, Say};
 use std::sync::Arc;
 
 /// What a Graph call for a mailbox needs: its profile, its cloud's Graph and a fresh token.
@@ -162,7 +162,7 @@ impl Tokens {
             (AuthType::Delegated, Some(m)) => m.token_owner().to_string(),
             (AuthType::Application, _) => format!("app-{}", profile.id),
             (AuthType::Delegated, None) => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::invalid(format!(
                     "profile {} uses delegated permissions: it has no token of its own",
                     profile.id
                 )))
@@ -262,7 +262,10 @@ impl Tokens {
         } else {
             AlertKind::CredentialRefused
         };
-        let message = format!("Profile '{}': {}", profile.name, e.what_to_do());
+        let message = Say::OfProfile {
+            profile: profile.name.clone(),
+            then: Box::new(e.advice()),
+        };
         let now = self.clock.now();
         if let Err(err) = self
             .alerts
@@ -303,7 +306,7 @@ impl Tokens {
                 .touch(&id, |h| {
                     h.raise(
                         AlertKind::ReauthRequired,
-                        format!("Sign in again to reconnect this mailbox ({code})."),
+                        Say::SignInAgain { code: code.into() },
                         now,
                     )
                 })

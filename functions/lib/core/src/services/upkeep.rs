@@ -11,7 +11,7 @@ use crate::services::subscriptions::Subscriptions;
 use crate::services::sweep::Sweeper;
 use crate::services::tokens::Tokens;
 use crate::services::worker::Done;
-use crate::{Error, Result};
+use crate::{Error, Result, Say};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -307,28 +307,21 @@ fn expiry_sentence(
     stage: ExpiryStage,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> String {
-    let day = at.format("%Y-%m-%d");
-    let what = profile.credential_name();
-    let renew = if profile.certificate.is_some() {
-        "upload a new certificate to the app registration and give it (with its key) in the profile"
-    } else {
-        "create a new secret in the app registration, store it in the secret store and update the profile's expiry"
-    };
+) -> Say {
+    let credential = profile.credential();
+    let (profile, on) = (profile.name.clone(), at.date_naive());
     match stage {
-        ExpiryStage::Expired => format!(
-            "The {what} of profile '{}' expired on {day}: no mailbox of this profile can connect \
-             until you {renew}.",
-            profile.name
-        ),
-        _ => {
-            let days = ((at - now).num_hours() + 23).div_euclid(24).max(1);
-            format!(
-                "The {what} of profile '{}' expires on {day} (in {days} day{}): {renew}.",
-                profile.name,
-                if days == 1 { "" } else { "s" }
-            )
-        }
+        ExpiryStage::Expired => Say::CredentialExpired {
+            credential,
+            profile,
+            on,
+        },
+        _ => Say::CredentialExpires {
+            credential,
+            profile,
+            on,
+            days: ((at - now).num_hours() + 23).div_euclid(24).max(1),
+        },
     }
 }
 
@@ -369,7 +362,7 @@ impl Upkeep {
                     h.unannounced.push(AlertChange {
                         kind,
                         raised: true,
-                        message: message.clone(),
+                        message: message.to_string(),
                         at: now,
                     });
                 }

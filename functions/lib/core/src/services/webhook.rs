@@ -88,12 +88,12 @@ impl Webhook {
     /// any other error means nothing could be persisted (answer 5xx so that Graph retries).
     pub async fn intake(&self, body: &[u8]) -> Result<Intake> {
         if body.len() > MAX_BODY_BYTES {
-            return Err(Error::Invalid(format!("body over {MAX_BODY_BYTES} bytes")));
+            return Err(Error::invalid(format!("body over {MAX_BODY_BYTES} bytes")));
         }
         let envelope: Envelope = serde_json::from_slice(body)
-            .map_err(|e| Error::Invalid(format!("not a notification collection: {e}")))?;
+            .map_err(|e| Error::invalid(format!("not a notification collection: {e}")))?;
         if envelope.value.len() > MAX_ITEMS {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "more than {MAX_ITEMS} notifications in one request"
             )));
         }

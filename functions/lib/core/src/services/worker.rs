@@ -12,7 +12,7 @@ use crate::services::pace::{Pace, SharedPace};
 use crate::services::subscriptions::Subscriptions;
 use crate::services::sweep::Sweeper;
 use crate::services::upkeep::Upkeep;
-use crate::{Disposition, Error, Result};
+use crate::{Disposition, Error, Result, Say};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,14 +43,14 @@ pub enum Done {
         eml_key: String,
         metadata_key: String,
         bytes: u64,
-        category_failure: Option<String>,
+        category_failure: Option<Say>,
     },
     /// Already imported (or found gone) before: nothing done.
     Duplicate,
     /// Deleted from the mailbox before it could be fetched: recorded, not retried.
     Gone,
     /// Refused for good (too large): recorded with an alert.
-    Refused(String),
+    Refused(Say),
     /// A sweep ran and queued this many imports.
     Swept { queued: u32 },
     /// A mailbox's due upkeep was done: subscriptions renewed or created, imports queued.
@@ -268,21 +268,19 @@ impl Worker {
                         // Graph cannot reach the mailbox: a person must act, and is told how.
                         match e {
                             Error::MailboxNotEnabled(_) => {
-                                h.raise(AlertKind::LicenceMissing, e.what_to_do(), now)
+                                h.raise(AlertKind::LicenceMissing, e.advice(), now)
                             }
                             Error::AccessDenied(_) => {
-                                h.raise(AlertKind::ImportFailing, e.what_to_do(), now)
+                                h.raise(AlertKind::ImportFailing, e.advice(), now)
                             }
                             _ => {}
                         }
                         if let Error::Throttled { after } = e {
                             h.raise(
                                 AlertKind::Throttled,
-                                format!(
-                                    "Microsoft Graph is throttling this mailbox; imports resume \
-                                 after {} s.",
-                                    after.as_secs()
-                                ),
+                                Say::ThrottledImportsResume {
+                                    seconds: after.as_secs(),
+                                },
                                 now,
                             );
                         }
@@ -399,7 +397,7 @@ mod tests {
             .alerts
             .iter()
             .find(|a| a.kind == AlertKind::LicenceMissing);
-        assert!(alert.unwrap().message.contains("Exchange Online licence"));
+        assert!(alert.unwrap().message().contains("Exchange Online licence"));
         let events = w.events.alerts();
         assert_eq!(
             (events.len(), events[0].kind),

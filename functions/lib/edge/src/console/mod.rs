@@ -20,10 +20,11 @@ use mailbridge_core::model::*;
 use mailbridge_core::services::admin::{Admin, MailboxView};
 use mailbridge_core::services::query_value;
 use mailbridge_core::{Error, Secret};
+use mailbridge_core::{Lang, Say};
 use serde::Deserialize;
 use session::{Session, SessionKey};
 use std::sync::Arc;
-use texts::{Lang, Texts};
+use texts::Texts;
 
 /// The app role (its value in the app registration's manifest) that makes a person an
 /// administrator of the console, besides the deployment's list.
@@ -64,8 +65,39 @@ pub fn console_router(console: Console) -> Router {
         .with_state(console)
 }
 
-/// The headers of every console answer.
-async fn security_headers(mut r: Response) -> Response {
+/// A page of the sign-in and consent flows (the oauth function's): what happened, in the
+/// visitor's language, and the way to the console.
+#[derive(Template)]
+#[template(path = "notice.html")]
+struct Notice {
+    t: &'static Texts,
+    lang: &'static str,
+    title: &'static str,
+    message: String,
+    ok: bool,
+}
+
+pub(crate) fn notice(
+    lang: Lang,
+    status: StatusCode,
+    title: fn(&Texts) -> &'static str,
+    message: &Say,
+) -> Response {
+    let t = texts::of(lang);
+    render(
+        status,
+        Notice {
+            t,
+            lang: lang.code(),
+            title: title(t),
+            message: message.in_lang(lang),
+            ok: status.is_success(),
+        },
+    )
+}
+
+/// The headers of every page (the console's and the oauth function's).
+pub(crate) async fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     for (name, value) in [
         (
@@ -110,7 +142,7 @@ impl Visitor {
                 || s.roles.iter().any(|r| r == ADMIN_ROLE)
         });
         Visitor {
-            lang: Lang::of(headers),
+            lang: texts::lang_of(headers),
             session,
             admin,
             path: path.to_string(),
@@ -119,7 +151,7 @@ impl Visitor {
 
     fn page(&self) -> Page {
         Page {
-            t: self.lang.texts(),
+            t: texts::of(self.lang),
             lang: self.lang.code(),
             other_lang: self.lang.other().code(),
             path: query_value(&self.path),
@@ -134,7 +166,7 @@ impl Visitor {
     }
 
     fn t(&self) -> &'static Texts {
-        self.lang.texts()
+        texts::of(self.lang)
     }
 
     /// The form's token matches the session's.
@@ -296,9 +328,11 @@ impl ProfileForm {
 
     /// The profile the form describes, over the stored one (`existing`), whose certificate and
     /// custom cloud the form keeps; or what is wrong with it.
-    fn profile(&self, existing: Option<&ServerProfile>) -> Result<ServerProfile, String> {
+    fn profile(&self, existing: Option<&ServerProfile>) -> Result<ServerProfile, Say> {
         if self.new && existing.is_some() {
-            return Err(format!("a profile named {} exists already", self.id));
+            return Err(Say::ProfileExists {
+                id: self.id.clone(),
+            });
         }
         let cloud = match (self.cloud.as_str(), existing) {
             ("global", _) => Cloud::Global,
@@ -306,7 +340,11 @@ impl ProfileForm {
             ("us_gov_dod", _) => Cloud::UsGovDod,
             ("china", _) => Cloud::China,
             (_, Some(p)) if matches!(p.cloud, Cloud::Custom { .. }) => p.cloud.clone(),
-            (other, _) => return Err(format!("{other:?} is not a cloud")),
+            (other, _) => {
+                return Err(Say::NotACloud {
+                    value: other.into(),
+                })
+            }
         };
         let auth = match self.auth.as_str() {
             "application" => AuthType::Application,
@@ -316,7 +354,7 @@ impl ProfileForm {
             "" => None,
             d => Some(
                 chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                    .map_err(|_| format!("{d:?} is not a date (YYYY-MM-DD)"))?
+                    .map_err(|_| Say::NotADate { value: d.into() })?
                     .and_hms_opt(0, 0, 0)
                     .expect("midnight exists")
                     .and_utc(),
@@ -326,7 +364,7 @@ impl ProfileForm {
             "" => 0,
             d => d
                 .parse()
-                .map_err(|_| format!("{d:?} is not a number of days"))?,
+                .map_err(|_| Say::NotANumberOfDays { value: d.into() })?,
         };
         Ok(ServerProfile {
             id: self.id.clone(),
@@ -415,11 +453,10 @@ fn error_page(v: &Visitor, status: StatusCode, message: impl Into<String>) -> Re
 /// the visitor's) says only that; a mistake in what was sent says what it was; anything else says
 /// what to do about it.
 fn failure(v: &Visitor, e: &Error) -> Response {
-    let (status, message) = public_error(e);
+    let (status, _) = public_error(e);
     match e {
         Error::NotFound(_) => error_page(v, StatusCode::NOT_FOUND, v.t().not_found),
-        Error::Invalid(_) => error_page(v, status, message),
-        _ => error_page(v, status, e.what_to_do()),
+        _ => error_page(v, status, e.advice().in_lang(v.lang)),
     }
 }
 
@@ -432,7 +469,7 @@ fn row(lang: Lang, view: &MailboxView) -> Row {
         profile: m.profile_id.clone(),
         state: texts::state_label(lang, m),
         incoming: texts::incoming_label(lang, h.incoming),
-        last_sync: h.last_sync.map_or(lang.texts().never.to_string(), |t| {
+        last_sync: h.last_sync.map_or(texts::of(lang).never.to_string(), |t| {
             t.format("%Y-%m-%d %H:%M UTC").to_string()
         }),
         imported: h.imported,
@@ -493,7 +530,7 @@ impl Console {
             .map(|a| AlertRow {
                 label: texts::alert_label(lang, a.kind),
                 subject: view.mailbox.address.clone(),
-                message: a.message.clone(),
+                message: a.say.in_lang(lang),
                 action: (a.kind == AlertKind::ReauthRequired).then(|| {
                     self.admin
                         .settings
@@ -555,7 +592,7 @@ async fn home(
                     wall.extend(p.alerts.iter().map(|a| AlertRow {
                         label: texts::alert_label(v.lang, a.kind),
                         subject: p.profile.name.clone(),
-                        message: a.message.clone(),
+                        message: a.say.in_lang(v.lang),
                         action: None,
                     }));
                     profiles.push(ProfileRow {
@@ -566,8 +603,8 @@ async fn home(
                             .collect::<Vec<_>>()
                             .join(", "),
                         auth: match p.profile.auth {
-                            AuthType::Delegated => "delegated",
-                            AuthType::Application => "application",
+                            AuthType::Delegated => v.t().auth_delegated,
+                            AuthType::Application => v.t().auth_application,
                         },
                         id: p.profile.id,
                         name: p.profile.name,
@@ -608,8 +645,11 @@ async fn mailbox_page(
                 .map(|ch| CheckRow {
                     label: texts::check_label(v.lang, ch.check),
                     result: texts::result_label(t, ch.result),
-                    detail: ch.detail.clone(),
-                    action: ch.action.clone().unwrap_or_default(),
+                    detail: ch.detail.in_lang(v.lang),
+                    action: ch
+                        .action
+                        .as_ref()
+                        .map_or(String::new(), |a| a.in_lang(v.lang)),
                     class: if ch.result == CheckResult::Failed {
                         "failed"
                     } else {
@@ -791,10 +831,7 @@ async fn save_profile(
         Err(e) => return failure(&v, &e),
     };
     let stored = match sent.profile(existing.as_ref()) {
-        Ok(p) => c.admin.put_profile(p).await.map_err(|e| match e {
-            Error::Invalid(m) => m,
-            other => other.what_to_do(),
-        }),
+        Ok(p) => c.admin.put_profile(p).await.map_err(|e| e.advice()),
         Err(m) => Err(m),
     };
     match stored {
@@ -815,7 +852,7 @@ async fn save_profile(
                     page: v.page(),
                     p: shown,
                     clouds: CLOUDS,
-                    error: Some(error),
+                    error: Some(error.in_lang(v.lang)),
                 },
             )
         }
@@ -846,7 +883,7 @@ struct LangQuery {
 
 /// The language switch: a cookie, then back to the page (a console path only).
 async fn switch_lang(State(c): State<Console>, Query(q): Query<LangQuery>) -> Response {
-    let lang = q.to.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
+    let lang = q.to.as_deref().and_then(Lang::parse).unwrap_or_default();
     let back = q
         .back
         .filter(|b| b.starts_with("/console") && !b.contains("//") && !b.contains('\\'))

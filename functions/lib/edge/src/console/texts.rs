@@ -6,71 +6,42 @@ use axum::http::HeaderMap;
 use mailbridge_core::model::{
     AlertKind, CheckKind, CheckResult, ConnectionState, IncomingStatus, Mailbox,
 };
+use mailbridge_core::Lang;
 
-/// The console's languages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    En,
-    Fr,
+/// The visitor's language: the cookie's choice, else the first of `Accept-Language` mailbridge
+/// speaks, else English.
+pub fn lang_of(headers: &HeaderMap) -> Lang {
+    if let Some(l) = super::session::cookie(headers, "mb_lang").and_then(Lang::parse) {
+        return l;
+    }
+    let accept = headers
+        .get(axum::http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut ranked: Vec<(f32, &str)> = accept
+        .split(',')
+        .filter_map(|part| {
+            let mut it = part.trim().split(';');
+            let tag = it.next()?.trim();
+            let q = it
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(1.0);
+            Some((q, tag))
+        })
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    ranked
+        .iter()
+        .find_map(|(_, tag)| Lang::parse(&tag.get(..2)?.to_ascii_lowercase()))
+        .unwrap_or(Lang::En)
 }
 
-impl Lang {
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::En => "en",
-            Lang::Fr => "fr",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Lang> {
-        match s {
-            "en" => Some(Lang::En),
-            "fr" => Some(Lang::Fr),
-            _ => None,
-        }
-    }
-
-    /// The other language, for the switch.
-    pub fn other(self) -> Lang {
-        match self {
-            Lang::En => Lang::Fr,
-            Lang::Fr => Lang::En,
-        }
-    }
-
-    /// The cookie's choice, else the first of `Accept-Language` mailbridge speaks, else English.
-    pub fn of(headers: &HeaderMap) -> Lang {
-        if let Some(l) = super::session::cookie(headers, "mb_lang").and_then(Lang::parse) {
-            return l;
-        }
-        let accept = headers
-            .get(axum::http::header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        let mut ranked: Vec<(f32, &str)> = accept
-            .split(',')
-            .filter_map(|part| {
-                let mut it = part.trim().split(';');
-                let tag = it.next()?.trim();
-                let q = it
-                    .find_map(|p| p.trim().strip_prefix("q="))
-                    .and_then(|q| q.parse().ok())
-                    .unwrap_or(1.0);
-                Some((q, tag))
-            })
-            .collect();
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
-        ranked
-            .iter()
-            .find_map(|(_, tag)| Lang::parse(&tag.get(..2)?.to_ascii_lowercase()))
-            .unwrap_or(Lang::En)
-    }
-
-    pub fn texts(self) -> &'static Texts {
-        match self {
-            Lang::En => &EN,
-            Lang::Fr => &FR,
-        }
+/// The words of the console in `lang`.
+pub fn of(lang: Lang) -> &'static Texts {
+    match lang {
+        Lang::En => &EN,
+        Lang::Fr => &FR,
     }
 }
 
@@ -144,6 +115,12 @@ pub struct Texts {
     pub category: &'static str,
     pub is_default: &'static str,
     pub approval_required: &'static str,
+    pub sign_in_not_started: &'static str,
+    pub consent_not_started: &'static str,
+    pub consent_granted: &'static str,
+    pub mailbox_connected: &'static str,
+    pub not_connected: &'static str,
+    pub to_console: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -215,6 +192,12 @@ pub const EN: Texts = Texts {
     category: "Outlook category to mark imported mail",
     is_default: "Default profile for new mailboxes",
     approval_required: "An administrator approves each mailbox",
+    sign_in_not_started: "Cannot start the sign-in",
+    consent_not_started: "Cannot start the consent",
+    consent_granted: "Consent granted",
+    mailbox_connected: "Mailbox connected",
+    not_connected: "The mailbox could not be connected",
+    to_console: "Go to mailbridge",
 };
 
 pub const FR: Texts = Texts {
@@ -286,6 +269,12 @@ pub const FR: Texts = Texts {
     category: "Catégorie Outlook des messages importés",
     is_default: "Profil par défaut des nouvelles boîtes",
     approval_required: "Un administrateur approuve chaque boîte",
+    sign_in_not_started: "Impossible de démarrer la connexion",
+    consent_not_started: "Impossible de démarrer le consentement",
+    consent_granted: "Consentement accordé",
+    mailbox_connected: "Boîte aux lettres connectée",
+    not_connected: "La boîte aux lettres n'a pas pu être connectée",
+    to_console: "Aller à mailbridge",
 };
 
 /// What an alert kind is called.
@@ -306,7 +295,7 @@ pub fn alert_label(lang: Lang, kind: AlertKind) -> &'static str {
         ),
         AlertKind::CredentialRefused => ("Credential refused", "Identifiants refusés"),
     };
-    pick(lang, en, fr)
+    lang.pick(en, fr)
 }
 
 /// What a mailbox's state is called: approval, enablement, then the connection.
@@ -328,7 +317,7 @@ pub fn state_label(lang: Lang, m: &Mailbox) -> &'static str {
             ),
         }
     };
-    pick(lang, en, fr)
+    lang.pick(en, fr)
 }
 
 pub fn incoming_label(lang: Lang, s: IncomingStatus) -> &'static str {
@@ -337,7 +326,7 @@ pub fn incoming_label(lang: Lang, s: IncomingStatus) -> &'static str {
         IncomingStatus::Success => ("success", "réussi"),
         IncomingStatus::Failure => ("failure", "échec"),
     };
-    pick(lang, en, fr)
+    lang.pick(en, fr)
 }
 
 pub fn check_label(lang: Lang, c: CheckKind) -> &'static str {
@@ -348,7 +337,7 @@ pub fn check_label(lang: Lang, c: CheckKind) -> &'static str {
         CheckKind::Approval => ("Approval", "Approbation"),
         CheckKind::Notifications => ("Notifications", "Notifications"),
     };
-    pick(lang, en, fr)
+    lang.pick(en, fr)
 }
 
 pub fn result_label(t: &Texts, r: CheckResult) -> &'static str {
@@ -359,13 +348,6 @@ pub fn result_label(t: &Texts, r: CheckResult) -> &'static str {
     }
 }
 
-fn pick(lang: Lang, en: &'static str, fr: &'static str) -> &'static str {
-    match lang {
-        Lang::En => en,
-        Lang::Fr => fr,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,15 +355,15 @@ mod tests {
     #[test]
     fn the_language_comes_from_the_cookie_then_accept_language() {
         let mut h = HeaderMap::new();
-        assert_eq!(Lang::of(&h), Lang::En);
+        assert_eq!(lang_of(&h), Lang::En);
         h.insert(
             "accept-language",
             "de-DE,fr-FR;q=0.8,en;q=0.5".parse().unwrap(),
         );
-        assert_eq!(Lang::of(&h), Lang::Fr);
+        assert_eq!(lang_of(&h), Lang::Fr);
         h.insert("accept-language", "en-GB,fr;q=0.9".parse().unwrap());
-        assert_eq!(Lang::of(&h), Lang::En);
+        assert_eq!(lang_of(&h), Lang::En);
         h.insert("cookie", "mb_lang=fr".parse().unwrap());
-        assert_eq!(Lang::of(&h), Lang::Fr);
+        assert_eq!(lang_of(&h), Lang::Fr);
     }
 }
