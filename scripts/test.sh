@@ -6,11 +6,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ] || [ ! -x .venv/bin/moto_server ] \
-  || [ ! -x .venv/bin/cargo-lambda ] || ! .venv/bin/python -c 'import selenium' 2>/dev/null; then
-  echo "== installing aws-sam-cli, cfn-lint, moto, cargo-lambda (with its zig) and selenium into .venv"
+  || [ ! -x .venv/bin/cargo-lambda ] || ! .venv/bin/python -c 'import selenium' 2>/dev/null \
+  || [ ! -x .venv/bin/schemathesis ]; then
+  echo "== installing aws-sam-cli, cfn-lint, moto, cargo-lambda (with its zig), selenium and schemathesis into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check aws-sam-cli cfn-lint "moto[server]" \
-    cargo-lambda selenium
+    cargo-lambda selenium schemathesis
 fi
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   echo "== installing Debian's chromium and chromium-driver (the console's browser test)"
@@ -33,7 +34,9 @@ echo "== cargo test"
 cargo test --workspace
 echo "== the console in Chromium (screenshots in target/screenshots)"
 mkdir -p target/screenshots
-.venv/bin/python tests/browser/console.py target/debug/mailbridge-local target/screenshots
+.venv/bin/python tests/web/console.py target/debug/mailbridge-local target/screenshots
+echo "== the admin API against docs/openapi.yaml (schemathesis: conformance, bad input, no 5xx)"
+.venv/bin/python tests/web/api.py target/debug/mailbridge-local docs/openapi.yaml
 
 echo "== AWS adapters and the deployed shape against moto"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -10,43 +10,21 @@ and enable; Chloé's grant is revoked, the administrator sees the alert on the w
 signs in again from the alert's own button, which clears it.
 
 Screenshots of the main pages go to the directory given. Run by scripts/test.sh after the binaries
-are built: python tests/browser/console.py target/debug/mailbridge-local target/screenshots"""
+are built: python tests/web/console.py target/debug/mailbridge-local target/screenshots"""
 
-import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
+from harness import call, serve
+
 BINARY, SHOTS = sys.argv[1], sys.argv[2]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def call(method, url, body=None, content_type="application/json"):
-    data = None
-    if body is not None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", content_type)
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        text = resp.read().decode()
-        return json.loads(text) if text.strip().startswith(("{", "[")) else text
 
 
 def browser(language):
@@ -78,21 +56,13 @@ def shot(driver, name):
 
 
 def main():
-    port, sim_port = free_port(), free_port()
-    data = tempfile.mkdtemp()
-    proc = subprocess.Popen(
-        [BINARY, "serve", "--simulator", "--listen", f"127.0.0.1:{port}",
-         "--sim-listen", f"127.0.0.1:{sim_port}", "--data", data],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )
-    base, sim = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{sim_port}"
+    with serve(BINARY) as (base, sim, _):
+        scenario(base, sim)
+
+
+def scenario(base, sim):
     driver = None
     try:
-        for line in proc.stdout:
-            if "mailbridge is running" in line:
-                break
-        else:
-            raise AssertionError("mailbridge did not start")
         demo = call("GET", f"{sim}/_sim/demo")
         upn = next(u["upn"] for u in demo["users"] if u["upn"].startswith("adele"))
         call("POST", f"{sim}/_sim/browser", {"user": upn})
@@ -231,8 +201,6 @@ def main():
     finally:
         if driver is not None:
             driver.quit()
-        proc.terminate()
-        proc.wait(timeout=40)
 
 
 main()
