@@ -19,6 +19,12 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   apt_get install -y -q chromium chromium-driver > /dev/null \
     || { apt_get update -q > /dev/null && apt_get install -y -q chromium chromium-driver > /dev/null; }
 fi
+if [ ! -f .venv/axe-core/axe.min.js ]; then
+  echo "== fetching axe-core from npm (the browser test's accessibility audit)"
+  axe_tmp=$(mktemp -d)
+  (cd "$axe_tmp" && npm pack --silent axe-core@4.14.1 > /dev/null && tar xzf axe-core-4.14.1.tgz)
+  mkdir -p .venv/axe-core && cp "$axe_tmp/package/axe.min.js" .venv/axe-core/ && rm -rf "$axe_tmp"
+fi
 export SAM_CLI_TELEMETRY=0
 
 echo "== cargo fmt --check"
@@ -34,7 +40,8 @@ echo "== cargo test"
 cargo test --workspace
 echo "== the console in Chromium (screenshots in target/screenshots)"
 mkdir -p target/screenshots
-.venv/bin/python tests/web/console.py target/debug/mailbridge-local target/screenshots
+.venv/bin/python tests/web/console.py target/debug/mailbridge-local target/screenshots \
+  .venv/axe-core/axe.min.js
 echo "== the admin API against docs/openapi.yaml (schemathesis: conformance, bad input, no 5xx)"
 .venv/bin/python tests/web/api.py target/debug/mailbridge-local docs/openapi.yaml
 

@@ -455,6 +455,29 @@ async fn an_administrator_approves_and_tests_in_french_and_switches_to_english()
         tested.body
     );
 
+    // Every mailbox of the profile, tested (and enabled) in the background; the profile's page
+    // shows how it went.
+    let started = admin
+        .post("/console/profiles/demo/test", &token, &[("enable", "on")])
+        .await;
+    assert_eq!(started.status, 200, "{}", started.body);
+    assert!(started.body.contains("Tout tester"), "{}", started.body);
+    mailbridge_tests::settle(&r).await;
+    let run = admin.get("/console/profiles/demo").await;
+    assert!(
+        run.body
+            .contains("1 boîte(s) sur 1 testée(s) : 1 réussie(s), 0 en échec."),
+        "{}",
+        run.body
+    );
+    assert!(run.body.contains(&chloe.to_lowercase()));
+    // A person cannot start one.
+    let hers_home = hers.get("/console").await;
+    let refused = hers
+        .post("/console/profiles/demo/test", &csrf(&hers_home), &[])
+        .await;
+    assert_eq!(refused.status, 404);
+
     // The switch: English from now on, on the same page.
     let english = admin
         .get(&format!(

@@ -10,7 +10,8 @@ and enable; Chloé's grant is revoked, the administrator sees the alert on the w
 signs in again from the alert's own button, which clears it.
 
 Screenshots of the main pages go to the directory given. Run by scripts/test.sh after the binaries
-are built: python tests/web/console.py target/debug/mailbridge-local target/screenshots"""
+are built: python tests/web/console.py target/debug/mailbridge-local target/screenshots
+.venv/axe-core/axe.min.js"""
 
 import os
 import sys
@@ -21,10 +22,17 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
 
 from harness import call, serve
 
-BINARY, SHOTS = sys.argv[1], sys.argv[2]
+BINARY, SHOTS, AXE = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
+# What axe-core checks on every page shown: WCAG 2.1 A and AA (names and labels, contrast,
+# structure, language) and its best practices.
+RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+FOUND = []
+AUDITED = []
 
 
 def browser(language):
@@ -53,11 +61,42 @@ def wait_for(driver, text, reload=False, seconds=20):
 
 def shot(driver, name):
     driver.save_screenshot(os.path.join(SHOTS, name))
+    audit(driver, name)
+
+
+def audit(driver, name):
+    """Runs axe-core on the page; what it finds is reported at the end, and fails the test."""
+    AUDITED.append(name)
+    driver.set_script_timeout(60)
+    driver.execute_script(AXE)
+    violations = driver.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        axe.run(document, {runOnly: {type: "tag", values: arguments[0]}})
+          .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.slice(0, 5).map(n => n.target.join(" "))}))))
+          .catch(e => done([{id: "axe-error", impact: "critical", help: String(e), nodes: []}]));""",
+        RULES)
+    for v in violations:
+        FOUND.append(f"{name} ({driver.current_url}): {v['id']} [{v['impact']}] {v['help']}: {v['nodes']}")
+
+
+def keyboard_reaches(driver, label):
+    """Tabbing from the top of the page reaches the control named `label`, which shows its focus."""
+    for _ in range(80):
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        el = driver.switch_to.active_element
+        if el.text.strip() == label:
+            outline = el.value_of_css_property("outline-style")
+            assert outline not in ("none", ""), f"no visible focus on {label!r}: {outline}"
+            return el
+    raise AssertionError(f"{label!r} is not reachable with the keyboard on {driver.current_url}")
 
 
 def main():
     with serve(BINARY) as (base, sim, _):
         scenario(base, sim)
+    assert not FOUND, "accessibility (axe-core):\n" + "\n".join(FOUND)
+    print("accessibility: axe-core found nothing on", len(AUDITED), "pages")
 
 
 def scenario(base, sim):
@@ -100,7 +139,8 @@ def scenario(base, sim):
         assert sorted(chosen.split(" · ")[0].split(", ")) == ["2026", "Sent Items"], chosen
 
         # Validate the connection, then a message arrives in the chosen sub-folder.
-        driver.find_element(By.XPATH, "//button[text()='Validate connection']").click()
+        # By keyboard alone: Tab to the button, Enter.
+        keyboard_reaches(driver, "Validate connection").send_keys(Keys.ENTER)
         wait_for(driver, "Every check passed.")
         mime = b"From: a@example.com\r\nTo: adele@example.com\r\nSubject: Dossier Dupont\r\nMessage-ID: <browser-1@example.com>\r\n\r\nBonjour.\r\n"
         call("POST", f"{sim}/_sim/users/{upn}/messages?folder={parent}", mime, "message/rfc822")
@@ -127,6 +167,7 @@ def scenario(base, sim):
         shot(driver, "console-admin-fr.png")
         driver.get(f"{base}/console/profiles/demo")
         wait_for(driver, "Un administrateur approuve chaque boîte")
+        audit(driver, "profile form")
         approval = driver.find_element(By.ID, "approval")
         if not approval.is_selected():
             approval.click()
@@ -159,6 +200,7 @@ def scenario(base, sim):
             # Adele's mailbox is not Chloé's to see.
             other.get(adele_page)
             wait_for(other, "Cette page n")
+            audit(other, "not found")
             assert upn.lower() not in other.page_source
 
             # The administrator approves the pending mailbox, then tests and enables it.

@@ -9,7 +9,7 @@
 pub mod session;
 pub mod texts;
 
-use crate::http::public_error;
+use crate::http::status_of;
 use askama::Template;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use mailbridge_core::model::*;
 use mailbridge_core::services::admin::{Admin, MailboxView};
+use mailbridge_core::services::checks::RunProgress;
 use mailbridge_core::services::query_value;
 use mailbridge_core::{Error, Secret};
 use mailbridge_core::{Lang, Say};
@@ -61,6 +62,7 @@ pub fn console_router(console: Console) -> Router {
             "/console/profiles/{id}",
             get(profile_page).post(save_profile),
         )
+        .route("/console/profiles/{id}/test", post(test_profile))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }
@@ -242,6 +244,60 @@ struct ProfilePage {
     p: ProfileForm,
     clouds: &'static [&'static str],
     error: Option<String>,
+    run: Option<RunView>,
+}
+
+/// How the test of every mailbox of a profile is going, as its page shows it.
+struct RunView {
+    summary: String,
+    rows: Vec<RunRow>,
+}
+
+struct RunRow {
+    address: String,
+    result: &'static str,
+    action: String,
+    class: &'static str,
+}
+
+impl RunView {
+    fn of(lang: Lang, p: &RunProgress) -> RunView {
+        let t = texts::of(lang);
+        let summary = lang.pick(
+            format!(
+                "{} of {} mailboxes tested: {} passed, {} failed.",
+                p.done, p.total, p.passed, p.failed
+            ),
+            format!(
+                "{} boîte(s) sur {} testée(s) : {} réussie(s), {} en échec.",
+                p.done, p.total, p.passed, p.failed
+            ),
+        );
+        let rows = p
+            .results
+            .iter()
+            .map(|r| RunRow {
+                address: r.address.clone(),
+                result: if r.passed { t.passed } else { t.failed },
+                action: r
+                    .failed
+                    .iter()
+                    .map(|c| {
+                        let what = c.action.as_ref().unwrap_or(&c.detail);
+                        format!(
+                            "{}{}{}",
+                            texts::check_label(lang, c.check),
+                            lang.pick(": ", " : "),
+                            what.in_lang(lang)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" · "),
+                class: if r.passed { "" } else { "failed" },
+            })
+            .collect();
+        RunView { summary, rows }
+    }
 }
 
 /// A profile as its form shows it.
@@ -453,7 +509,7 @@ fn error_page(v: &Visitor, status: StatusCode, message: impl Into<String>) -> Re
 /// the visitor's) says only that; a mistake in what was sent says what it was; anything else says
 /// what to do about it.
 fn failure(v: &Visitor, e: &Error) -> Response {
-    let (status, _) = public_error(e);
+    let status = status_of(e);
     match e {
         Error::NotFound(_) => error_page(v, StatusCode::NOT_FOUND, v.t().not_found),
         _ => error_page(v, status, e.advice().in_lang(v.lang)),
@@ -784,6 +840,11 @@ async fn profile_page(
     if !v.admin {
         return error_page(&v, StatusCode::NOT_FOUND, v.t().not_found);
     }
+    let run = match c.admin.test_progress(&id).await {
+        Ok(p) => Some(RunView::of(v.lang, &p)),
+        Err(Error::NotFound(_)) => None,
+        Err(e) => return failure(&v, &e),
+    };
     let form = if id == "new" {
         ProfileForm {
             new: true,
@@ -806,8 +867,33 @@ async fn profile_page(
             p: form,
             clouds: CLOUDS,
             error: None,
+            run,
         },
     )
+}
+
+/// Starts the test of every mailbox of a profile (and enables those that pass, if asked); its
+/// progress shows on the profile's page.
+async fn test_profile(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let v = Visitor::of(&c, &headers, &format!("/console/profiles/{id}")).await;
+    if !v.form_ok(&form) {
+        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
+    }
+    if !v.admin {
+        return error_page(&v, StatusCode::NOT_FOUND, v.t().not_found);
+    }
+    let enable = form.iter().any(|(k, val)| k == "enable" && val == "on");
+    match c.admin.test_profile(&id, enable).await {
+        Ok(run) => {
+            Redirect::to(&format!("/console/profiles/{}#run", run.profile_id)).into_response()
+        }
+        Err(e) => failure(&v, &e),
+    }
 }
 
 /// Stores a profile from its form, with the admin API's checks; a refusal shows the form again
@@ -853,6 +939,7 @@ async fn save_profile(
                     p: shown,
                     clouds: CLOUDS,
                     error: Some(error.in_lang(v.lang)),
+                    run: None,
                 },
             )
         }

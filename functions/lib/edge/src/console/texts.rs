@@ -121,6 +121,10 @@ pub struct Texts {
     pub mailbox_connected: &'static str,
     pub not_connected: &'static str,
     pub to_console: &'static str,
+    pub actions: &'static str,
+    pub test_profile: &'static str,
+    pub enable_passing: &'static str,
+    pub run_all: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -198,6 +202,10 @@ pub const EN: Texts = Texts {
     mailbox_connected: "Mailbox connected",
     not_connected: "The mailbox could not be connected",
     to_console: "Go to mailbridge",
+    actions: "Actions",
+    test_profile: "Test every mailbox of this profile",
+    enable_passing: "Enable the mailboxes that pass",
+    run_all: "Test all",
 };
 
 pub const FR: Texts = Texts {
@@ -275,6 +283,10 @@ pub const FR: Texts = Texts {
     mailbox_connected: "Boîte aux lettres connectée",
     not_connected: "La boîte aux lettres n'a pas pu être connectée",
     to_console: "Aller à mailbridge",
+    actions: "Actions",
+    test_profile: "Tester toutes les boîtes de ce profil",
+    enable_passing: "Activer les boîtes qui réussissent",
+    run_all: "Tout tester",
 };
 
 /// What an alert kind is called.
