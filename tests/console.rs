@@ -645,6 +645,58 @@ async fn an_administrator_creates_and_edits_profiles_with_the_api_checks() {
         "id=\"approval\" name=\"approval_required\" type=\"checkbox\" value=\"on\" checked"
     ));
 
+    // A certificate instead of a secret, its key in the secret store: stored, and shown again.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["mailbridge".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .pem();
+    let key_name = "mailbridge/profiles/fabrikam/certificate-key";
+    mailbridge_embedded::FileSecrets::open(r.data_dir().join("secrets"))
+        .unwrap()
+        .set(key_name, &mailbridge_core::Secret::new(key.serialize_pem()))
+        .unwrap();
+    let mut with_cert = fields("fabrikam.example");
+    with_cert.retain(|(k, _)| !["id", "client_secret_ref"].contains(k));
+    with_cert.extend([
+        ("certificate_pem", cert.as_str()),
+        ("key_in", "secret_store"),
+        ("key_ref", key_name),
+    ]);
+    let saved = admin
+        .post("/console/profiles/fabrikam", &token, &with_cert)
+        .await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let stored = r.services.repos.profile("fabrikam").await.unwrap();
+    let c = stored.certificate.expect("the certificate is stored");
+    assert_eq!(c.certificate_pem.trim(), cert.trim());
+    assert_eq!(
+        c.key,
+        mailbridge_core::model::KeyRef::SecretStore {
+            name: key_name.into()
+        }
+    );
+    let shown = admin.get("/console/profiles/fabrikam").await;
+    assert!(shown.body.contains(key_name), "{}", shown.body);
+    assert!(shown.body.contains("BEGIN CERTIFICATE"));
+    // Not a certificate: the API's sentence, the stored one kept.
+    let mut broken = with_cert.clone();
+    broken.retain(|(k, _)| *k != "certificate_pem");
+    broken.push(("certificate_pem", "not a certificate"));
+    let refused = admin
+        .post("/console/profiles/fabrikam", &token, &broken)
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(r
+        .services
+        .repos
+        .profile("fabrikam")
+        .await
+        .unwrap()
+        .certificate
+        .is_some_and(|c| c.certificate_pem.trim() == cert.trim()));
+
     // A custom cloud (the simulator's) is offered as it is, selected: saving the form keeps it.
     let demo = admin.get("/console/profiles/demo").await;
     assert!(

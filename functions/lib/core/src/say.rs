@@ -233,6 +233,9 @@ pub enum Say {
     NotANumberOfDays {
         value: String,
     },
+    NotAKeyPlace {
+        value: String,
+    },
 }
 
 impl From<String> for Say {
@@ -569,6 +572,11 @@ impl Say {
                 format!("{value:?} is not a number of days.")
             } else {
                 format!("« {value} » n'est pas un nombre de jours.")
+            },
+            Say::NotAKeyPlace { value } => if en {
+                format!("{value:?} is not a place for the certificate's key: choose AWS KMS or the secret store.")
+            } else {
+                format!("« {value} » n'est pas un emplacement de clé de certificat : choisissez AWS KMS ou le coffre de secrets.")
             },
             Say::TooManyFolders { count, max } => if en {
                 format!("{count} folders chosen: choose at most {max}.")

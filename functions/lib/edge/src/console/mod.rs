@@ -316,6 +316,10 @@ struct ProfileForm {
     category: String,
     is_default: bool,
     approval_required: bool,
+    /// A certificate instead of a client secret: its PEM, where its key is, and the key's name.
+    certificate_pem: String,
+    key_in: String,
+    key_ref: String,
 }
 
 /// The clouds a profile's form offers (a custom cloud is kept as it is, not edited here).
@@ -353,6 +357,20 @@ impl ProfileForm {
             category: p.outlook_category.clone().unwrap_or_default(),
             is_default: p.is_default,
             approval_required: p.approval_required,
+            certificate_pem: p
+                .certificate
+                .as_ref()
+                .map(|c| c.certificate_pem.clone())
+                .unwrap_or_default(),
+            key_in: match p.certificate.as_ref().map(|c| &c.key) {
+                Some(KeyRef::Kms { .. }) | None => "kms".into(),
+                Some(KeyRef::SecretStore { .. }) => "secret_store".into(),
+            },
+            key_ref: match p.certificate.as_ref().map(|c| &c.key) {
+                Some(KeyRef::Kms { key_id }) => key_id.clone(),
+                Some(KeyRef::SecretStore { name }) => name.clone(),
+                None => String::new(),
+            },
         }
     }
 
@@ -379,11 +397,14 @@ impl ProfileForm {
             category: field("outlook_category"),
             is_default: field("is_default") == "on",
             approval_required: field("approval_required") == "on",
+            certificate_pem: field("certificate_pem"),
+            key_in: field("key_in"),
+            key_ref: field("key_ref"),
         }
     }
 
-    /// The profile the form describes, over the stored one (`existing`), whose certificate and
-    /// custom cloud the form keeps; or what is wrong with it.
+    /// The profile the form describes, over the stored one (`existing`), whose custom cloud the
+    /// form keeps; or what is wrong with it.
     fn profile(&self, existing: Option<&ServerProfile>) -> Result<ServerProfile, Say> {
         if self.new && existing.is_some() {
             return Err(Say::ProfileExists {
@@ -422,6 +443,25 @@ impl ProfileForm {
                 .parse()
                 .map_err(|_| Say::NotANumberOfDays { value: d.into() })?,
         };
+        let certificate = match self.certificate_pem.trim() {
+            "" => None,
+            pem => Some(CertificateCredential {
+                certificate_pem: pem.to_string(),
+                key: match self.key_in.as_str() {
+                    "kms" => KeyRef::Kms {
+                        key_id: self.key_ref.trim().into(),
+                    },
+                    "secret_store" => KeyRef::SecretStore {
+                        name: self.key_ref.trim().into(),
+                    },
+                    other => {
+                        return Err(Say::NotAKeyPlace {
+                            value: other.into(),
+                        })
+                    }
+                },
+            }),
+        };
         Ok(ServerProfile {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -435,7 +475,7 @@ impl ProfileForm {
             approval_required: self.approval_required,
             backfill_days: backfill,
             outlook_category: Some(self.category.clone()).filter(|c| !c.is_empty()),
-            certificate: existing.and_then(|p| p.certificate.clone()),
+            certificate,
         })
     }
 }

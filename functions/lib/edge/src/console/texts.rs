@@ -125,6 +125,11 @@ pub struct Texts {
     pub test_profile: &'static str,
     pub enable_passing: &'static str,
     pub run_all: &'static str,
+    pub certificate_pem: &'static str,
+    pub key_in: &'static str,
+    pub key_in_kms: &'static str,
+    pub key_in_store: &'static str,
+    pub key_ref: &'static str,
 }
 
 pub const EN: Texts = Texts {
@@ -206,6 +211,11 @@ pub const EN: Texts = Texts {
     test_profile: "Test every mailbox of this profile",
     enable_passing: "Enable the mailboxes that pass",
     run_all: "Test all",
+    certificate_pem: "Certificate (PEM), instead of a client secret",
+    key_in: "Where its private key is",
+    key_in_kms: "AWS KMS (an alias under alias/mailbridge/)",
+    key_in_store: "The secret store (a name under the profile prefix)",
+    key_ref: "The key's alias or name",
 };
 
 pub const FR: Texts = Texts {
@@ -287,6 +297,11 @@ pub const FR: Texts = Texts {
     test_profile: "Tester toutes les boîtes de ce profil",
     enable_passing: "Activer les boîtes qui réussissent",
     run_all: "Tout tester",
+    certificate_pem: "Certificat (PEM), à la place d'un secret client",
+    key_in: "Où se trouve sa clé privée",
+    key_in_kms: "AWS KMS (un alias sous alias/mailbridge/)",
+    key_in_store: "Le coffre de secrets (un nom sous le préfixe du profil)",
+    key_ref: "Alias ou nom de la clé",
 };
 
 /// What an alert kind is called.
