@@ -118,6 +118,13 @@ pub(crate) async fn security_headers(mut r: Response) -> Response {
     r
 }
 
+/// What a form's sender must be allowed to act on.
+enum Needs<'a> {
+    Nothing,
+    Mailbox(&'a str),
+    Administrator,
+}
+
 /// Who is asking, in which language, from which page.
 struct Visitor {
     lang: Lang,
@@ -619,6 +626,35 @@ impl Console {
         }
     }
 
+    /// The visitor who sent a form, if they may: a forged or expired form is a 403; a form for
+    /// what they may not act on (another person's mailbox, an administrator's page) a 404, as if
+    /// it were not there.
+    async fn sender(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        form: &[(String, String)],
+        needs: Needs<'_>,
+    ) -> Result<Visitor, Response> {
+        let v = Visitor::of(self, headers, path).await;
+        if !v.form_ok(form) {
+            return Err(error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form));
+        }
+        match needs {
+            Needs::Nothing => {}
+            Needs::Administrator if !v.admin => {
+                return Err(error_page(&v, StatusCode::NOT_FOUND, v.t().not_found))
+            }
+            Needs::Administrator => {}
+            Needs::Mailbox(id) => {
+                if let Err(e) = self.visible(&v, id).await {
+                    return Err(failure(&v, &e));
+                }
+            }
+        }
+        Ok(v)
+    }
+
     fn alert_rows(&self, lang: Lang, view: &MailboxView) -> Vec<AlertRow> {
         view.health
             .alerts
@@ -816,13 +852,11 @@ async fn save_folders(
     Path(id): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let v = Visitor::of(&c, &headers, &format!("/console/mailboxes/{id}/folders")).await;
-    if !v.form_ok(&form) {
-        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
-    }
-    if let Err(e) = c.visible(&v, &id).await {
-        return failure(&v, &e);
-    }
+    let path = format!("/console/mailboxes/{id}/folders");
+    let v = match c.sender(&headers, &path, &form, Needs::Mailbox(&id)).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
     let chosen: Vec<String> = form
         .into_iter()
         .filter(|(k, _)| k == "folder")
@@ -842,13 +876,11 @@ async fn mailbox_action(
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let v = Visitor::of(&c, &headers, &format!("/console/mailboxes/{id}")).await;
-    if !v.form_ok(&form) {
-        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
-    }
-    if let Err(e) = c.visible(&v, &id).await {
-        return failure(&v, &e);
-    }
+    let path = format!("/console/mailboxes/{id}");
+    let v = match c.sender(&headers, &path, &form, Needs::Mailbox(&id)).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
     let field = |name: &str| {
         form.iter()
             .find(|(k, _)| k == name)
@@ -920,13 +952,11 @@ async fn test_profile(
     Path(id): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let v = Visitor::of(&c, &headers, &format!("/console/profiles/{id}")).await;
-    if !v.form_ok(&form) {
-        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
-    }
-    if !v.admin {
-        return error_page(&v, StatusCode::NOT_FOUND, v.t().not_found);
-    }
+    let path = format!("/console/profiles/{id}");
+    let v = match c.sender(&headers, &path, &form, Needs::Administrator).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
     let enable = form.iter().any(|(k, val)| k == "enable" && val == "on");
     match c.admin.test_profile(&id, enable).await {
         Ok(run) => {
@@ -944,13 +974,11 @@ async fn save_profile(
     Path(id): Path<String>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let v = Visitor::of(&c, &headers, &format!("/console/profiles/{id}")).await;
-    if !v.form_ok(&form) {
-        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
-    }
-    if !v.admin {
-        return error_page(&v, StatusCode::NOT_FOUND, v.t().not_found);
-    }
+    let path = format!("/console/profiles/{id}");
+    let v = match c.sender(&headers, &path, &form, Needs::Administrator).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
     let sent = ProfileForm::sent(&form, &id);
     let existing = match c.admin.repos.profiles.get(&sent.id).await {
         Ok(p) => p.map(|p| p.value),
@@ -991,9 +1019,8 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let v = Visitor::of(&c, &headers, "/console").await;
-    if !v.form_ok(&form) {
-        return error_page(&v, StatusCode::FORBIDDEN, v.t().forbidden_form);
+    if let Err(refused) = c.sender(&headers, "/console", &form, Needs::Nothing).await {
+        return refused;
     }
     (
         [(header::SET_COOKIE, session::set_cookie("", c.secure()))],
