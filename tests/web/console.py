@@ -92,6 +92,24 @@ def keyboard_reaches(driver, label):
     raise AssertionError(f"{label!r} is not reachable with the keyboard on {driver.current_url}")
 
 
+ENGLISH = ("Sign in with Microsoft", "Your mailboxes", "Connect my mailbox", "is connected")
+FRENCH = ("Se connecter avec Microsoft", "Vos boîtes aux lettres",
+          "Connecter ma boîte aux lettres", "est connectée")
+
+
+def sign_in_and_connect(driver, base, words, screenshot):
+    """From the console's sign-in page: sign in with Microsoft, then connect the mailbox (the
+    simulator signs in as the user set with /_sim/browser)."""
+    sign_in, home, connect, connected = words
+    driver.get(f"{base}/console")
+    wait_for(driver, sign_in)
+    shot(driver, screenshot)
+    driver.find_element(By.LINK_TEXT, sign_in).click()
+    wait_for(driver, home)
+    driver.find_element(By.LINK_TEXT, connect).click()
+    wait_for(driver, connected)
+
+
 def main():
     with serve(BINARY) as (base, sim, _):
         scenario(base, sim)
@@ -111,13 +129,7 @@ def scenario(base, sim):
             parent = call("POST", f"{sim}/_sim/users/{upn}/folders", {"parent": parent, "name": name})["id"]
 
         driver = browser("en-GB,en")
-        driver.get(f"{base}/console")
-        wait_for(driver, "Sign in with Microsoft")
-        shot(driver, "console-sign-in.png")
-        driver.find_element(By.LINK_TEXT, "Sign in with Microsoft").click()
-        wait_for(driver, "Your mailboxes")
-        driver.find_element(By.LINK_TEXT, "Connect my mailbox").click()
-        wait_for(driver, "is connected")
+        sign_in_and_connect(driver, base, ENGLISH, "console-sign-in.png")
         driver.get(f"{base}/console")
         wait_for(driver, upn.lower())
 
@@ -186,13 +198,7 @@ def scenario(base, sim):
         call("POST", f"{sim}/_sim/browser", {"user": chloe})
         other = browser("fr-FR,fr")
         try:
-            other.get(f"{base}/console")
-            wait_for(other, "Se connecter avec Microsoft")
-            shot(other, "console-sign-in-fr.png")
-            other.find_element(By.LINK_TEXT, "Se connecter avec Microsoft").click()
-            wait_for(other, "Vos boîtes aux lettres")
-            other.find_element(By.LINK_TEXT, "Connecter ma boîte aux lettres").click()
-            wait_for(other, "est connectée")
+            sign_in_and_connect(other, base, FRENCH, "console-sign-in-fr.png")
             assert "Un administrateur doit l" in other.page_source, other.page_source
             other.get(f"{base}/console")
             wait_for(other, "en attente d")

@@ -116,11 +116,6 @@ impl Error {
         }
     }
 
-    /// [`Error::advice`] in English.
-    pub fn what_to_do(&self) -> String {
-        self.advice().to_string()
-    }
-
     /// What to do with the work that failed with this error.
     pub fn disposition(&self) -> Disposition {
         match self {

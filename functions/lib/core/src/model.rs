@@ -441,6 +441,26 @@ pub trait AlertBoard {
     }
 }
 
+/// [`AlertBoard`] for a record with `alerts` and `unannounced` fields.
+macro_rules! alert_board {
+    ($record:ty) => {
+        impl AlertBoard for $record {
+            fn alerts(&self) -> &[Alert] {
+                &self.alerts
+            }
+            fn unannounced(&self) -> &[AlertChange] {
+                &self.unannounced
+            }
+            fn alerts_mut(&mut self) -> &mut Vec<Alert> {
+                &mut self.alerts
+            }
+            fn unannounced_mut(&mut self) -> &mut Vec<AlertChange> {
+                &mut self.unannounced
+            }
+        }
+    };
+}
+
 /// Per-mailbox health, kept apart from the mailbox's settings so that busy workers do not contend
 /// with administrators' edits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -458,20 +478,7 @@ pub struct MailboxHealth {
     pub last_test: Option<TestReport>,
 }
 
-impl AlertBoard for MailboxHealth {
-    fn alerts(&self) -> &[Alert] {
-        &self.alerts
-    }
-    fn unannounced(&self) -> &[AlertChange] {
-        &self.unannounced
-    }
-    fn alerts_mut(&mut self) -> &mut Vec<Alert> {
-        &mut self.alerts
-    }
-    fn unannounced_mut(&mut self) -> &mut Vec<AlertChange> {
-        &mut self.unannounced
-    }
-}
+alert_board!(MailboxHealth);
 
 /// One check of a test and how it went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -623,20 +630,7 @@ pub struct ProfileHealth {
     pub unannounced: Vec<AlertChange>,
 }
 
-impl AlertBoard for ProfileHealth {
-    fn alerts(&self) -> &[Alert] {
-        &self.alerts
-    }
-    fn unannounced(&self) -> &[AlertChange] {
-        &self.unannounced
-    }
-    fn alerts_mut(&mut self) -> &mut Vec<Alert> {
-        &mut self.alerts
-    }
-    fn unannounced_mut(&mut self) -> &mut Vec<AlertChange> {
-        &mut self.unannounced
-    }
-}
+alert_board!(ProfileHealth);
 
 /// The event sent when an alert is raised or cleared (`MailboxAlert` on EventBridge; the hook and
 /// `alerts.jsonl` locally), for operators to route to e-mail or chat.

@@ -91,13 +91,8 @@ struct Collection<T> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DirectoryUserJson {
-    id: String,
-    #[serde(default)]
-    display_name: Option<String>,
-    #[serde(default)]
-    mail: Option<String>,
-    #[serde(default)]
-    user_principal_name: Option<String>,
+    #[serde(flatten)]
+    user: UserJson,
     #[serde(default)]
     assigned_licenses: Vec<Value>,
 }
@@ -287,12 +282,13 @@ impl MailGraph for GraphClient {
         loop {
             let page: Collection<DirectoryUserJson> =
                 self.json(self.request(ctx, Method::GET, &url)?).await?;
-            out.extend(page.value.into_iter().filter_map(|u| {
+            out.extend(page.value.into_iter().filter_map(|d| {
+                let u = d.user;
                 let address = u.mail.or(u.user_principal_name)?;
                 Some(DirectoryUser {
                     display_name: u.display_name.unwrap_or_else(|| address.clone()),
                     id: u.id,
-                    licensed: !u.assigned_licenses.is_empty(),
+                    licensed: !d.assigned_licenses.is_empty(),
                     address,
                 })
             }));

@@ -22,11 +22,6 @@ pub const KMS_ALIAS_PREFIX: &str = "alias/mailbridge/";
 /// Secrets Manager's longest secret name.
 const MAX_SECRET_NAME: usize = 512;
 
-fn invalid(why: impl Into<String>) -> Error {
-    let why: String = why.into();
-    Error::invalid(why)
-}
-
 impl Settings {
     /// Whether a profile may be stored and used. `Error::Invalid` says what is wrong.
     pub fn check_profile(&self, p: &ServerProfile) -> Result<()> {
@@ -36,7 +31,7 @@ impl Settings {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !id_ok {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "a profile id is 1 to {MAX_ID} letters, digits, '-' or '_'"
             )));
         }
@@ -46,24 +41,24 @@ impl Settings {
             ("tenant", p.tenant.as_str()),
         ] {
             if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
-                return Err(invalid(format!(
+                return Err(Error::invalid(format!(
                     "{field} must be at most {MAX_TEXT} characters, without control characters"
                 )));
             }
         }
         if p.client_id.trim().is_empty() || p.tenant.trim().is_empty() {
-            return Err(invalid("a profile needs a client_id and a tenant"));
+            return Err(Error::invalid("a profile needs a client_id and a tenant"));
         }
         check_tenant(p)?;
         if p.backfill_days > MAX_BACKFILL_DAYS {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "backfill_days is {}; it must be between 0 and {MAX_BACKFILL_DAYS}",
                 p.backfill_days
             )));
         }
         if let Some(c) = &p.outlook_category {
             if c.trim().is_empty() || c.len() > MAX_TEXT || c.chars().any(char::is_control) {
-                return Err(invalid(format!(
+                return Err(Error::invalid(format!(
                     "outlook_category must be 1 to {MAX_TEXT} characters, without control characters"
                 )));
             }
@@ -75,7 +70,7 @@ impl Settings {
                     self.check_secret_ref(&p.client_secret_ref)?;
                 }
                 certificate_der(&cert.certificate_pem)
-                    .map_err(|e| invalid(format!("certificate.certificate_pem: {e}")))?;
+                    .map_err(|e| Error::invalid(format!("certificate.certificate_pem: {e}")))?;
                 match &cert.key {
                     KeyRef::SecretStore { name } => self.check_secret_ref(name)?,
                     KeyRef::Kms { key_id } => {
@@ -86,7 +81,7 @@ impl Settings {
                                 .bytes()
                                 .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b));
                         if !ok {
-                            return Err(invalid(format!(
+                            return Err(Error::invalid(format!(
                                 "certificate.key: a KMS key is named by an alias under {KMS_ALIAS_PREFIX} (letters, digits, '/', '_', '-'), the only keys mailbridge may use"
                             )));
                         }
@@ -103,7 +98,7 @@ impl Settings {
             self.check_custom_url("login", login)?;
             self.check_custom_url("graph", graph)?;
             if resource.trim().is_empty() || resource.len() > MAX_TEXT {
-                return Err(invalid("a custom cloud needs a resource identifier"));
+                return Err(Error::invalid("a custom cloud needs a resource identifier"));
             }
         }
         Ok(())
@@ -121,7 +116,7 @@ impl Settings {
         if let Some(cert) = &p.certificate {
             let not_after = p.credential_expires_at().unwrap_or(now);
             if not_after <= now {
-                return Err(invalid(format!(
+                return Err(Error::invalid(format!(
                     "the certificate expired on {}: upload a new one to the app registration \
                      (Certificates & secrets) and give it here",
                     not_after.format("%Y-%m-%d")
@@ -130,7 +125,7 @@ impl Settings {
             if let KeyRef::SecretStore { name } = &cert.key {
                 return match secrets.get(name).await {
                     Ok(s) if !s.expose().trim().is_empty() => Ok(()),
-                    Ok(_) | Err(Error::Config { .. }) => Err(invalid(format!(
+                    Ok(_) | Err(Error::Config { .. }) => Err(Error::invalid(format!(
                         "certificate.key: there is no private key in the secret store under {name}; store the certificate's key (PEM) there first"
                     ))),
                     Err(e) => Err(e),
@@ -140,7 +135,7 @@ impl Settings {
         }
         if let Some(at) = p.client_secret_expires_at {
             if at <= now {
-                return Err(invalid(format!(
+                return Err(Error::invalid(format!(
                     "client_secret_expires_at ({}) is past: that client secret has expired. Add a \
                      new one in Entra ID (Certificates & secrets), store its value under \
                      {}, and give its expiry",
@@ -151,15 +146,17 @@ impl Settings {
         }
         match secrets.client_secret(p).await {
             Ok(s) if !s.expose().trim().is_empty() => Ok(()),
-            Ok(_) => Err(invalid(format!(
+            Ok(_) => Err(Error::invalid(format!(
                 "client_secret_ref: the secret {} is empty; store the client secret's value in it",
                 p.client_secret_ref
             ))),
-            Err(Error::Config { code, .. }) if code == "secret-missing" => Err(invalid(format!(
+            Err(Error::Config { code, .. }) if code == "secret-missing" => {
+                Err(Error::invalid(format!(
                 "client_secret_ref: there is no secret named {} in the secret store; store the \
                  client secret's value there first",
                 p.client_secret_ref
-            ))),
+            )))
+            }
             Err(e) => Err(e),
         }
     }
@@ -176,7 +173,7 @@ impl Settings {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
         if !ok {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "client_secret_ref must be the name of a secret under {prefix:?} (letters, digits \
                  and /_+=.@-), for example {prefix}<profile>/client-secret"
             )));
@@ -188,7 +185,7 @@ impl Settings {
     /// host the deployment allows.
     fn check_custom_url(&self, field: &str, url: &str) -> Result<()> {
         if self.custom_cloud_hosts.is_empty() {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "this deployment does not allow custom clouds; choose global, us_gov, us_gov_dod \
                  or china (an operator can allow hosts with CUSTOM_CLOUD_HOSTS)",
             ));
@@ -197,7 +194,7 @@ impl Settings {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
             _ => {
-                return Err(invalid(format!(
+                return Err(Error::invalid(format!(
                     "the custom cloud's {field} URL must be https"
                 )))
             }
@@ -213,13 +210,13 @@ impl Settings {
             && !url.chars().any(|c| c.is_control() || c.is_whitespace())
             && !authority.contains('@');
         if !well_formed {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "the custom cloud's {field} URL is not a plain URL"
             )));
         }
         let loopback = matches!(hostname, "localhost" | "127.0.0.1" | "::1");
         if !https && !loopback {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "the custom cloud's {field} URL must be https"
             )));
         }
@@ -228,7 +225,7 @@ impl Settings {
             .iter()
             .any(|allowed| *allowed == host || *allowed == hostname)
         {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "the custom cloud's {field} host {host} is not one this deployment allows"
             )));
         }
@@ -261,14 +258,14 @@ fn check_tenant(p: &ServerProfile) -> Result<()> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if !(shared || guid || domain) {
-        return Err(invalid(format!(
+        return Err(Error::invalid(format!(
             "tenant {:?} must be common, organizations, consumers, a tenant id (a GUID, Entra \
              ID's Directory (tenant) ID) or a domain such as contoso.onmicrosoft.com",
             p.tenant
         )));
     }
     if shared && p.auth == crate::model::AuthType::Application {
-        return Err(invalid(format!(
+        return Err(Error::invalid(format!(
             "an organisation-wide (application) profile needs its tenant's id or domain, not \
              {t:?}: Microsoft grants application permissions per tenant"
         )));

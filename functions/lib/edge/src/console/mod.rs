@@ -912,25 +912,27 @@ async fn profile_page(
     if !v.admin {
         return error_page(&v, StatusCode::NOT_FOUND, v.t().not_found);
     }
-    let run = match c.admin.test_progress(&id).await {
-        Ok(p) => Some(RunView::of(v.lang, &p)),
-        Err(Error::NotFound(_)) => None,
-        Err(e) => return failure(&v, &e),
-    };
-    let form = if id == "new" {
-        ProfileForm {
+    let (form, run) = if id == "new" {
+        let form = ProfileForm {
             new: true,
             id,
             cloud: "global".into(),
             auth: "delegated".into(),
             backfill_days: "0".into(),
             ..ProfileForm::default()
-        }
+        };
+        (form, None)
     } else {
-        match c.admin.repos.profile(&id).await {
+        let form = match c.admin.repos.profile(&id).await {
             Ok(p) => ProfileForm::of(&p),
             Err(e) => return failure(&v, &e),
-        }
+        };
+        let run = match c.admin.test_progress(&id).await {
+            Ok(p) => Some(RunView::of(v.lang, &p)),
+            Err(Error::NotFound(_)) => None,
+            Err(e) => return failure(&v, &e),
+        };
+        (form, run)
     };
     render(
         StatusCode::OK,
