@@ -159,15 +159,22 @@ impl FromRequestParts<AdminApi> for Administrator {
     }
 }
 
-/// A JSON body whose rejections have the API's error shape.
+/// A JSON object body whose rejections have the API's error shape. Every admin body is an
+/// object: an array is refused, although serde would read one as a struct's fields in order.
 pub struct Body<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
-        Ok(Body(value))
+        let invalid = |why: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid", why);
+        let Json(value) = Json::<serde_json::Value>::from_request(req, state).await?;
+        if !value.is_object() {
+            return Err(invalid("the body must be a JSON object".into()));
+        }
+        T::deserialize(value)
+            .map(Body)
+            .map_err(|e| invalid(format!("the body is not what this route takes: {e}")))
     }
 }
 
