@@ -24,6 +24,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
 
 from harness import call, serve
 
@@ -57,6 +59,14 @@ def wait_for(driver, text, reload=False, seconds=20):
             driver.refresh()
         time.sleep(0.3)
     raise AssertionError(f"{text!r} not on {driver.current_url}:\n{driver.page_source[:3000]}")
+
+
+def press(driver, by, what):
+    """Clicks a link or a form's button and waits until the browser has left the page, so that the
+    next step never races the form's submission (a `get` right after a click can cancel it)."""
+    page = driver.find_element(By.TAG_NAME, "html")
+    driver.find_element(by, what).click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
 
 
 def shot(driver, name):
@@ -104,9 +114,9 @@ def sign_in_and_connect(driver, base, words, screenshot):
     driver.get(f"{base}/console")
     wait_for(driver, sign_in)
     shot(driver, screenshot)
-    driver.find_element(By.LINK_TEXT, sign_in).click()
+    press(driver, By.LINK_TEXT, sign_in)
     wait_for(driver, home)
-    driver.find_element(By.LINK_TEXT, connect).click()
+    press(driver, By.LINK_TEXT, connect)
     wait_for(driver, connected)
 
 
@@ -134,9 +144,9 @@ def scenario(base, sim):
         wait_for(driver, upn.lower())
 
         # The mailbox: choose the sub-folder and Sent Items.
-        driver.find_element(By.LINK_TEXT, upn.lower()).click()
+        press(driver, By.LINK_TEXT, upn.lower())
         wait_for(driver, "Choose the folders to import")
-        driver.find_element(By.LINK_TEXT, "Choose the folders to import").click()
+        press(driver, By.LINK_TEXT, "Choose the folders to import")
         wait_for(driver, "Inbox/Clients/Dupont/2026")
         for label in ["Inbox/Clients/Dupont/2026", "Sent Items", "Inbox"]:
             box = driver.find_element(By.XPATH, f"//label[text()='{label}']/preceding-sibling::input")
@@ -144,7 +154,7 @@ def scenario(base, sim):
             if box.is_selected() != want:
                 box.click()
         shot(driver, "console-folders.png")
-        driver.find_element(By.XPATH, "//button[text()='Save']").click()
+        press(driver, By.XPATH, "//button[text()='Save']")
         # Both chosen, in the tree's order (which follows Graph's, not the names').
         wait_for(driver, "Sent Items")
         chosen = driver.find_element(By.XPATH, "//dt[text()='Folders']/following-sibling::dd[1]").text
@@ -168,7 +178,7 @@ def scenario(base, sim):
         call("POST", f"{sim}/_sim/tenants/{tenant['id']}/users", {"upn": support, "kind": "shared"})
         call("PATCH", f"{sim}/_sim/users/{support}", {"delegates": [upn]})
         driver.find_element(By.ID, "shared-address").send_keys(support)
-        driver.find_element(By.XPATH, "//button[text()='Add']").click()
+        press(driver, By.XPATH, "//button[text()='Add']")
         driver.get(f"{base}/console")
         wait_for(driver, support)
 
@@ -183,7 +193,7 @@ def scenario(base, sim):
         approval = driver.find_element(By.ID, "approval")
         if not approval.is_selected():
             approval.click()
-        driver.find_element(By.XPATH, "//button[text()='Enregistrer']").click()
+        press(driver, By.XPATH, "//button[text()='Enregistrer']")
         wait_for(driver, "Profils de serveur")
 
         # Access tokens live a minute from now on, so that a revoked grant shows at the next use
@@ -213,9 +223,9 @@ def scenario(base, sim):
             driver.get(f"{base}/console?filter=pending")
             row = f"//tr[td/a[text()='{chloe}']]"
             wait_for(driver, chloe)
-            driver.find_element(By.XPATH, f"{row}//button[text()='Approuver']").click()
+            press(driver, By.XPATH, f"{row}//button[text()='Approuver']")
             wait_for(driver, "Tester et activer")
-            driver.find_element(By.XPATH, "//button[text()='Tester et activer']").click()
+            press(driver, By.XPATH, "//button[text()='Tester et activer']")
             wait_for(driver, "Toutes les vérifications ont réussi.")
             assert "un jeton a été obtenu avec le profil" in driver.page_source
             chloe_page = driver.current_url
@@ -223,7 +233,7 @@ def scenario(base, sim):
 
             # Chloé's grant is revoked (her password reset, say); the next use of it finds out.
             call("POST", f"{sim}/_sim/users/{chloe}/revoke")
-            driver.find_element(By.XPATH, "//button[text()='Valider la connexion']").click()
+            press(driver, By.XPATH, "//button[text()='Valider la connexion']")
             wait_for(driver, "Une vérification a échoué")
             driver.get(f"{base}/console#alerts")
             wait_for(driver, "Réauthentification requise")
@@ -234,7 +244,7 @@ def scenario(base, sim):
             # Chloé sees the alert on her page and signs in again from its button.
             other.get(chloe_page)
             wait_for(other, "Réauthentification requise")
-            other.find_element(By.XPATH, "//ul[@class='alerts']//a[text()='Se réauthentifier']").click()
+            press(other, By.XPATH, "//ul[@class='alerts']//a[text()='Se réauthentifier']")
             wait_for(other, "est connectée")
             other.get(chloe_page)
             wait_for(other, "<dd>connectée</dd>")
