@@ -600,6 +600,11 @@ async fn an_administrator_creates_and_edits_profiles_with_the_api_checks() {
         .await;
     assert_eq!(refused.status, 400);
     assert!(refused.body.contains("role=\"alert\""), "{}", refused.body);
+    assert!(
+        refused.body.contains("needs its tenant"),
+        "{}",
+        refused.body
+    );
     assert!(r
         .services
         .repos
@@ -688,6 +693,7 @@ async fn an_administrator_creates_and_edits_profiles_with_the_api_checks() {
         .post("/console/profiles/fabrikam", &token, &broken)
         .await;
     assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("is not a PEM certificate"));
     assert!(r
         .services
         .repos
@@ -696,6 +702,25 @@ async fn an_administrator_creates_and_edits_profiles_with_the_api_checks() {
         .unwrap()
         .certificate
         .is_some_and(|c| c.certificate_pem.trim() == cert.trim()));
+
+    // The same refusals, to an administrator reading French, are in French.
+    let french = Browser::new(&r, "fr-FR,fr;q=0.9");
+    let accueil = sign_in(&r, &french, &r.demo.user_upn).await;
+    let jeton = csrf(&accueil);
+    for (form, sentence) in [
+        (fields("organizations"), "du domaine de son locataire"),
+        (broken.clone(), "n&#39;est pas un certificat PEM"),
+        (
+            fields("pas un locataire"),
+            "doit être common, organizations",
+        ),
+    ] {
+        let refus = french
+            .post("/console/profiles/fabrikam", &jeton, &form)
+            .await;
+        assert_eq!(refus.status, 400, "{}", refus.body);
+        assert!(refus.body.contains(sentence), "{sentence}: {}", refus.body);
+    }
 
     // A custom cloud (the simulator's) is offered as it is, selected: saving the form keeps it.
     let demo = admin.get("/console/profiles/demo").await;
@@ -716,6 +741,136 @@ async fn an_administrator_creates_and_edits_profiles_with_the_api_checks() {
         .await;
     assert_eq!(p.status, 404);
     assert_ne!(r.services.repos.profile("demo").await.unwrap().name, "x");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_connects_the_organisations_mailboxes_from_the_profile_page_in_french() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let shared = format!("support@{}", r.demo.tenant_domain);
+    r.sim.add_mailbox(
+        &r.demo.tenant_id,
+        &shared,
+        "Support",
+        m365_sim::world::MailboxKind::Shared,
+    );
+    let admin = Browser::new(&r, "fr-FR,fr;q=0.9");
+    let home = sign_in(&r, &admin, &r.demo.user_upn).await;
+    let token = csrf(&home);
+    let made = admin
+        .post(
+            "/console/profiles/new",
+            &token,
+            &[
+                ("id", "org"),
+                ("name", "Contoso (organisation)"),
+                ("cloud", "global"),
+                ("auth", "application"),
+                ("tenant", &r.demo.tenant_id),
+                ("client_id", &r.demo.client_id),
+                ("client_secret_ref", mailbridge_local::DEMO_SECRET),
+                ("backfill_days", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    // The simulator's cloud is the demo profile's: the new profile takes it.
+    let mut org = r.services.repos.profile("org").await.unwrap();
+    org.cloud = r.services.repos.profile("demo").await.unwrap().cloud;
+    r.services.admin.put_profile(org).await.unwrap();
+
+    // The page of an organisation-wide profile: the consent link, the forms to add mailboxes.
+    let page = admin.get("/console/profiles/org").await;
+    assert!(
+        page.body.contains("href=\"/admin-consent?profile=org\""),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("Accorder le consentement pour l&#39;organisation"));
+    assert!(page
+        .body
+        .contains("Aucune boîte aux lettres n&#39;utilise encore ce profil."));
+    // A delegated profile's page has neither.
+    assert!(!admin
+        .get("/console/profiles/demo")
+        .await
+        .body
+        .contains("/admin-consent"));
+
+    // The tenant's administrator consents from the link; then two mailboxes by address.
+    let granted = admin.get("/admin-consent?profile=org").await;
+    assert_eq!(granted.status, 200, "{}", granted.body);
+    let added = admin
+        .post(
+            "/console/profiles/org/mailboxes",
+            &token,
+            &[("addresses", &format!("{}\r\n{shared}, ", r.demo.user_upn))],
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    for address in [r.demo.user_upn.to_lowercase(), shared.clone()] {
+        assert!(added.body.contains(&address), "{address}: {}", added.body);
+    }
+    let org_mailboxes: Vec<_> = r
+        .services
+        .admin
+        .mailboxes()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|v| v.mailbox.profile_id == "org")
+        .collect();
+    assert_eq!(org_mailboxes.len(), 2);
+    assert!(added.body.contains("connectée"), "{}", added.body);
+
+    // Bad input: what is wrong, in French, and nothing added.
+    for (path, fields, sentence) in [
+        (
+            "/console/profiles/org/mailboxes",
+            vec![("addresses", "pas-une-adresse")],
+            "« pas-une-adresse » n&#39;est pas une adresse",
+        ),
+        (
+            "/console/profiles/org/mailboxes",
+            vec![("addresses", " ")],
+            "donnez de 1 à",
+        ),
+        (
+            "/console/profiles/demo/mailboxes",
+            vec![("addresses", "x@contoso.example")],
+            "utilise des autorisations déléguées",
+        ),
+        ("/console/profiles/org/discover", vec![], "User.Read.All"),
+    ] {
+        let refused = admin.post(path, &token, &fields).await;
+        assert_eq!(refused.status, 400, "{path}: {}", refused.body);
+        assert!(
+            refused.body.contains(sentence),
+            "{sentence}: {}",
+            refused.body
+        );
+    }
+    assert_eq!(r.services.admin.mailboxes().await.unwrap().len(), 2);
+
+    // A person may not add mailboxes to a profile; a forged form neither.
+    let someone = person(&r, "gina");
+    let b = Browser::new(&r, "en");
+    let theirs = sign_in(&r, &b, &someone).await;
+    let refused = b
+        .post(
+            "/console/profiles/org/mailboxes",
+            &csrf(&theirs),
+            &[("addresses", &someone)],
+        )
+        .await;
+    assert_eq!(refused.status, 404);
+    let forged = admin
+        .post("/console/profiles/org/discover", "forged", &[])
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(r.services.admin.mailboxes().await.unwrap().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -765,4 +920,78 @@ async fn the_sign_in_pages_speak_the_persons_language_and_name_no_internals() {
         "{}",
         unknown.body
     );
+}
+
+/// `docs/openapi.yaml` names every route of the admin API and every method of each: schemathesis
+/// (tests/web/api.py) checks what is documented, this checks that nothing is left out. The routes
+/// are read from `admin_router`'s source, then each documented path is asked every method: a
+/// documented one is routed, any other is a 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_names_every_admin_route_and_method() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("docs/openapi.yaml")).unwrap())
+            .unwrap();
+    const METHODS: [&str; 5] = ["get", "put", "post", "patch", "delete"];
+    let documented: BTreeMap<String, Vec<String>> = doc["paths"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .map(|(path, item)| {
+            let methods = METHODS
+                .iter()
+                .filter(|m| item.get(**m).is_some())
+                .map(|m| m.to_string())
+                .collect();
+            (path.as_str().unwrap().to_string(), methods)
+        })
+        .collect();
+
+    // The router as written: `.route("PATH", get(..).put(..))`.
+    let source = std::fs::read_to_string(root.join("functions/lib/edge/src/admin.rs")).unwrap();
+    let body = source
+        .split("pub fn admin_router")
+        .nth(1)
+        .unwrap()
+        .split(".fallback(")
+        .next()
+        .unwrap();
+    let mut routed = BTreeMap::new();
+    for call in body.split(".route(").skip(1) {
+        let path = call.split('"').nth(1).unwrap().to_string();
+        let handlers = call.split_once(',').unwrap().1;
+        let methods: Vec<String> = METHODS
+            .iter()
+            .filter(|m| handlers.contains(&format!("{m}(")))
+            .map(|m| m.to_string())
+            .collect();
+        routed.insert(path, methods);
+    }
+    assert!(routed.len() >= 14, "{routed:?}");
+    assert_eq!(
+        routed, documented,
+        "admin_router and docs/openapi.yaml differ"
+    );
+
+    // The running router agrees, method by method.
+    let dir = tempfile::tempdir().unwrap();
+    let r = runner(dir.path(), |_| {}).await;
+    let http = reqwest::Client::new();
+    for (path, methods) in &documented {
+        let url = format!("{}{}", r.base_url, path.replace("{id}", "nothing-here"));
+        for m in METHODS {
+            let status = http
+                .request(m.to_uppercase().parse().unwrap(), &url)
+                .bearer_auth(r.admin_token.expose())
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            let routed = methods.iter().any(|d| d == m);
+            assert_eq!(status == 405, !routed, "{m} {path}: {status}");
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Randomness, hashing and sealing (AES-256-GCM) of the secrets mailbridge must keep.
 
+use crate::say::{CertificateFault, Say};
 use crate::secret::Secret;
 use crate::{Error, Result};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -122,18 +123,17 @@ impl SealingKey {
 
 /// The DER of a PEM certificate (`-----BEGIN CERTIFICATE-----`).
 pub fn certificate_der(pem: &str) -> Result<Vec<u8>> {
-    let bad =
-        |why: &str| Error::invalid(format!("the certificate is not a PEM certificate: {why}"));
+    let bad = |why| Error::invalid(Say::NotACertificate { why });
     let body = pem
         .split("-----BEGIN CERTIFICATE-----")
         .nth(1)
         .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
-        .ok_or_else(|| bad("no BEGIN/END CERTIFICATE block"))?;
+        .ok_or_else(|| bad(CertificateFault::NoBlock))?;
     let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
     let der = STANDARD
         .decode(b64)
-        .map_err(|_| bad("its body is not base64"))?;
-    certificate_not_after(&der).map_err(|_| bad("it is not an X.509 certificate"))?;
+        .map_err(|_| bad(CertificateFault::NotBase64))?;
+    certificate_not_after(&der).map_err(|_| bad(CertificateFault::NotX509))?;
     Ok(der)
 }
 

@@ -236,6 +236,82 @@ pub enum Say {
     NotAKeyPlace {
         value: String,
     },
+
+    // What is wrong with a server profile an administrator gives.
+    BadProfileId {
+        max: usize,
+    },
+    TextTooLong {
+        field: String,
+        max: usize,
+    },
+    NeedsClientAndTenant,
+    NotATenant {
+        tenant: String,
+    },
+    OrganisationWideNeedsTenant {
+        tenant: String,
+    },
+    BackfillTooLong {
+        days: u32,
+        max: u32,
+    },
+    BadCategory {
+        max: usize,
+    },
+    NotACertificate {
+        why: CertificateFault,
+    },
+    NotAKmsAlias {
+        prefix: String,
+    },
+    CustomCloudNeedsResource,
+    CertificateExpiredOn {
+        on: DateTime<Utc>,
+    },
+    NoKeyInStore {
+        name: String,
+    },
+    SecretExpiredOn {
+        on: DateTime<Utc>,
+        name: String,
+    },
+    SecretEmpty {
+        name: String,
+    },
+    NoSuchSecret {
+        name: String,
+    },
+    SecretOutsidePrefix {
+        prefix: String,
+    },
+    NoCustomClouds,
+    CustomUrlNotHttps {
+        field: String,
+    },
+    CustomUrlNotPlain {
+        field: String,
+    },
+    CustomHostNotAllowed {
+        field: String,
+        host: String,
+    },
+
+    // Adding an organisation's mailboxes.
+    AddressCount {
+        count: usize,
+        max: usize,
+    },
+    NeedsUserReadAll,
+}
+
+/// Why a certificate given as PEM could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateFault {
+    NoBlock,
+    NotBase64,
+    NotX509,
 }
 
 impl From<String> for Say {
@@ -583,6 +659,125 @@ impl Say {
             } else {
                 format!("{count} dossiers choisis : choisissez-en au plus {max}.")
             },
+            Say::BadProfileId { max } => if en {
+                format!("a profile id is 1 to {max} letters, digits, '-' or '_'")
+            } else {
+                format!("l'identifiant d'un profil compte de 1 à {max} lettres, chiffres, « - » ou « _ »")
+            },
+            Say::TextTooLong { field, max } => if en {
+                format!("{field} must be at most {max} characters, without control characters")
+            } else {
+                format!("{field} compte au plus {max} caractères, sans caractère de contrôle")
+            },
+            Say::NeedsClientAndTenant => s(
+                "a profile needs a client_id and a tenant",
+                "un profil a besoin d'un ID client (client_id) et d'un locataire (tenant)",
+            ),
+            Say::NotATenant { tenant } => if en {
+                format!("tenant {tenant:?} must be common, organizations, consumers, a tenant id (a GUID, Entra ID's Directory (tenant) ID) or a domain such as contoso.onmicrosoft.com")
+            } else {
+                format!("le locataire « {tenant} » doit être common, organizations, consumers, un ID de locataire (un GUID, l'ID de l'annuaire (locataire) dans Entra ID) ou un domaine comme contoso.onmicrosoft.com")
+            },
+            Say::OrganisationWideNeedsTenant { tenant } => if en {
+                format!("an organisation-wide (application) profile needs its tenant's id or domain, not {tenant:?}: Microsoft grants application permissions per tenant")
+            } else {
+                format!("un profil à l'échelle de l'organisation (application) a besoin de l'ID ou du domaine de son locataire, et non de « {tenant} » : Microsoft accorde les autorisations d'application locataire par locataire")
+            },
+            Say::BackfillTooLong { days, max } => if en {
+                format!("backfill_days is {days}; it must be between 0 and {max}")
+            } else {
+                format!("la reprise de l'historique (backfill_days) vaut {days} jours ; elle doit être comprise entre 0 et {max}")
+            },
+            Say::BadCategory { max } => if en {
+                format!("outlook_category must be 1 to {max} characters, without control characters")
+            } else {
+                format!("la catégorie Outlook compte de 1 à {max} caractères, sans caractère de contrôle")
+            },
+            Say::NotACertificate { why } => {
+                let why = match why {
+                    CertificateFault::NoBlock => lang.pick("no BEGIN/END CERTIFICATE block", "aucun bloc BEGIN/END CERTIFICATE"),
+                    CertificateFault::NotBase64 => lang.pick("its body is not base64", "son contenu n'est pas en base64"),
+                    CertificateFault::NotX509 => lang.pick("it is not an X.509 certificate", "ce n'est pas un certificat X.509"),
+                };
+                if en {
+                    format!("the certificate is not a PEM certificate: {why}")
+                } else {
+                    format!("le certificat n'est pas un certificat PEM : {why}")
+                }
+            }
+            Say::NotAKmsAlias { prefix } => if en {
+                format!("certificate.key: a KMS key is named by an alias under {prefix} (letters, digits, '/', '_', '-'), the only keys mailbridge may use")
+            } else {
+                format!("clé du certificat : une clé KMS est désignée par un alias sous {prefix} (lettres, chiffres, « / », « _ », « - »), les seules clés que mailbridge peut utiliser")
+            },
+            Say::CustomCloudNeedsResource => s(
+                "a custom cloud needs a resource identifier",
+                "un cloud personnalisé a besoin d'un identifiant de ressource",
+            ),
+            Say::CertificateExpiredOn { on } => {
+                let day = on.format("%Y-%m-%d");
+                if en {
+                    format!("the certificate expired on {day}: upload a new one to the app registration (Certificates & secrets) and give it here")
+                } else {
+                    format!("le certificat a expiré le {day} : chargez-en un nouveau dans l'inscription d'application (Certificats et secrets) et donnez-le ici")
+                }
+            }
+            Say::NoKeyInStore { name } => if en {
+                format!("certificate.key: there is no private key in the secret store under {name}; store the certificate's key (PEM) there first")
+            } else {
+                format!("clé du certificat : le coffre de secrets ne contient aucune clé privée sous {name} ; enregistrez-y d'abord la clé du certificat (PEM)")
+            },
+            Say::SecretExpiredOn { on, name } => {
+                let day = on.format("%Y-%m-%d");
+                if en {
+                    format!("client_secret_expires_at ({day}) is past: that client secret has expired. Add a new one in Entra ID (Certificates & secrets), store its value under {name}, and give its expiry")
+                } else {
+                    format!("l'expiration du secret client ({day}) est passée : ce secret a expiré. Ajoutez-en un nouveau dans Entra ID (Certificats et secrets), enregistrez sa valeur sous {name} et indiquez son expiration")
+                }
+            }
+            Say::SecretEmpty { name } => if en {
+                format!("client_secret_ref: the secret {name} is empty; store the client secret's value in it")
+            } else {
+                format!("secret client : le secret {name} est vide ; enregistrez-y la valeur du secret client")
+            },
+            Say::NoSuchSecret { name } => if en {
+                format!("client_secret_ref: there is no secret named {name} in the secret store; store the client secret's value there first")
+            } else {
+                format!("secret client : le coffre de secrets ne contient aucun secret nommé {name} ; enregistrez-y d'abord la valeur du secret client")
+            },
+            Say::SecretOutsidePrefix { prefix } => if en {
+                format!("client_secret_ref must be the name of a secret under {prefix:?} (letters, digits and /_+=.@-), for example {prefix}<profile>/client-secret")
+            } else {
+                format!("le secret client doit être le nom d'un secret sous « {prefix} » (lettres, chiffres et /_+=.@-), par exemple {prefix}<profil>/client-secret")
+            },
+            Say::NoCustomClouds => s(
+                "this deployment does not allow custom clouds; choose global, us_gov, us_gov_dod or china (an operator can allow hosts with CUSTOM_CLOUD_HOSTS)",
+                "ce déploiement n'autorise pas les clouds personnalisés ; choisissez global, us_gov, us_gov_dod ou china (un opérateur peut autoriser des hôtes avec CUSTOM_CLOUD_HOSTS)",
+            ),
+            Say::CustomUrlNotHttps { field } => if en {
+                format!("the custom cloud's {field} URL must be https")
+            } else {
+                format!("l'URL {field} du cloud personnalisé doit être en https")
+            },
+            Say::CustomUrlNotPlain { field } => if en {
+                format!("the custom cloud's {field} URL is not a plain URL")
+            } else {
+                format!("l'URL {field} du cloud personnalisé n'est pas une URL simple")
+            },
+            Say::AddressCount { count, max } => if en {
+                format!("give 1 to {max} addresses, not {count}")
+            } else {
+                format!("donnez de 1 à {max} adresses, et non {count}")
+            },
+            Say::NeedsUserReadAll => s(
+                "listing the tenant's users needs the User.Read.All application permission, granted by an administrator; or add the mailboxes by address",
+                "lister les utilisateurs du locataire demande l'autorisation d'application User.Read.All, accordée par un administrateur ; sinon, ajoutez les boîtes par adresse",
+            ),
+            Say::CustomHostNotAllowed { field, host } => if en {
+                format!("the custom cloud's {field} host {host} is not one this deployment allows")
+            } else {
+                format!("l'hôte {field} du cloud personnalisé, {host}, n'est pas autorisé par ce déploiement")
+            },
         }
     }
 }
@@ -668,6 +863,14 @@ mod tests {
                 count: 300,
                 max: 200,
             },
+            Say::NotACertificate {
+                why: CertificateFault::NotX509,
+            },
+            Say::SecretExpiredOn {
+                on: DateTime::UNIX_EPOCH,
+                name: "mailbridge/profiles/demo".into(),
+            },
+            Say::NoCustomClouds,
         ];
         for s in all {
             let (en, fr) = (s.in_lang(Lang::En), s.in_lang(Lang::Fr));

@@ -57,9 +57,9 @@ impl Organisation {
     async fn app_profile(&self, profile_id: &str) -> Result<ServerProfile> {
         let profile = self.tokens.profile(profile_id).await?;
         if profile.auth != AuthType::Application {
-            return Err(Error::invalid(format!(
-                "profile {profile_id} uses delegated permissions: its mailboxes connect by signing in"
-            )));
+            return Err(Error::invalid(Say::ProfileIsDelegated {
+                profile: profile_id.into(),
+            }));
         }
         Ok(profile)
     }
@@ -68,10 +68,10 @@ impl Organisation {
     /// one Graph cannot reach yet is kept, in the state that says why.
     pub async fn add(&self, profile_id: &str, addresses: &[String]) -> Result<Vec<Mailbox>> {
         if addresses.is_empty() || addresses.len() > MAX_ADDRESSES {
-            return Err(Error::invalid(format!(
-                "give 1 to {MAX_ADDRESSES} addresses, not {}",
-                addresses.len()
-            )));
+            return Err(Error::invalid(Say::AddressCount {
+                count: addresses.len(),
+                max: MAX_ADDRESSES,
+            }));
         }
         let mut clean = Vec::new();
         for a in addresses {
@@ -111,9 +111,7 @@ impl Organisation {
             })
             .await
             .map_err(|e| match e {
-                Error::AccessDenied(_) => Error::Invalid(
-                    "listing the tenant's users needs the User.Read.All application permission, granted by an administrator; or add the mailboxes by address".into(),
-                ),
+                Error::AccessDenied(_) => Error::Invalid(Say::NeedsUserReadAll),
                 e => e,
             })?;
         let mut out = Vec::new();

@@ -5,8 +5,9 @@
 use crate::crypto::certificate_der;
 use crate::model::{Cloud, KeyRef, ServerProfile};
 use crate::ports::{Clock, SecretStore};
+
 use crate::services::Settings;
-use crate::{Error, Result, Secret};
+use crate::{Error, Result, Say, Secret};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,9 +32,7 @@ impl Settings {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !id_ok {
-            return Err(Error::invalid(format!(
-                "a profile id is 1 to {MAX_ID} letters, digits, '-' or '_'"
-            )));
+            return Err(Error::invalid(Say::BadProfileId { max: MAX_ID }));
         }
         for (field, value) in [
             ("name", p.name.as_str()),
@@ -41,26 +40,25 @@ impl Settings {
             ("tenant", p.tenant.as_str()),
         ] {
             if value.len() > MAX_TEXT || value.chars().any(char::is_control) {
-                return Err(Error::invalid(format!(
-                    "{field} must be at most {MAX_TEXT} characters, without control characters"
-                )));
+                return Err(Error::invalid(Say::TextTooLong {
+                    field: field.into(),
+                    max: MAX_TEXT,
+                }));
             }
         }
         if p.client_id.trim().is_empty() || p.tenant.trim().is_empty() {
-            return Err(Error::invalid("a profile needs a client_id and a tenant"));
+            return Err(Error::invalid(Say::NeedsClientAndTenant));
         }
         check_tenant(p)?;
         if p.backfill_days > MAX_BACKFILL_DAYS {
-            return Err(Error::invalid(format!(
-                "backfill_days is {}; it must be between 0 and {MAX_BACKFILL_DAYS}",
-                p.backfill_days
-            )));
+            return Err(Error::invalid(Say::BackfillTooLong {
+                days: p.backfill_days,
+                max: MAX_BACKFILL_DAYS,
+            }));
         }
         if let Some(c) = &p.outlook_category {
             if c.trim().is_empty() || c.len() > MAX_TEXT || c.chars().any(char::is_control) {
-                return Err(Error::invalid(format!(
-                    "outlook_category must be 1 to {MAX_TEXT} characters, without control characters"
-                )));
+                return Err(Error::invalid(Say::BadCategory { max: MAX_TEXT }));
             }
         }
         match &p.certificate {
@@ -69,8 +67,7 @@ impl Settings {
                 if !p.client_secret_ref.is_empty() {
                     self.check_secret_ref(&p.client_secret_ref)?;
                 }
-                certificate_der(&cert.certificate_pem)
-                    .map_err(|e| Error::invalid(format!("certificate.certificate_pem: {e}")))?;
+                certificate_der(&cert.certificate_pem)?;
                 match &cert.key {
                     KeyRef::SecretStore { name } => self.check_secret_ref(name)?,
                     KeyRef::Kms { key_id } => {
@@ -81,9 +78,9 @@ impl Settings {
                                 .bytes()
                                 .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b));
                         if !ok {
-                            return Err(Error::invalid(format!(
-                                "certificate.key: a KMS key is named by an alias under {KMS_ALIAS_PREFIX} (letters, digits, '/', '_', '-'), the only keys mailbridge may use"
-                            )));
+                            return Err(Error::invalid(Say::NotAKmsAlias {
+                                prefix: KMS_ALIAS_PREFIX.into(),
+                            }));
                         }
                     }
                 }
@@ -98,7 +95,7 @@ impl Settings {
             self.check_custom_url("login", login)?;
             self.check_custom_url("graph", graph)?;
             if resource.trim().is_empty() || resource.len() > MAX_TEXT {
-                return Err(Error::invalid("a custom cloud needs a resource identifier"));
+                return Err(Error::invalid(Say::CustomCloudNeedsResource));
             }
         }
         Ok(())
@@ -116,18 +113,14 @@ impl Settings {
         if let Some(cert) = &p.certificate {
             let not_after = p.credential_expires_at().unwrap_or(now);
             if not_after <= now {
-                return Err(Error::invalid(format!(
-                    "the certificate expired on {}: upload a new one to the app registration \
-                     (Certificates & secrets) and give it here",
-                    not_after.format("%Y-%m-%d")
-                )));
+                return Err(Error::invalid(Say::CertificateExpiredOn { on: not_after }));
             }
             if let KeyRef::SecretStore { name } = &cert.key {
                 return match secrets.get(name).await {
                     Ok(s) if !s.expose().trim().is_empty() => Ok(()),
-                    Ok(_) | Err(Error::Config { .. }) => Err(Error::invalid(format!(
-                        "certificate.key: there is no private key in the secret store under {name}; store the certificate's key (PEM) there first"
-                    ))),
+                    Ok(_) | Err(Error::Config { .. }) => {
+                        Err(Error::invalid(Say::NoKeyInStore { name: name.clone() }))
+                    }
                     Err(e) => Err(e),
                 };
             }
@@ -135,27 +128,21 @@ impl Settings {
         }
         if let Some(at) = p.client_secret_expires_at {
             if at <= now {
-                return Err(Error::invalid(format!(
-                    "client_secret_expires_at ({}) is past: that client secret has expired. Add a \
-                     new one in Entra ID (Certificates & secrets), store its value under \
-                     {}, and give its expiry",
-                    at.format("%Y-%m-%d"),
-                    p.client_secret_ref
-                )));
+                return Err(Error::invalid(Say::SecretExpiredOn {
+                    on: at,
+                    name: p.client_secret_ref.clone(),
+                }));
             }
         }
         match secrets.client_secret(p).await {
             Ok(s) if !s.expose().trim().is_empty() => Ok(()),
-            Ok(_) => Err(Error::invalid(format!(
-                "client_secret_ref: the secret {} is empty; store the client secret's value in it",
-                p.client_secret_ref
-            ))),
+            Ok(_) => Err(Error::invalid(Say::SecretEmpty {
+                name: p.client_secret_ref.clone(),
+            })),
             Err(Error::Config { code, .. }) if code == "secret-missing" => {
-                Err(Error::invalid(format!(
-                "client_secret_ref: there is no secret named {} in the secret store; store the \
-                 client secret's value there first",
-                p.client_secret_ref
-            )))
+                Err(Error::invalid(Say::NoSuchSecret {
+                    name: p.client_secret_ref.clone(),
+                }))
             }
             Err(e) => Err(e),
         }
@@ -173,10 +160,9 @@ impl Settings {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
         if !ok {
-            return Err(Error::invalid(format!(
-                "client_secret_ref must be the name of a secret under {prefix:?} (letters, digits \
-                 and /_+=.@-), for example {prefix}<profile>/client-secret"
-            )));
+            return Err(Error::invalid(Say::SecretOutsidePrefix {
+                prefix: prefix.clone(),
+            }));
         }
         Ok(())
     }
@@ -185,18 +171,15 @@ impl Settings {
     /// host the deployment allows.
     fn check_custom_url(&self, field: &str, url: &str) -> Result<()> {
         if self.custom_cloud_hosts.is_empty() {
-            return Err(Error::invalid(
-                "this deployment does not allow custom clouds; choose global, us_gov, us_gov_dod \
-                 or china (an operator can allow hosts with CUSTOM_CLOUD_HOSTS)",
-            ));
+            return Err(Error::invalid(Say::NoCustomClouds));
         }
         let (https, rest) = match url.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
             _ => {
-                return Err(Error::invalid(format!(
-                    "the custom cloud's {field} URL must be https"
-                )))
+                return Err(Error::invalid(Say::CustomUrlNotHttps {
+                    field: field.into(),
+                }))
             }
         };
         let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
@@ -210,24 +193,25 @@ impl Settings {
             && !url.chars().any(|c| c.is_control() || c.is_whitespace())
             && !authority.contains('@');
         if !well_formed {
-            return Err(Error::invalid(format!(
-                "the custom cloud's {field} URL is not a plain URL"
-            )));
+            return Err(Error::invalid(Say::CustomUrlNotPlain {
+                field: field.into(),
+            }));
         }
         let loopback = matches!(hostname, "localhost" | "127.0.0.1" | "::1");
         if !https && !loopback {
-            return Err(Error::invalid(format!(
-                "the custom cloud's {field} URL must be https"
-            )));
+            return Err(Error::invalid(Say::CustomUrlNotHttps {
+                field: field.into(),
+            }));
         }
         if !self
             .custom_cloud_hosts
             .iter()
             .any(|allowed| *allowed == host || *allowed == hostname)
         {
-            return Err(Error::invalid(format!(
-                "the custom cloud's {field} host {host} is not one this deployment allows"
-            )));
+            return Err(Error::invalid(Say::CustomHostNotAllowed {
+                field: field.into(),
+                host,
+            }));
         }
         Ok(())
     }
@@ -258,17 +242,14 @@ fn check_tenant(p: &ServerProfile) -> Result<()> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if !(shared || guid || domain) {
-        return Err(Error::invalid(format!(
-            "tenant {:?} must be common, organizations, consumers, a tenant id (a GUID, Entra \
-             ID's Directory (tenant) ID) or a domain such as contoso.onmicrosoft.com",
-            p.tenant
-        )));
+        return Err(Error::invalid(Say::NotATenant {
+            tenant: p.tenant.clone(),
+        }));
     }
     if shared && p.auth == crate::model::AuthType::Application {
-        return Err(Error::invalid(format!(
-            "an organisation-wide (application) profile needs its tenant's id or domain, not \
-             {t:?}: Microsoft grants application permissions per tenant"
-        )));
+        return Err(Error::invalid(Say::OrganisationWideNeedsTenant {
+            tenant: t,
+        }));
     }
     Ok(())
 }

@@ -162,10 +162,9 @@ impl Tokens {
             (AuthType::Delegated, Some(m)) => m.token_owner().to_string(),
             (AuthType::Application, _) => format!("app-{}", profile.id),
             (AuthType::Delegated, None) => {
-                return Err(Error::invalid(format!(
-                    "profile {} uses delegated permissions: it has no token of its own",
-                    profile.id
-                )))
+                return Err(Error::invalid(Say::ProfileIsDelegated {
+                    profile: profile.id.clone(),
+                }))
             }
         };
         for _ in 0..4 {

@@ -63,6 +63,8 @@ pub fn console_router(console: Console) -> Router {
             get(profile_page).post(save_profile),
         )
         .route("/console/profiles/{id}/test", post(test_profile))
+        .route("/console/profiles/{id}/mailboxes", post(add_mailboxes))
+        .route("/console/profiles/{id}/discover", post(discover))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }
@@ -252,6 +254,8 @@ struct ProfilePage {
     clouds: &'static [&'static str],
     error: Option<String>,
     run: Option<RunView>,
+    /// The profile's mailboxes (for a stored profile).
+    mailboxes: Vec<Row>,
 }
 
 /// How the test of every mailbox of a profile is going, as its page shows it.
@@ -912,7 +916,7 @@ async fn profile_page(
     if !v.admin {
         return error_page(&v, StatusCode::NOT_FOUND, v.t().not_found);
     }
-    let (form, run) = if id == "new" {
+    let (form, run, mailboxes) = if id == "new" {
         let form = ProfileForm {
             new: true,
             id,
@@ -921,7 +925,7 @@ async fn profile_page(
             backfill_days: "0".into(),
             ..ProfileForm::default()
         };
-        (form, None)
+        (form, None, Vec::new())
     } else {
         let form = match c.admin.repos.profile(&id).await {
             Ok(p) => ProfileForm::of(&p),
@@ -932,7 +936,15 @@ async fn profile_page(
             Err(Error::NotFound(_)) => None,
             Err(e) => return failure(&v, &e),
         };
-        (form, run)
+        let mailboxes = match c.admin.mailboxes().await {
+            Ok(views) => views
+                .iter()
+                .filter(|view| view.mailbox.profile_id == id)
+                .map(|view| row(v.lang, view))
+                .collect(),
+            Err(e) => return failure(&v, &e),
+        };
+        (form, run, mailboxes)
     };
     render(
         StatusCode::OK,
@@ -942,8 +954,53 @@ async fn profile_page(
             clouds: CLOUDS,
             error: None,
             run,
+            mailboxes,
         },
     )
+}
+
+/// Adds an organisation-wide profile's mailboxes by address (one per line, or separated by
+/// commas, semicolons or spaces); each is tried at once and shows on the profile's page.
+async fn add_mailboxes(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let path = format!("/console/profiles/{id}");
+    let v = match c.sender(&headers, &path, &form, Needs::Administrator).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    let addresses: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "addresses")
+        .flat_map(|(_, text)| text.split(|ch: char| ch == ',' || ch == ';' || ch.is_whitespace()))
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect();
+    match c.admin.add_mailboxes(&id, &addresses).await {
+        Ok(_) => Redirect::to(&format!("{path}#organisation")).into_response(),
+        Err(e) => failure(&v, &e),
+    }
+}
+
+/// Adds every licensed user of an organisation-wide profile's tenant.
+async fn discover(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let path = format!("/console/profiles/{id}");
+    let v = match c.sender(&headers, &path, &form, Needs::Administrator).await {
+        Ok(v) => v,
+        Err(refused) => return refused,
+    };
+    match c.admin.discover(&id).await {
+        Ok(_) => Redirect::to(&format!("{path}#organisation")).into_response(),
+        Err(e) => failure(&v, &e),
+    }
 }
 
 /// Starts the test of every mailbox of a profile (and enables those that pass, if asked); its
@@ -1010,6 +1067,7 @@ async fn save_profile(
                     clouds: CLOUDS,
                     error: Some(error.in_lang(v.lang)),
                     run: None,
+                    mailboxes: Vec::new(),
                 },
             )
         }
