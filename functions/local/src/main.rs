@@ -20,12 +20,7 @@ opts: [--data DIR] [--listen ADDR] [--sim-listen ADDR] [--sim-tls] [--max-messag
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .init();
+    mailbridge_edge::logging::init(false);
     if let Err(e) = run().await {
         eprintln!("mailbridge: {e}");
         std::process::exit(2);

@@ -9,16 +9,9 @@ use mailbridge_core::services::worker::{run_batch, Settlement, Worker};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// JSON logs for CloudWatch; `RUST_LOG` sets the level.
+/// JSON logs for CloudWatch, escaped and bounded ([`crate::logging`]); `RUST_LOG` sets the level.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_target(false)
-        .without_time()
-        .init();
+    crate::logging::init(true);
 }
 
 /// The import function: every record on its own (see [`run_batch`]); only the records that must

@@ -6,4 +6,5 @@ pub mod admin;
 pub mod console;
 pub mod http;
 pub mod lambda;
+pub mod logging;
 pub mod metrics;

@@ -61,6 +61,29 @@ pub struct Intake {
     pub dropped: usize,
     /// Lifecycle events among them.
     pub lifecycle: usize,
+    /// Why they were dropped, and the first subscription id each reason named (kept for the
+    /// one log line a POST makes, however many items it carries).
+    pub why: Dropped,
+}
+
+/// The notifications of one POST that were dropped, by reason.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub malformed: usize,
+    pub unknown_subscription: usize,
+    pub client_state: usize,
+    pub no_message: usize,
+    pub unknown_lifecycle: usize,
+    /// The first subscription id named by a dropped item.
+    pub first: Option<String>,
+}
+
+impl Dropped {
+    fn note(&mut self, subscription: &str) {
+        if self.first.is_none() {
+            self.first = Some(subscription.to_string());
+        }
+    }
 }
 
 pub struct Webhook {
@@ -102,7 +125,7 @@ impl Webhook {
         for raw in envelope.value {
             let Ok(n) = serde_json::from_value::<Notification>(raw) else {
                 out.dropped += 1;
-                tracing::warn!("dropped a malformed notification");
+                out.why.malformed += 1;
                 continue;
             };
             let Some(sub) = self
@@ -112,7 +135,8 @@ impl Webhook {
                 .map(|v| v.value)
             else {
                 out.dropped += 1;
-                tracing::warn!(subscription = %n.subscription_id, "dropped a notification for an unknown subscription");
+                out.why.unknown_subscription += 1;
+                out.why.note(&n.subscription_id);
                 continue;
             };
             let presented = n
@@ -122,7 +146,8 @@ impl Webhook {
                 .unwrap_or_default();
             if !ct_eq(presented.as_bytes(), sub.client_state_sha256.as_bytes()) {
                 out.dropped += 1;
-                tracing::warn!(subscription = %sub.id, "dropped a notification whose clientState does not match");
+                out.why.client_state += 1;
+                out.why.note(&sub.id);
                 continue;
             }
             if let Some(event) = n.lifecycle_event.as_deref() {
@@ -130,7 +155,8 @@ impl Webhook {
                 match lifecycle_job(&sub, event) {
                     Some(job) => jobs.push(job),
                     None => {
-                        tracing::warn!(subscription = %sub.id, event, "acknowledged an unknown lifecycle event")
+                        out.why.unknown_lifecycle += 1;
+                        out.why.note(&sub.id);
                     }
                 }
                 continue;
@@ -149,7 +175,8 @@ impl Webhook {
                 (Some("deleted"), _) => {}
                 _ => {
                     out.dropped += 1;
-                    tracing::warn!(subscription = %sub.id, "dropped a notification that names no message");
+                    out.why.no_message += 1;
+                    out.why.note(&sub.id);
                 }
             }
         }
@@ -157,6 +184,20 @@ impl Webhook {
             self.queue.send(&jobs).await?;
         }
         out.queued = jobs.len();
+        let w = &out.why;
+        if out.dropped + w.unknown_lifecycle > 0 {
+            // One line per POST, however many items it carried.
+            tracing::warn!(
+                malformed = w.malformed,
+                unknown_subscription = w.unknown_subscription,
+                client_state_mismatch = w.client_state,
+                no_message = w.no_message,
+                unknown_lifecycle_event = w.unknown_lifecycle,
+                first_subscription = w.first.as_deref().unwrap_or(""),
+                queued = out.queued,
+                "dropped notifications"
+            );
+        }
         Ok(out)
     }
 }
@@ -242,7 +283,14 @@ mod tests {
             Intake {
                 queued: 1,
                 dropped: 3,
-                lifecycle: 0
+                lifecycle: 0,
+                why: Dropped {
+                    malformed: 1,
+                    unknown_subscription: 1,
+                    client_state: 1,
+                    first: Some("sub-1".into()),
+                    ..Dropped::default()
+                }
             }
         );
         let jobs = q.jobs();
