@@ -233,7 +233,7 @@ impl World {
     }
 
     fn stored(&self) -> usize {
-        walk(&self.r.data_dir().join("messages"))
+        walk(&self.r.data_dir().join("store"))
     }
 
     fn mailboxes(&self) -> usize {

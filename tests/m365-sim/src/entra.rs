@@ -834,6 +834,9 @@ pub async fn token(
         "ext_expires_in": lifetime,
         "access_token": sim.key.sign(&claims),
     });
+    if let Some(t) = body["access_token"].as_str() {
+        w.keep_issued(t);
+    }
     if let Some(u) = &user {
         if scopes.contains("openid") {
             let mut id = json!({
@@ -851,6 +854,7 @@ pub async fn token(
                 id["nonce"] = n.into();
             }
             body["id_token"] = sim.key.sign(&id).into();
+            w.keep_issued(body["id_token"].as_str().unwrap_or_default());
         }
         if scopes.contains("offline_access") {
             let rt = new_id("1.AAAA");

@@ -283,6 +283,8 @@ pub struct World {
     pub usage: HashMap<(String, String), Usage>,
     /// Requests served, by `{endpoint}` and `{endpoint}:{user id}`.
     pub counters: BTreeMap<String, u64>,
+    /// Every access and ID token issued, so that a test can look for them where they must not be.
+    pub issued_tokens: Vec<String>,
 }
 
 /// What marks a MIME part as an attachment.
@@ -308,7 +310,16 @@ pub fn short_scope(s: &str) -> &str {
 
 pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
+/// The most issued tokens kept (the first ones): enough for any test, bounded for long runs.
+const MAX_ISSUED_KEPT: usize = 10_000;
+
 impl World {
+    pub fn keep_issued(&mut self, token: &str) {
+        if self.issued_tokens.len() < MAX_ISSUED_KEPT {
+            self.issued_tokens.push(token.to_string());
+        }
+    }
+
     pub fn count(&mut self, endpoint: &str, user: Option<&str>) {
         *self.counters.entry(endpoint.to_string()).or_default() += 1;
         if let Some(u) = user {
