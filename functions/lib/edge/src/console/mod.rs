@@ -62,9 +62,7 @@ pub fn console_router(console: Console) -> Router {
             "/console/profiles/{id}",
             get(profile_page).post(save_profile),
         )
-        .route("/console/profiles/{id}/test", post(test_profile))
-        .route("/console/profiles/{id}/mailboxes", post(add_mailboxes))
-        .route("/console/profiles/{id}/discover", post(discover))
+        .route("/console/profiles/{id}/{action}", post(profile_action))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }
@@ -959,12 +957,14 @@ async fn profile_page(
     )
 }
 
-/// Adds an organisation-wide profile's mailboxes by address (one per line, or separated by
-/// commas, semicolons or spaces); each is tried at once and shows on the profile's page.
-async fn add_mailboxes(
+/// The buttons of a profile's page, for administrators: test every mailbox (and enable those
+/// that pass, if asked), whose progress shows on the page; for an organisation-wide profile, add
+/// mailboxes by address (one per line, or separated by commas, semicolons or spaces) or every
+/// licensed user of the tenant, each tried at once and shown on the page.
+async fn profile_action(
     State(c): State<Console>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
     let path = format!("/console/profiles/{id}");
@@ -972,55 +972,31 @@ async fn add_mailboxes(
         Ok(v) => v,
         Err(refused) => return refused,
     };
-    let addresses: Vec<String> = form
-        .iter()
-        .filter(|(k, _)| k == "addresses")
-        .flat_map(|(_, text)| text.split(|ch: char| ch == ',' || ch == ';' || ch.is_whitespace()))
-        .filter(|a| !a.is_empty())
-        .map(str::to_string)
-        .collect();
-    match c.admin.add_mailboxes(&id, &addresses).await {
-        Ok(_) => Redirect::to(&format!("{path}#organisation")).into_response(),
-        Err(e) => failure(&v, &e),
-    }
-}
-
-/// Adds every licensed user of an organisation-wide profile's tenant.
-async fn discover(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let path = format!("/console/profiles/{id}");
-    let v = match c.sender(&headers, &path, &form, Needs::Administrator).await {
-        Ok(v) => v,
-        Err(refused) => return refused,
-    };
-    match c.admin.discover(&id).await {
-        Ok(_) => Redirect::to(&format!("{path}#organisation")).into_response(),
-        Err(e) => failure(&v, &e),
-    }
-}
-
-/// Starts the test of every mailbox of a profile (and enables those that pass, if asked); its
-/// progress shows on the profile's page.
-async fn test_profile(
-    State(c): State<Console>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<Vec<(String, String)>>,
-) -> Response {
-    let path = format!("/console/profiles/{id}");
-    let v = match c.sender(&headers, &path, &form, Needs::Administrator).await {
-        Ok(v) => v,
-        Err(refused) => return refused,
-    };
-    let enable = form.iter().any(|(k, val)| k == "enable" && val == "on");
-    match c.admin.test_profile(&id, enable).await {
-        Ok(run) => {
-            Redirect::to(&format!("/console/profiles/{}#run", run.profile_id)).into_response()
+    let done = match action.as_str() {
+        "test" => {
+            let enable = form.iter().any(|(k, val)| k == "enable" && val == "on");
+            c.admin.test_profile(&id, enable).await.map(|_| "run")
         }
+        "mailboxes" => {
+            let addresses: Vec<String> = form
+                .iter()
+                .filter(|(k, _)| k == "addresses")
+                .flat_map(|(_, text)| {
+                    text.split(|ch: char| ch == ',' || ch == ';' || ch.is_whitespace())
+                })
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect();
+            c.admin
+                .add_mailboxes(&id, &addresses)
+                .await
+                .map(|_| "organisation")
+        }
+        "discover" => c.admin.discover(&id).await.map(|_| "organisation"),
+        _ => Err(Error::NotFound(action.clone())),
+    };
+    match done {
+        Ok(section) => Redirect::to(&format!("{path}#{section}")).into_response(),
         Err(e) => failure(&v, &e),
     }
 }
