@@ -270,25 +270,7 @@ async fn consent_declined_and_replayed_state_are_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_grant_marks_the_mailbox_for_reauthentication_and_reconnecting_keeps_it() {
     // Operators' hook: every alert raised or cleared comes to it, marked as such.
-    let got = Arc::new(std::sync::Mutex::new(
-        Vec::<(String, serde_json::Value)>::new(),
-    ));
-    let g = got.clone();
-    let app =
-        axum::Router::new().route(
-            "/hook",
-            axum::routing::post(
-                move |headers: axum::http::HeaderMap,
-                      axum::Json(v): axum::Json<serde_json::Value>| async move {
-                    let kind = headers["x-mailbridge-event"].to_str().unwrap().to_string();
-                    g.lock().unwrap().push((kind, v));
-                    axum::http::StatusCode::NO_CONTENT
-                },
-            ),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (hook, got) = mailbridge_tests::event_hook().await;
     let alerts = || -> Vec<serde_json::Value> {
         got.lock()
             .unwrap()

@@ -72,19 +72,7 @@ async fn no_token_secret_client_state_or_body_in_logs_records_or_events() {
         .init();
 
     // The operators' hook receives every event.
-    let hooked = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let h = hooked.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |body: axum::body::Bytes| async move {
-            h.lock().unwrap().extend_from_slice(&body);
-            h.lock().unwrap().push(b'\n');
-            axum::http::StatusCode::NO_CONTENT
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (hook, hooked) = mailbridge_tests::event_hook().await;
 
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ShiftedClock::default());
@@ -194,7 +182,12 @@ async fn no_token_secret_client_state_or_body_in_logs_records_or_events() {
     let log = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
     assert!(log.lines().count() > 100, "trace logging is on");
     assert!(log.contains("TRACE"), "trace logging is on");
-    let events = String::from_utf8_lossy(&hooked.lock().unwrap()).to_string();
+    let events: String = hooked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(kind, body)| format!("{kind} {body}\n"))
+        .collect();
     assert!(
         events.contains("MailboxAlert") || events.contains("reauth_required"),
         "{events}"

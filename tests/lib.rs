@@ -127,3 +127,32 @@ pub fn created_notification(r: &Runner, message_id: &str) -> serde_json::Value {
         "tenantId": r.demo.tenant_id,
     }]})
 }
+
+/// Events as the operators' hook receives them: the `X-Mailbridge-Event` header and the body.
+pub type HookEvents = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// An HTTP hook on a free port that keeps every event posted to it (answering 204); its URL.
+pub async fn event_hook() -> (String, HookEvents) {
+    let got = HookEvents::default();
+    let g = got.clone();
+    let app =
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap,
+                      axum::Json(v): axum::Json<serde_json::Value>| async move {
+                    let kind = headers
+                        .get("x-mailbridge-event")
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    g.lock().unwrap().push((kind, v));
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
