@@ -132,17 +132,14 @@ fn mutate(m: &Mutation, status: u16, body: &[u8]) -> (u16, Vec<u8>) {
             v.splice(at(*i)..at(*i), [0xff, 0xfe, 0xc3]);
             (status, v)
         }
-        Mutation::Retype(..) | Mutation::Remove(_) | Mutation::Huge(_) => {
+        Mutation::Retype(i, _) | Mutation::Remove(i) | Mutation::Huge(i) => {
             let Ok(mut doc) = serde_json::from_slice::<Value>(body) else {
                 return (status, body.to_vec());
             };
             let mut n = 0;
             let count = members(&mut doc, &mut n, &mut |_| {});
             if count > 0 {
-                let target = match m {
-                    Mutation::Retype(i, _) | Mutation::Remove(i) | Mutation::Huge(i) => i % count,
-                    _ => unreachable!(),
-                };
+                let target = i % count;
                 let mut n = 0;
                 members(&mut doc, &mut n, &mut |(k, obj, index)| {
                     if index != target {
