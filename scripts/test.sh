@@ -26,6 +26,9 @@ if [ ! -f .venv/axe-core/axe.min.js ]; then
   mkdir -p .venv/axe-core && cp "$axe_tmp/package/axe.min.js" .venv/axe-core/ && rm -rf "$axe_tmp"
 fi
 export SAM_CLI_TELEMETRY=0
+# A cold run builds everything once: incremental caches would only cost time and several GB of disk
+# (a CI machine's disk filled up once while linking). Set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
