@@ -148,6 +148,8 @@ struct FileConfig {
     public_url: Option<String>,
     data_dir: Option<PathBuf>,
     max_message_mb: Option<u64>,
+    import_workers: Option<u64>,
+    maintenance_minutes: Option<u64>,
     event_hook: Option<String>,
     custom_cloud_hosts: Option<Vec<String>>,
     console_admins: Option<Vec<String>>,
@@ -163,6 +165,8 @@ pub const OVERRIDES: &[(&str, &str)] = &[
     ("MAILBRIDGE_PUBLIC_URL", "public_url"),
     ("MAILBRIDGE_DATA_DIR", "data_dir"),
     ("MAILBRIDGE_MAX_MESSAGE_MB", "max_message_mb"),
+    ("MAILBRIDGE_IMPORT_WORKERS", "import_workers"),
+    ("MAILBRIDGE_MAINTENANCE_MINUTES", "maintenance_minutes"),
     ("MAILBRIDGE_EVENT_HOOK", "event_hook"),
     ("MAILBRIDGE_CUSTOM_CLOUD_HOSTS", "custom_cloud_hosts"),
     ("MAILBRIDGE_CONSOLE_ADMINS", "console_admins"),
@@ -178,6 +182,10 @@ pub struct Config {
     pub public_url: String,
     pub data_dir: PathBuf,
     pub max_message_mb: u64,
+    /// Independent import workers, each as a Lambda container is (1 to 64; 1 by default).
+    pub import_workers: usize,
+    /// How often the maintenance round runs (1 to 60 minutes; 5 by default).
+    pub maintenance_every: std::time::Duration,
     pub event_hook: Option<String>,
     pub custom_cloud_hosts: Vec<String>,
     /// User object ids of the console's administrators.
@@ -233,6 +241,29 @@ impl Config {
         Settings::new(&public_url)
             .with_max_message_mb(max_message_mb)
             .map_err(|e| format!("max_message_mb: {e}"))?;
+        let in_range = |key: &str, env: &str, written: Option<u64>, default: u64, max: u64| {
+            let value = match var(env) {
+                Some(v) => v.trim().parse().ok(),
+                None => Some(written.unwrap_or(default)),
+            };
+            value
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| format!("{key}: give a whole number from 1 to {max}"))
+        };
+        let import_workers = in_range(
+            "import_workers",
+            "MAILBRIDGE_IMPORT_WORKERS",
+            written.import_workers,
+            1,
+            64,
+        )? as usize;
+        let maintenance_minutes = in_range(
+            "maintenance_minutes",
+            "MAILBRIDGE_MAINTENANCE_MINUTES",
+            written.maintenance_minutes,
+            5,
+            60,
+        )?;
         let event_hook = var("MAILBRIDGE_EVENT_HOOK").or(written.event_hook);
         if let Some(hook) = &event_hook {
             let ok = reqwest::Url::parse(hook)
@@ -282,6 +313,8 @@ impl Config {
             public_url,
             data_dir,
             max_message_mb,
+            import_workers,
+            maintenance_every: std::time::Duration::from_secs(maintenance_minutes * 60),
             event_hook,
             custom_cloud_hosts,
             console_admins,
@@ -659,6 +692,8 @@ is_default = true
                     ("MAILBRIDGE_PUBLIC_URL", "https://b.example/"),
                     ("MAILBRIDGE_DATA_DIR", "/srv/mail"),
                     ("MAILBRIDGE_MAX_MESSAGE_MB", "25"),
+                    ("MAILBRIDGE_IMPORT_WORKERS", "6"),
+                    ("MAILBRIDGE_MAINTENANCE_MINUTES", "2"),
                     (
                         "MAILBRIDGE_CUSTOM_CLOUD_HOSTS",
                         "proxy.example, gw.example:8443",
@@ -671,6 +706,8 @@ is_default = true
         assert_eq!(c.public_url, "https://b.example");
         assert_eq!(c.data_dir, PathBuf::from("/srv/mail"));
         assert_eq!(c.max_message_mb, 25);
+        assert_eq!(c.import_workers, 6);
+        assert_eq!(c.maintenance_every, std::time::Duration::from_secs(120));
         assert_eq!(c.custom_cloud_hosts, ["proxy.example", "gw.example:8443"]);
         assert_eq!(
             c.sealing_key,
@@ -679,6 +716,8 @@ is_default = true
         // Nothing set: loopback defaults, the keys beside the file.
         let c = s.load("", &[]).unwrap();
         assert_eq!(c.public_url, "http://127.0.0.1:8300");
+        assert_eq!(c.import_workers, 1);
+        assert_eq!(c.maintenance_every, std::time::Duration::from_secs(300));
         assert_eq!(
             c.admin_token,
             SecretSource::File(s.dir.path().join("admin-token"))
@@ -740,6 +779,9 @@ is_default = true
             ("public_url = \"http://mail.example.com\"\n", &[], "public_url:"),
             ("", &[("MAILBRIDGE_PUBLIC_URL", "ftp://x")], "public_url:"),
             ("max_message_mb = 500\n", &[], "max_message_mb:"),
+            ("import_workers = 0\n", &[], "import_workers: give a whole number from 1 to 64"),
+            ("", &[("MAILBRIDGE_IMPORT_WORKERS", "many")], "import_workers:"),
+            ("maintenance_minutes = 61\n", &[], "maintenance_minutes:"),
             ("event_hook = \"not a url\"\n", &[], "event_hook:"),
             (
                 "sealing_key = { file = \"$DIR/data/key\" }\ndata_dir = \"$DIR/data\"\n",

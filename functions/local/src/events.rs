@@ -53,6 +53,8 @@ pub struct LocalEvents {
     imports: Lines,
     alerts: Lines,
     hook: Option<(reqwest::Client, String)>,
+    /// The job queue, whose parked jobs come back when an alert clears.
+    queue: Option<std::sync::Arc<mailbridge_embedded::SqliteDb>>,
 }
 
 impl LocalEvents {
@@ -62,7 +64,15 @@ impl LocalEvents {
             imports: Lines::open(dir.join("events.jsonl"))?,
             alerts: Lines::open(dir.join("alerts.jsonl"))?,
             hook,
+            queue: None,
         })
+    }
+
+    /// When an alert clears (a person signed in again, a secret was replaced, a licence given),
+    /// the jobs parked on `queue` for a person come back at once instead of at their hourly try.
+    pub fn waking(mut self, queue: std::sync::Arc<mailbridge_embedded::SqliteDb>) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     /// Every import event written so far, oldest first.
@@ -123,6 +133,13 @@ impl EventSink for LocalEvents {
             action = event.action_url.as_deref().unwrap_or("-"),
             "alert"
         );
+        if let (Some(queue), "cleared") = (&self.queue, event.state.as_str()) {
+            // Jobs due within five minutes are backing off from a passing failure, not parked.
+            let woken = queue.wake_parked(std::time::Duration::from_secs(300))?;
+            if woken > 0 {
+                tracing::info!(woken, "parked jobs back in the queue");
+            }
+        }
         Ok(())
     }
 }

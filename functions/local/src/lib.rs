@@ -198,10 +198,13 @@ impl Deployment {
         settings.claims_void_before = Some(opts.clock.now());
         let addr = listener.local_addr()?;
         let db = Arc::new(SqliteDb::open(data.path().join("state.db"))?);
-        let events = Arc::new(LocalEvents::open(
-            data.path(),
-            opts.event_hook.clone().map(|url| (http.clone(), url)),
-        )?);
+        let events = Arc::new(
+            LocalEvents::open(
+                data.path(),
+                opts.event_hook.clone().map(|url| (http.clone(), url)),
+            )?
+            .waking(db.clone()),
+        );
         let (identity, graph) = mailbridge_graph::microsoft_over(http.clone());
         let ports = MailPorts {
             store: db.clone(),
@@ -488,6 +491,8 @@ pub async fn serve(
         data_dir: config.data_dir.clone(),
         listen: config.listen.to_string(),
         max_message_mb: config.max_message_mb,
+        containers: config.import_workers,
+        maintenance_every: config.maintenance_every,
         event_hook: config.event_hook.clone(),
         console_admins: config.console_admins.clone(),
         purpose: Purpose::Serve,

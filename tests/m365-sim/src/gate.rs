@@ -285,45 +285,79 @@ pub async fn gate(State(sim): State<Shared>, mut req: Request, next: Next) -> Re
     resp
 }
 
-/// Latency, server errors and hangs, as configured in the faults.
+/// What a request gets instead of its answer.
+enum Fault {
+    Hang(u64),
+    Fail(u16, Option<i64>),
+    Throttle(i64),
+}
+
+/// Latency, throttling, server errors and hangs, as configured in the faults: counted ones
+/// first, then drawn at their rates.
 async fn inject_faults(sim: &Shared) -> Option<Response> {
-    let (latency, fail, hang) = {
+    let (latency, fault) = {
         let mut f = sim.faults.lock().unwrap();
-        let fail = (f.graph_errors > 0).then(|| {
-            f.graph_errors -= 1;
-            f.graph_error_status
-        });
-        let hang = (f.graph_hangs > 0).then(|| {
+        let fault = if f.graph_hangs > 0 {
             f.graph_hangs -= 1;
-            f.hang_seconds
-        });
-        (f.graph_latency_ms, fail, hang)
+            Some(Fault::Hang(f.hang_seconds))
+        } else if f.graph_errors > 0 {
+            f.graph_errors -= 1;
+            Some(Fault::Fail(f.graph_error_status, Some(1)))
+        } else {
+            let r: f64 = rand::random();
+            let (t, u, h) = (
+                f.graph_throttle_rate,
+                f.graph_unavailable_rate,
+                f.graph_hang_rate,
+            );
+            if r < t {
+                Some(Fault::Throttle(rand::random::<i64>().rem_euclid(3) + 1))
+            } else if r < t + u {
+                Some(Fault::Fail(503, rand::random::<bool>().then_some(1)))
+            } else if r < t + u + h {
+                Some(Fault::Hang(f.hang_seconds))
+            } else {
+                None
+            }
+        };
+        (f.graph_latency_ms, fault)
     };
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
     }
-    if let Some(secs) = hang {
-        sim.world.lock().unwrap().count("hangs", None);
-        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
-        return Some(graph_error(
-            StatusCode::GATEWAY_TIMEOUT,
-            "GatewayTimeout",
-            "The server did not answer in time.",
-        ));
+    match fault? {
+        Fault::Hang(secs) => {
+            sim.world.lock().unwrap().count("hangs", None);
+            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            Some(graph_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "GatewayTimeout",
+                "The server did not answer in time.",
+            ))
+        }
+        Fault::Fail(status, retry_after) => {
+            sim.world.lock().unwrap().count("errors", None);
+            let status =
+                StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let mut r = graph_error(
+                status,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable. Try again later.",
+            );
+            if let Some(secs) = retry_after {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            Some(r)
+        }
+        Fault::Throttle(secs) => {
+            sim.world.lock().unwrap().count("throttled_injected", None);
+            Some(throttled(
+                secs,
+                "Application is over its MailboxConcurrency limit.",
+            ))
+        }
     }
-    if let Some(status) = fail {
-        sim.world.lock().unwrap().count("errors", None);
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        let mut r = graph_error(
-            status,
-            "ServiceUnavailable",
-            "The service is temporarily unavailable. Try again later.",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Some(r);
-    }
-    None
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use world::{MailboxKind, User, World};
 
 /// Faults to inject. Counts (`graph_errors`, `graph_hangs`) apply to the next that many Graph
-/// requests.
+/// requests; rates (0 to 1) draw each request or notification at random, for a soak.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
@@ -50,6 +50,27 @@ pub struct Faults {
     /// Graph cannot reach the notification endpoints (a public URL that is not public): the
     /// subscription's validation request fails, and its creation answers 400 `ValidationError`.
     pub endpoint_unreachable: bool,
+    /// Share of Graph requests answered 429 with a `Retry-After` of 1 to 3 s.
+    pub graph_throttle_rate: f64,
+    /// Share of Graph requests answered 503 (half of them with `Retry-After: 1`).
+    pub graph_unavailable_rate: f64,
+    /// Share of Graph requests that hang for `hang_seconds`, then answer 504.
+    pub graph_hang_rate: f64,
+    /// Share of notifications never sent.
+    pub notification_drop_rate: f64,
+    /// Share of notifications sent twice.
+    pub notification_duplicate_rate: f64,
+    /// Share of notifications sent after a random wait of up to `notification_delay_max_ms`, so
+    /// that they arrive late and out of order.
+    pub notification_delay_rate: f64,
+    pub notification_delay_max_ms: u64,
+}
+
+impl Faults {
+    /// Whether an event of probability `rate` happens this time.
+    pub fn draw(rate: f64) -> bool {
+        rate > 0.0 && rand::random::<f64>() < rate
+    }
 }
 
 impl Default for Faults {
@@ -66,6 +87,13 @@ impl Default for Faults {
             graph_hangs: 0,
             endpoint_unreachable: false,
             hang_seconds: 30,
+            graph_throttle_rate: 0.0,
+            graph_unavailable_rate: 0.0,
+            graph_hang_rate: 0.0,
+            notification_drop_rate: 0.0,
+            notification_duplicate_rate: 0.0,
+            notification_delay_rate: 0.0,
+            notification_delay_max_ms: 0,
         }
     }
 }

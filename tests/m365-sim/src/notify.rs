@@ -4,7 +4,7 @@
 
 use crate::graph::time;
 use crate::world::*;
-use crate::Shared;
+use crate::{Faults, Shared};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -43,7 +43,10 @@ pub fn message_created(sim: &Shared, user_id: &str, folder_id: &str, message_id:
     let Some(message) = message else { return };
     let faults = sim.faults.lock().unwrap().clone();
     for sub in subs {
-        if faults.drop_notifications || sub.needs_reauth {
+        if faults.drop_notifications
+            || Faults::draw(faults.notification_drop_rate)
+            || sub.needs_reauth
+        {
             sim.world
                 .lock()
                 .unwrap()
@@ -58,12 +61,19 @@ pub fn message_created(sim: &Shared, user_id: &str, folder_id: &str, message_id:
                 .push((sub.notification_url.clone(), item));
             continue;
         }
-        let copies = if faults.duplicate_notifications { 2 } else { 1 };
-        for _ in 0..copies {
-            post(
+        let twice =
+            faults.duplicate_notifications || Faults::draw(faults.notification_duplicate_rate);
+        for _ in 0..if twice { 2 } else { 1 } {
+            let late = Faults::draw(faults.notification_delay_rate).then(|| {
+                Duration::from_millis(
+                    rand::random::<u64>() % faults.notification_delay_max_ms.max(1),
+                )
+            });
+            post_after(
                 sim.clone(),
                 sub.notification_url.clone(),
                 json!({"value": [item.clone()]}),
+                late.unwrap_or_default(),
             );
         }
     }
@@ -115,16 +125,21 @@ pub fn lifecycle(sim: &Shared, subscription_id: &str, event: &str) -> bool {
     true
 }
 
-/// POSTs in the background; answers slower than 3 s or not 2xx are retried, as Graph retries
-/// (Graph for up to 4 hours; the simulator a few times, quickly).
 fn post(sim: Shared, url: String, body: Value) {
+    post_after(sim, url, body, Duration::ZERO)
+}
+
+/// POSTs in the background, `late` after the configured delay; answers slower than 3 s or not 2xx
+/// are retried, as Graph retries (Graph for up to 4 hours; the simulator a few times, quickly).
+fn post_after(sim: Shared, url: String, body: Value, late: Duration) {
     tokio::spawn(async move {
         let (retries, delay) = {
             let f = sim.faults.lock().unwrap();
             (f.notification_retries, f.notification_delay_ms)
         };
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay)).await;
+        let wait = Duration::from_millis(delay) + late;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
         }
         for attempt in 0..=retries {
             let sent = sim

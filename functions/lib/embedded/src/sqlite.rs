@@ -128,6 +128,23 @@ impl SqliteDb {
     }
 }
 
+impl SqliteDb {
+    /// Makes the jobs parked for a person (not due within `within`) visible now: what waited for
+    /// a sign-in or a new secret goes on at once when it comes, not at its next hourly try. How
+    /// many came back.
+    pub fn wake_parked(&self, within: Duration) -> Result<u64> {
+        let now = now_ms();
+        let until = now + within.as_millis() as i64;
+        self.with(|c| {
+            c.execute(
+                "UPDATE queue SET visible_at = ?1 WHERE visible_at > ?2",
+                params![now, until],
+            )
+        })
+        .map(|n| n as u64)
+    }
+}
+
 #[async_trait]
 impl StateStore for SqliteDb {
     async fn get(&self, key: &Key) -> Result<Option<Stored>> {
@@ -324,5 +341,27 @@ mod tests {
         );
         d.ack(&again[0].receipt).await.unwrap();
         assert_eq!(d.queue_depth().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn parked_jobs_wake_and_jobs_in_flight_stay_hidden() {
+        let d = SqliteDb::open(":memory:").unwrap();
+        let job = |id: &str| Job::Import {
+            mailbox_id: "m".into(),
+            message_id: id.into(),
+            origin: Src::Sweep,
+            queued_at: None,
+        };
+        d.send(&[job("parked"), job("working")]).await.unwrap();
+        let got = d.receive(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(got.len(), 2);
+        d.retry_later(&got[0].receipt, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!(d.wake_parked(Duration::from_secs(300)).unwrap(), 1);
+        let woken = d.receive(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(woken.len(), 1, "the parked job only, not the one in flight");
+        assert_eq!(woken[0].receive_count, 2);
+        assert_eq!(d.wake_parked(Duration::from_secs(300)).unwrap(), 0);
     }
 }

@@ -37,6 +37,9 @@ pub fn http_client_trusting(extra_ca_pem: Option<&str>) -> Result<reqwest::Clien
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(300))
+        // A connection that stops sending (a hung Graph front end) fails after this long without
+        // a byte, and the job is retried; a large message still has the whole 300 s.
+        .read_timeout(std::time::Duration::from_secs(30))
         .user_agent(concat!("mailbridge/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = extra_ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
