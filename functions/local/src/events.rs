@@ -3,7 +3,7 @@
 //! `X-Mailbridge-Event` header that says which (`MessageImported`, `MailboxAlert`).
 
 use async_trait::async_trait;
-use mailbridge_core::model::{AlertEvent, MessageImported};
+use mailbridge_core::model::{AlertEvent, AlertKind, MessageImported};
 use mailbridge_core::ports::EventSink;
 use mailbridge_core::{Error, Result};
 use serde::de::DeserializeOwned;
@@ -133,9 +133,19 @@ impl EventSink for LocalEvents {
             action = event.action_url.as_deref().unwrap_or("-"),
             "alert"
         );
-        if let (Some(queue), "cleared") = (&self.queue, event.state.as_str()) {
+        let parks = !matches!(
+            event.kind,
+            AlertKind::Throttled
+                | AlertKind::MessageTooLarge
+                | AlertKind::SecretExpiring
+                | AlertKind::CategoryNotSet
+        );
+        if let (Some(queue), "cleared", true) = (&self.queue, event.state.as_str(), parks) {
             // Jobs due within five minutes are backing off from a passing failure, not parked.
-            let woken = queue.wake_parked(std::time::Duration::from_secs(300))?;
+            let woken = queue.wake_parked(
+                event.mailbox_id.as_deref(),
+                std::time::Duration::from_secs(300),
+            )?;
             if woken > 0 {
                 tracing::info!(woken, "parked jobs back in the queue");
             }

@@ -232,6 +232,14 @@ impl Deployment {
         if removed > 0 {
             tracing::info!(removed, "partial message files of an earlier run removed");
         }
+        // What an earlier run gave up on gets its tries again, as a redrive of the DLQ does.
+        let redriven = db.redrive()?;
+        if redriven > 0 {
+            tracing::warn!(
+                redriven,
+                "dead-lettered jobs of an earlier run back in the queue"
+            );
+        }
         let services = Services {
             repos: mail.repos.clone(),
             connect: Arc::new(mail.connect()),
@@ -625,8 +633,10 @@ async fn work_queue(mut p: Poller) {
                 Settlement::RetryAfter(_) => {
                     p.dead_lettered
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    tracing::error!("job dead-lettered after {MAX_RECEIVES} attempts");
-                    db.ack(&receipt).await
+                    tracing::error!(
+                        "job dead-lettered after {MAX_RECEIVES} attempts; it is tried again at the next start"
+                    );
+                    db.dead_letter(&receipt)
                 }
                 Settlement::Ack => db.ack(&receipt).await,
             };

@@ -337,8 +337,7 @@ async fn inject_faults(sim: &Shared) -> Option<Response> {
         }
         Fault::Fail(status, retry_after) => {
             sim.world.lock().unwrap().count("errors", None);
-            let status =
-                StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let mut r = graph_error(
                 status,
                 "ServiceUnavailable",

@@ -56,6 +56,8 @@ impl SqliteDb {
                id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, visible_at INTEGER NOT NULL,
                receive_count INTEGER NOT NULL DEFAULT 0, receipt TEXT);
              CREATE INDEX IF NOT EXISTS queue_visible ON queue (visible_at);
+             CREATE TABLE IF NOT EXISTS dead_letters (
+               id INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, failed_at INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS state_expiry ON state (expires_at)
                WHERE expires_at IS NOT NULL;",
         )
@@ -129,17 +131,57 @@ impl SqliteDb {
 }
 
 impl SqliteDb {
-    /// Makes the jobs parked for a person (not due within `within`) visible now: what waited for
-    /// a sign-in or a new secret goes on at once when it comes, not at its next hourly try. How
-    /// many came back.
-    pub fn wake_parked(&self, within: Duration) -> Result<u64> {
+    /// Makes the jobs parked for a person (not due within `within`) visible now, those of one
+    /// mailbox or of all: what waited for a sign-in or a new secret goes on at once when it
+    /// comes, not at its next hourly try. How many came back.
+    pub fn wake_parked(&self, mailbox_id: Option<&str>, within: Duration) -> Result<u64> {
         let now = now_ms();
         let until = now + within.as_millis() as i64;
         self.with(|c| {
             c.execute(
-                "UPDATE queue SET visible_at = ?1 WHERE visible_at > ?2",
-                params![now, until],
+                "UPDATE queue SET visible_at = ?1 WHERE visible_at > ?2 \
+                 AND (?3 IS NULL OR json_extract(body, '$.mailbox_id') = ?3)",
+                params![now, until, mailbox_id],
             )
+        })
+        .map(|n| n as u64)
+    }
+
+    /// The job of this receipt leaves the queue for the dead-letter table, where it waits for
+    /// [`SqliteDb::redrive`]: given up, never lost.
+    pub fn dead_letter(&self, receipt: &str) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO dead_letters (body, failed_at) \
+                 SELECT body, ?2 FROM queue WHERE receipt = ?1",
+                params![receipt, now_ms()],
+            )?;
+            tx.execute("DELETE FROM queue WHERE receipt = ?1", params![receipt])?;
+            tx.commit()
+        })
+    }
+
+    /// Every dead-lettered job back in the queue, as new; how many.
+    pub fn redrive(&self) -> Result<u64> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "INSERT INTO queue (body, visible_at) SELECT body, ?1 FROM dead_letters ORDER BY id",
+                params![now_ms()],
+            )?;
+            tx.execute("DELETE FROM dead_letters", [])?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+    }
+
+    /// Jobs waiting in the dead-letter table.
+    pub fn dead_letter_depth(&self) -> Result<u64> {
+        self.with(|c| {
+            c.query_row("SELECT COUNT(*) FROM dead_letters", [], |r| {
+                r.get::<_, i64>(0)
+            })
         })
         .map(|n| n as u64)
     }
@@ -358,10 +400,42 @@ mod tests {
         d.retry_later(&got[0].receipt, Duration::from_secs(3600))
             .await
             .unwrap();
-        assert_eq!(d.wake_parked(Duration::from_secs(300)).unwrap(), 1);
+        assert_eq!(
+            d.wake_parked(Some("another"), Duration::from_secs(300))
+                .unwrap(),
+            0,
+            "another mailbox's sign-in wakes nothing here"
+        );
+        assert_eq!(
+            d.wake_parked(Some("m"), Duration::from_secs(300)).unwrap(),
+            1
+        );
         let woken = d.receive(10, Duration::from_secs(60)).await.unwrap();
         assert_eq!(woken.len(), 1, "the parked job only, not the one in flight");
         assert_eq!(woken[0].receive_count, 2);
-        assert_eq!(d.wake_parked(Duration::from_secs(300)).unwrap(), 0);
+        assert_eq!(d.wake_parked(None, Duration::from_secs(300)).unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_kept_until_redriven() {
+        let d = SqliteDb::open(":memory:").unwrap();
+        let job = Job::Import {
+            mailbox_id: "m".into(),
+            message_id: "x".into(),
+            origin: Src::Sweep,
+            queued_at: None,
+        };
+        d.send(std::slice::from_ref(&job)).await.unwrap();
+        let got = d.receive(10, Duration::from_secs(60)).await.unwrap();
+        d.dead_letter(&got[0].receipt).unwrap();
+        assert_eq!(
+            (d.queue_depth().unwrap(), d.dead_letter_depth().unwrap()),
+            (0, 1)
+        );
+        assert_eq!(d.redrive().unwrap(), 1);
+        assert_eq!(d.dead_letter_depth().unwrap(), 0);
+        let back = d.receive(10, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(back[0].job_body, serde_json::to_string(&job).unwrap());
+        assert_eq!(back[0].receive_count, 1, "redriven as new");
     }
 }
