@@ -41,6 +41,8 @@ echo "== the binaries, for the tests that run them (serve, the deployed shape)"
 cargo build --workspace --bins
 echo "== cargo test"
 cargo test --workspace
+echo "== the reduced soak: 2,000 messages, 10 mailboxes, the faults together (tests/benches/soak.rs)"
+cargo bench -p mailbridge-tests --bench soak --profile dev -- --reduced
 echo "== the console in Chromium (screenshots in target/screenshots)"
 mkdir -p target/screenshots
 .venv/bin/python tests/web/console.py target/debug/mailbridge-local target/screenshots \

@@ -27,6 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The simulator's access tokens live this long, so that revoked grants show soon.
+const ACCESS_TOKEN_SECONDS: i64 = 60;
+
 /// How big the run is and how hard the chaos.
 #[derive(Debug, Clone)]
 struct Plan {
@@ -52,7 +55,7 @@ impl Plan {
             rate: 100.0,
             kill_every: Duration::from_secs(90),
             fault_rate: 0.2,
-            revoked_for: Duration::from_secs(200),
+            revoked_for: Duration::from_secs(150),
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -158,7 +161,7 @@ impl Lab {
         .await
         .expect("the simulator starts");
         let demo = sim.seed_demo(&format!("{base}/oauth/callback"));
-        sim.set_limits(|l| l.access_token_seconds = 120);
+        sim.set_limits(|l| l.access_token_seconds = ACCESS_TOKEN_SECONDS);
         let mut upns = vec![demo.user_upn.clone()];
         let mut user_ids = vec![demo.user_id.clone()];
         for i in 1..plan.mailboxes {
@@ -183,6 +186,7 @@ impl Lab {
 data_dir = "{data}"
 import_workers = {workers}
 maintenance_minutes = 1
+sweep_minutes = 2
 custom_cloud_hosts = ["{sim_host}"]
 
 [[profiles]]
@@ -692,9 +696,13 @@ async fn main() {
     let converged_in = began.elapsed();
     // Then the last mailbox's grant is revoked and stays so: mailbridge must notice (at its next
     // token refresh) and say that its person must sign in again.
+    // A revoked grant shows when the grant is next used: a message arrives, and its import
+    // needs a token once the one held has lapsed. That message waits for its person.
     let last = lab.upns.len() - 1;
     lab.sim.revoke(&lab.upns[last]);
     let final_revoked_at = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_secs(ACCESS_TOKEN_SECONDS as u64 + 5)).await;
+    let (waits, _) = deliver(&lab, &Mutex::default(), last, 2_000, "inbox", usize::MAX);
     let deadline = Instant::now() + Duration::from_secs(400);
     while !raised(&lab.data).contains_key(&("reauth_required".into(), ids[last].clone()))
         && Instant::now() < deadline
@@ -739,6 +747,7 @@ async fn main() {
             }
         }
     }
+    known.insert((ids[last].clone(), waits.internet_id.clone()));
     let unknown = got.keys().filter(|k| !known.contains(*k)).count();
     let log = std::fs::read_to_string(&lab.log).unwrap_or_default();
     let dead_lettered = log.matches("dead-lettered").count();
@@ -821,6 +830,7 @@ async fn main() {
         c("notifications_dropped")
     );
     println!("  messages expected {expected}, imported {imported} ({:.1} MB; {deleted_imported} of them deleted after import), lost {lost}, imported twice {twice}, byte mismatches {mismatched}, imports of unknown messages {unknown}", bytes as f64 / 1_048_576.0);
+    println!("  1 message delivered after the last mailbox's grant was revoked for good waits for its person ({})", if got.contains_key(&(ids[last].clone(), waits.internet_id.clone())) { "imported: the token had not lapsed" } else { "parked" });
     println!("  jobs dead-lettered during the run {dead_lettered}, left in the dead-letter queue at the end {dead}; mailboxes in the wrong state {}; alerts missing or left raised {}", wrong_state.len(), missing_alerts.len());
     println!(
         "  Graph calls per imported message {:.2}",

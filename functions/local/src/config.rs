@@ -150,6 +150,7 @@ struct FileConfig {
     max_message_mb: Option<u64>,
     import_workers: Option<u64>,
     maintenance_minutes: Option<u64>,
+    sweep_minutes: Option<u64>,
     event_hook: Option<String>,
     custom_cloud_hosts: Option<Vec<String>>,
     console_admins: Option<Vec<String>>,
@@ -167,6 +168,7 @@ pub const OVERRIDES: &[(&str, &str)] = &[
     ("MAILBRIDGE_MAX_MESSAGE_MB", "max_message_mb"),
     ("MAILBRIDGE_IMPORT_WORKERS", "import_workers"),
     ("MAILBRIDGE_MAINTENANCE_MINUTES", "maintenance_minutes"),
+    ("MAILBRIDGE_SWEEP_MINUTES", "sweep_minutes"),
     ("MAILBRIDGE_EVENT_HOOK", "event_hook"),
     ("MAILBRIDGE_CUSTOM_CLOUD_HOSTS", "custom_cloud_hosts"),
     ("MAILBRIDGE_CONSOLE_ADMINS", "console_admins"),
@@ -186,6 +188,9 @@ pub struct Config {
     pub import_workers: usize,
     /// How often the maintenance round runs (1 to 60 minutes; 5 by default).
     pub maintenance_every: std::time::Duration,
+    /// How often a subscribed mailbox is swept for what no notification announced (1 to 1,440
+    /// minutes; 60 by default).
+    pub sweep_minutes: u64,
     pub event_hook: Option<String>,
     pub custom_cloud_hosts: Vec<String>,
     /// User object ids of the console's administrators.
@@ -264,6 +269,13 @@ impl Config {
             5,
             60,
         )?;
+        let sweep_minutes = in_range(
+            "sweep_minutes",
+            "MAILBRIDGE_SWEEP_MINUTES",
+            written.sweep_minutes,
+            60,
+            1440,
+        )?;
         let event_hook = var("MAILBRIDGE_EVENT_HOOK").or(written.event_hook);
         if let Some(hook) = &event_hook {
             let ok = reqwest::Url::parse(hook)
@@ -315,6 +327,7 @@ impl Config {
             max_message_mb,
             import_workers,
             maintenance_every: std::time::Duration::from_secs(maintenance_minutes * 60),
+            sweep_minutes,
             event_hook,
             custom_cloud_hosts,
             console_admins,
@@ -328,10 +341,11 @@ impl Config {
 
     /// The core's settings for this configuration.
     pub fn settings(&self) -> Settings {
-        Settings::new(&self.public_url)
+        let mut settings = Settings::new(&self.public_url)
             .with_max_message_mb(self.max_message_mb)
-            .expect("checked by load")
-            .with_custom_cloud_hosts(&self.custom_cloud_hosts)
+            .expect("checked by load");
+        settings.schedule.sweep_every = chrono::Duration::minutes(self.sweep_minutes as i64);
+        settings.with_custom_cloud_hosts(&self.custom_cloud_hosts)
     }
 
     /// The profiles as the core stores them.
@@ -694,6 +708,7 @@ is_default = true
                     ("MAILBRIDGE_MAX_MESSAGE_MB", "25"),
                     ("MAILBRIDGE_IMPORT_WORKERS", "6"),
                     ("MAILBRIDGE_MAINTENANCE_MINUTES", "2"),
+                    ("MAILBRIDGE_SWEEP_MINUTES", "10"),
                     (
                         "MAILBRIDGE_CUSTOM_CLOUD_HOSTS",
                         "proxy.example, gw.example:8443",
@@ -708,6 +723,10 @@ is_default = true
         assert_eq!(c.max_message_mb, 25);
         assert_eq!(c.import_workers, 6);
         assert_eq!(c.maintenance_every, std::time::Duration::from_secs(120));
+        assert_eq!(
+            c.settings().schedule.sweep_every,
+            chrono::Duration::minutes(10)
+        );
         assert_eq!(c.custom_cloud_hosts, ["proxy.example", "gw.example:8443"]);
         assert_eq!(
             c.sealing_key,
@@ -782,6 +801,7 @@ is_default = true
             ("import_workers = 0\n", &[], "import_workers: give a whole number from 1 to 64"),
             ("", &[("MAILBRIDGE_IMPORT_WORKERS", "many")], "import_workers:"),
             ("maintenance_minutes = 61\n", &[], "maintenance_minutes:"),
+            ("sweep_minutes = 0\n", &[], "sweep_minutes:"),
             ("event_hook = \"not a url\"\n", &[], "event_hook:"),
             (
                 "sealing_key = { file = \"$DIR/data/key\" }\ndata_dir = \"$DIR/data\"\n",
