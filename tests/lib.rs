@@ -156,3 +156,49 @@ pub async fn event_hook() -> (String, HookEvents) {
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, got)
 }
+
+/// `serve`'s configuration file for an operator's setup on a simulator: a delegated `custom`
+/// profile on `sim_url`, its client secret in `etc/client-secret`.
+pub struct ServeConfig<'a> {
+    pub port: u16,
+    pub data: &'a std::path::Path,
+    pub etc: &'a std::path::Path,
+    pub sim_url: &'a str,
+    pub tenant: &'a str,
+    pub client_id: &'a str,
+    /// The profile's id and name.
+    pub profile: (&'a str, &'a str),
+    /// More top-level keys, one per line.
+    pub extra: &'a str,
+}
+
+impl ServeConfig<'_> {
+    pub fn toml(&self) -> String {
+        let sim_url = self.sim_url;
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+custom_cloud_hosts = ["{sim_host}"]
+{extra}
+[[profiles]]
+id = "{id}"
+name = "{name}"
+cloud = {{ name = "custom", login = "{sim_url}", graph = "{sim_url}", resource = "https://graph.microsoft.com" }}
+auth = "delegated"
+tenant = "{tenant}"
+client_id = "{client}"
+client_secret = {{ file = "{etc}/client-secret" }}
+is_default = true
+"#,
+            port = self.port,
+            data = self.data.display(),
+            sim_host = sim_url.trim_start_matches("http://"),
+            extra = self.extra,
+            id = self.profile.0,
+            name = self.profile.1,
+            etc = self.etc.display(),
+            tenant = self.tenant,
+            client = self.client_id,
+        )
+    }
+}

@@ -148,30 +148,18 @@ impl Lab {
         .unwrap();
         let data = dir.path().join("data");
         let config = etc.join("mailbridge.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-custom_cloud_hosts = ["127.0.0.1:{sim_port}"]
-
-[[profiles]]
-id = "lab"
-name = "Lab tenant"
-cloud = {{ name = "custom", login = "{sim_url}", graph = "{sim_url}", resource = "https://graph.microsoft.com" }}
-auth = "delegated"
-tenant = "{tenant}"
-client_id = "{client}"
-client_secret = {{ file = "{etc}/client-secret" }}
-is_default = true
-"#,
-                data = data.display(),
-                etc = etc.display(),
-                tenant = demo["tenant_id"].as_str().unwrap(),
-                client = demo["client_id"].as_str().unwrap(),
-            ),
-        )
-        .unwrap();
+        let toml = mailbridge_tests::ServeConfig {
+            port,
+            data: &data,
+            etc: &etc,
+            sim_url: &sim_url,
+            tenant: demo["tenant_id"].as_str().unwrap(),
+            client_id: demo["client_id"].as_str().unwrap(),
+            profile: ("lab", "Lab tenant"),
+            extra: "",
+        }
+        .toml();
+        std::fs::write(&config, toml).unwrap();
         Lab {
             dir,
             port,

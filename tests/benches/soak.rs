@@ -135,6 +135,13 @@ struct Lab {
     http: reqwest::Client,
 }
 
+impl Drop for Lab {
+    /// However the soak ends, its `serve` does not outlive it.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -178,35 +185,22 @@ impl Lab {
         let data = dir.join("data");
         let config = etc.join("mailbridge.toml");
         let sim_url = sim.base_url().to_string();
-        let sim_host = sim_url.trim_start_matches("http://");
-        std::fs::write(
-            &config,
-            format!(
-                r#"listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-import_workers = {workers}
-maintenance_minutes = 1
-sweep_minutes = 2
-custom_cloud_hosts = ["{sim_host}"]
-
-[[profiles]]
-id = "soak"
-name = "Soak"
-cloud = {{ name = "custom", login = "{sim_url}", graph = "{sim_url}", resource = "https://graph.microsoft.com" }}
-auth = "delegated"
-tenant = "{tenant}"
-client_id = "{client}"
-client_secret = {{ file = "{etc}/client-secret" }}
-is_default = true
-"#,
-                data = data.display(),
-                workers = plan.workers,
-                etc = etc.display(),
-                tenant = demo.tenant_id,
-                client = demo.client_id,
-            ),
-        )
-        .unwrap();
+        let extra = format!(
+            "import_workers = {}\nmaintenance_minutes = 1\nsweep_minutes = 2\n",
+            plan.workers
+        );
+        let toml = mailbridge_tests::ServeConfig {
+            port,
+            data: &data,
+            etc: &etc,
+            sim_url: &sim_url,
+            tenant: &demo.tenant_id,
+            client_id: &demo.client_id,
+            profile: ("soak", "Soak"),
+            extra: &extra,
+        }
+        .toml();
+        std::fs::write(&config, toml).unwrap();
         Lab {
             log: dir.join("serve.log"),
             sim,
