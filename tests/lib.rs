@@ -157,6 +157,15 @@ pub async fn event_hook() -> (String, HookEvents) {
     (url, got)
 }
 
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// `serve`'s configuration file for an operator's setup on a simulator: a delegated `custom`
 /// profile on `sim_url`, its client secret in `etc/client-secret`.
 pub struct ServeConfig<'a> {

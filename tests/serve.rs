@@ -14,14 +14,6 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The simulator as its own process; its demo tenant as it prints it.
 async fn simulator(port: u16, redirect: &str) -> (Child, Value) {
     let mut child = Command::new(binary("m365-sim"))
@@ -136,8 +128,8 @@ impl Lab {
         let dir = tempfile::tempdir().unwrap();
         let etc = dir.path().join("etc");
         std::fs::create_dir(&etc).unwrap();
-        let port = free_port();
-        let sim_port = free_port();
+        let port = mailbridge_tests::free_port();
+        let sim_port = mailbridge_tests::free_port();
         let sim_url = format!("http://127.0.0.1:{sim_port}");
         let (sim, demo) =
             simulator(sim_port, &format!("http://127.0.0.1:{port}/oauth/callback")).await;
@@ -302,8 +294,8 @@ async fn serve_runs_from_its_configuration_against_another_process_and_survives_
 async fn a_bad_configuration_is_one_line_and_nothing_starts() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let port = free_port();
-    let unreachable = free_port();
+    let port = mailbridge_tests::free_port();
+    let unreachable = mailbridge_tests::free_port();
     std::fs::write(root.join("secret"), "s").unwrap();
     for (text, expected) in [
         ("colour = \"blue\"\n".to_string(), "unknown field `colour`"),

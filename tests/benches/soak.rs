@@ -142,14 +142,6 @@ impl Drop for Lab {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Lab {
     async fn start(plan: &Plan) -> Lab {
         let dir = tempfile::Builder::new()
@@ -159,7 +151,7 @@ impl Lab {
             .keep();
         let etc = dir.join("etc");
         std::fs::create_dir(&etc).unwrap();
-        let port = free_port();
+        let port = mailbridge_tests::free_port();
         let base = format!("http://127.0.0.1:{port}");
         let sim = Sim::start_with(m365_sim::Options {
             addr: "127.0.0.1:0".into(),
