@@ -461,6 +461,15 @@ macro_rules! alert_board {
     };
 }
 
+/// How many 429s in a row (with no call getting through between them) raise the alert
+/// "throttled", or one whose `Retry-After` is [`THROTTLED_LONG`] or more.
+pub const THROTTLED_IN_A_ROW: u32 = 3;
+pub const THROTTLED_LONG: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// Per-mailbox health, kept apart from the mailbox's settings so that busy workers do not contend
 /// with administrators' edits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -469,6 +478,10 @@ pub struct MailboxHealth {
     pub last_sync: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub imported: u64,
+    /// Graph's 429s for this mailbox since the last call that got through. The alert "throttled"
+    /// waits for [`THROTTLED_IN_A_ROW`] of them: a passing 429 is Graph's normal pacing, not news.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub throttled_in_a_row: u32,
     pub alerts: Vec<Alert>,
     /// Alert changes not yet announced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -243,6 +243,7 @@ impl Worker {
                     }) => {
                         after_throttling = h.has(AlertKind::Throttled);
                         h.clear(AlertKind::Throttled);
+                        h.throttled_in_a_row = 0;
                         h.clear(AlertKind::LicenceMissing);
                         h.clear(AlertKind::ImportFailing);
                         h.incoming = IncomingStatus::Success;
@@ -256,6 +257,7 @@ impl Worker {
                     }
                     // A sweep that got through means Graph no longer throttles the mailbox.
                     Ok(Done::Swept { .. } | Done::Maintained { .. }) => {
+                        h.throttled_in_a_row = 0;
                         h.clear(AlertKind::Throttled)
                     }
                     Ok(Done::Refused(reason)) => {
@@ -276,13 +278,19 @@ impl Worker {
                             _ => {}
                         }
                         if let Error::Throttled { after } = e {
-                            h.raise(
-                                AlertKind::Throttled,
-                                Say::ThrottledImportsResume {
-                                    seconds: after.as_secs(),
-                                },
-                                now,
-                            );
+                            h.throttled_in_a_row = h.throttled_in_a_row.saturating_add(1);
+                            // One 429 is Graph's pacing; a run of them, or a long wait, is news.
+                            let persists = h.throttled_in_a_row >= THROTTLED_IN_A_ROW
+                                || *after >= THROTTLED_LONG;
+                            if persists {
+                                h.raise(
+                                    AlertKind::Throttled,
+                                    Say::ThrottledImportsResume {
+                                        seconds: after.as_secs(),
+                                    },
+                                    now,
+                                );
+                            }
                         }
                     }
                 }
@@ -409,31 +417,69 @@ mod tests {
         assert_eq!(w.events.alerts()[1].state, "cleared");
     }
 
+    fn throttled(seconds: u64) -> Error {
+        Error::Throttled {
+            after: Duration::from_secs(seconds),
+        }
+    }
+
     #[tokio::test]
-    async fn throttling_is_raised_and_cleared_in_one_place_with_a_sweep_after_it() {
+    async fn a_passing_429_is_waited_out_without_an_alert_or_a_sweep() {
         let (w, m, worker, job) = one_message().await;
-        w.graph.fail_next(
-            "mime",
-            Error::Throttled {
-                after: Duration::from_secs(30),
-            },
-        );
-        let health = || async {
-            let h = w.services.repos.health.get(&m.id).await.unwrap();
-            h.unwrap().value
-        };
+        w.graph.fail_next("mime", throttled(30));
         let failed = worker.run(&job).await;
         assert_eq!(
             settle(&failed, 1),
             Settlement::RetryAfter(Duration::from_secs(30))
         );
+        let health = w.services.repos.health.get(&m.id).await.unwrap().unwrap();
+        assert!(health.value.alerts.is_empty());
+        assert_eq!(health.value.throttled_in_a_row, 1);
+        assert_eq!(w.metrics.recorded(), [Metric::GraphThrottled]);
+
+        assert!(matches!(worker.run(&job).await, Ok(Done::Imported { .. })));
+        let health = w.services.repos.health.get(&m.id).await.unwrap().unwrap();
+        assert_eq!(health.value.throttled_in_a_row, 0);
+        assert!(w.events.alerts().is_empty(), "nothing announced");
+        assert!(w.queue.jobs().is_empty(), "no sweep after a passing 429");
+    }
+
+    #[tokio::test]
+    async fn a_long_retry_after_raises_the_alert_at_once() {
+        let (w, m, worker, job) = one_message().await;
+        w.graph
+            .fail_next("mime", throttled(THROTTLED_LONG.as_secs()));
+        worker.run(&job).await.unwrap_err();
+        let health = w.services.repos.health.get(&m.id).await.unwrap().unwrap();
+        assert!(health.value.has(AlertKind::Throttled));
+    }
+
+    #[tokio::test]
+    async fn throttling_in_a_row_is_raised_and_cleared_in_one_place_with_a_sweep_after_it() {
+        let (w, m, worker, job) = one_message().await;
+        for _ in 0..THROTTLED_IN_A_ROW {
+            w.graph.fail_next("mime", throttled(30));
+        }
+        let health = || async {
+            let h = w.services.repos.health.get(&m.id).await.unwrap();
+            h.unwrap().value
+        };
+        for n in 1..=THROTTLED_IN_A_ROW {
+            let failed = worker.run(&job).await;
+            assert_eq!(
+                settle(&failed, 1),
+                Settlement::RetryAfter(Duration::from_secs(30))
+            );
+            assert_eq!(
+                health().await.has(AlertKind::Throttled),
+                n == THROTTLED_IN_A_ROW
+            );
+        }
         let now = health().await;
-        assert!(now.has(AlertKind::Throttled));
         assert_eq!(now.incoming, IncomingStatus::Failure);
-        assert_eq!(
-            w.metrics.recorded(),
-            [Metric::GraphThrottled, Metric::AlertRaised]
-        );
+        let mut expected = vec![Metric::GraphThrottled; THROTTLED_IN_A_ROW as usize];
+        expected.push(Metric::AlertRaised);
+        assert_eq!(w.metrics.recorded(), expected);
         assert!(w.queue.jobs().is_empty());
 
         assert!(matches!(worker.run(&job).await, Ok(Done::Imported { .. })));
@@ -441,8 +487,9 @@ mod tests {
         assert!(!now.has(AlertKind::Throttled));
         assert_eq!(now.incoming, IncomingStatus::Success);
         assert_eq!(now.imported, 1);
+        assert_eq!(now.throttled_in_a_row, 0);
         assert_eq!(
-            w.metrics.recorded()[2..],
+            w.metrics.recorded()[expected.len()..],
             [Metric::Imported {
                 bytes: 15,
                 latency_ms: None
