@@ -476,6 +476,9 @@ async fn chaos(lab: Arc<Lab>, plan: Plan, chaos: Arc<Chaos>, done: Arc<AtomicBoo
     let mut secret_expired_at: Option<Instant> = None;
     let mut restores = Vec::new();
     let last = lab.upns.len() - 1;
+    // At least one revocation, however the dice fall.
+    let quarter = Duration::from_secs_f64(plan.messages as f64 / plan.rate / 4.0);
+    let revocations_none = |c: &Chaos| c.revocations.lock().unwrap().is_empty();
     while !done.load(SeqCst) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         if last_kill.elapsed() >= plan.kill_every {
@@ -500,7 +503,7 @@ async fn chaos(lab: Arc<Lab>, plan: Plan, chaos: Arc<Chaos>, done: Arc<AtomicBoo
             let i = rand::random::<usize>() % lab.upns.len();
             lab.sim.expire_delta_tokens(&lab.upns[i]);
             chaos.delta_expired.fetch_add(1, SeqCst);
-        } else if roll < 0.21 {
+        } else if roll < 0.21 || (revocations_none(&chaos) && start.elapsed() > quarter) {
             let revoked: HashSet<usize> = chaos
                 .revocations
                 .lock()

@@ -19,6 +19,7 @@ import tempfile
 import time
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -66,7 +67,16 @@ def press(driver, by, what):
     next step never races the form's submission (a `get` right after a click can cancel it)."""
     page = driver.find_element(By.TAG_NAME, "html")
     driver.find_element(by, what).click()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+
+    def gone(_):
+        # Chromium may answer a node detached mid-check with an inspector error instead of a
+        # stale-element error: either way, the old page is gone.
+        try:
+            return expected_conditions.staleness_of(page)(driver)
+        except WebDriverException:
+            return True
+
+    WebDriverWait(driver, 20).until(gone)
 
 
 def shot(driver, name):
