@@ -3,7 +3,7 @@
 //! `X-Mailbridge-Event` header that says which (`MessageImported`, `MailboxAlert`).
 
 use async_trait::async_trait;
-use mailbridge_core::model::{AlertEvent, AlertKind, MessageImported};
+use mailbridge_core::model::{AlertEvent, MessageImported};
 use mailbridge_core::ports::EventSink;
 use mailbridge_core::{Error, Result};
 use serde::de::DeserializeOwned;
@@ -133,13 +133,7 @@ impl EventSink for LocalEvents {
             action = event.action_url.as_deref().unwrap_or("-"),
             "alert"
         );
-        let parks = !matches!(
-            event.kind,
-            AlertKind::Throttled
-                | AlertKind::MessageTooLarge
-                | AlertKind::SecretExpiring
-                | AlertKind::CategoryNotSet
-        );
+        let parks = event.kind.holds_jobs();
         if let (Some(queue), "cleared", true) = (&self.queue, event.state.as_str(), parks) {
             // Jobs due within five minutes are backing off from a passing failure, not parked.
             let woken = queue.wake_parked(

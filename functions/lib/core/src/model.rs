@@ -319,6 +319,26 @@ pub enum AlertKind {
     CredentialRefused,
 }
 
+impl AlertKind {
+    /// Whether this alert stands for jobs held back until a person acts (a sign-in, a new secret,
+    /// a licence, a consent): when it clears, they can go on at once.
+    pub fn holds_jobs(self) -> bool {
+        match self {
+            AlertKind::ReauthRequired
+            | AlertKind::LicenceMissing
+            | AlertKind::ConsentRevoked
+            | AlertKind::SecretExpired
+            | AlertKind::ImportFailing
+            | AlertKind::OutsideScope
+            | AlertKind::CredentialRefused => true,
+            AlertKind::Throttled
+            | AlertKind::MessageTooLarge
+            | AlertKind::SecretExpiring
+            | AlertKind::CategoryNotSet => false,
+        }
+    }
+}
+
 /// An alert that says what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "AlertRecord", into = "AlertRecord")]
