@@ -351,15 +351,20 @@ mod tests {
         assert!(d.take(&k).await.unwrap().is_none(), "a take is single-use");
     }
 
+    /// A job of mailbox `m` that imports message `id`.
+    fn import_job(id: &str) -> Job {
+        Job::Import {
+            mailbox_id: "m".into(),
+            message_id: id.into(),
+            origin: Src::Sweep,
+            queued_at: None,
+        }
+    }
+
     #[tokio::test]
     async fn queue_redelivers_until_acked() {
         let d = SqliteDb::open(":memory:").unwrap();
-        let job = Job::Import {
-            mailbox_id: "m".into(),
-            message_id: "x".into(),
-            origin: Src::Sweep,
-            queued_at: None,
-        };
+        let job = import_job("x");
         d.send(&[job]).await.unwrap();
         let got = d.receive(10, Duration::from_millis(0)).await.unwrap();
         assert_eq!(got.len(), 1);
@@ -388,13 +393,9 @@ mod tests {
     #[tokio::test]
     async fn parked_jobs_wake_and_jobs_in_flight_stay_hidden() {
         let d = SqliteDb::open(":memory:").unwrap();
-        let job = |id: &str| Job::Import {
-            mailbox_id: "m".into(),
-            message_id: id.into(),
-            origin: Src::Sweep,
-            queued_at: None,
-        };
-        d.send(&[job("parked"), job("working")]).await.unwrap();
+        d.send(&[import_job("parked"), import_job("working")])
+            .await
+            .unwrap();
         let got = d.receive(10, Duration::from_secs(60)).await.unwrap();
         assert_eq!(got.len(), 2);
         d.retry_later(&got[0].receipt, Duration::from_secs(3600))
@@ -419,12 +420,7 @@ mod tests {
     #[tokio::test]
     async fn dead_letters_are_kept_until_redriven() {
         let d = SqliteDb::open(":memory:").unwrap();
-        let job = Job::Import {
-            mailbox_id: "m".into(),
-            message_id: "x".into(),
-            origin: Src::Sweep,
-            queued_at: None,
-        };
+        let job = import_job("x");
         d.send(std::slice::from_ref(&job)).await.unwrap();
         let got = d.receive(10, Duration::from_secs(60)).await.unwrap();
         d.dead_letter(&got[0].receipt).unwrap();
