@@ -13,7 +13,7 @@ type Vars = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 pub struct AwsEnv {
     #[allow(dead_code)] // read by whichever clients are enabled
-    config: aws_config::SdkConfig,
+    config: aws_types::SdkConfig,
     vars: Vars,
     declared: &'static [Port],
     used: Mutex<BTreeSet<Port>>,
@@ -23,13 +23,49 @@ pub struct AwsEnv {
 impl AwsEnv {
     /// The process's environment and the SDK's default configuration, for a function that
     /// declared `ports`.
+    #[cfg(feature = "native")]
     pub async fn from_process(ports: &'static [Port]) -> Self {
         let config = aws_config::load_from_env().await;
         Self::new(config, ports, |name| std::env::var(name).ok())
     }
 
+    /// A WebAssembly component's environment, as its host passes it (`wasmtime serve --env`):
+    /// the region (`AWS_REGION`), the credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN` if temporary), `AWS_ENDPOINT_URL` if set; every AWS call goes out
+    /// through the host's `wasi:http` outgoing handler.
+    #[cfg(feature = "wasi")]
+    pub fn from_wasi(ports: &'static [Port]) -> Result<Self, BoxError> {
+        use aws_credential_types::Credentials;
+        use aws_types::sdk_config::{SharedAsyncSleep, SharedCredentialsProvider};
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let need =
+            |name: &str| var(name).ok_or_else(|| format!("environment variable {name} is not set"));
+        let region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .ok_or("environment variable AWS_REGION is not set")?;
+        let credentials = Credentials::new(
+            need("AWS_ACCESS_KEY_ID")?,
+            need("AWS_SECRET_ACCESS_KEY")?,
+            var("AWS_SESSION_TOKEN"),
+            None,
+            "environment",
+        );
+        let mut config = aws_types::SdkConfig::builder()
+            .region(aws_types::region::Region::new(region))
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .http_client(aws_smithy_wasm::wasi::WasiHttpClientBuilder::new().build())
+            .sleep_impl(SharedAsyncSleep::new(aws_smithy_wasm::wasi::WasiSleep))
+            .behavior_version(
+                aws_smithy_runtime_api::client::behavior_version::BehaviorVersion::latest(),
+            );
+        if let Some(url) = var("AWS_ENDPOINT_URL") {
+            config = config.endpoint_url(url);
+        }
+        Ok(Self::new(config.build(), ports, move |name| var(name)))
+    }
+
     pub fn new(
-        config: aws_config::SdkConfig,
+        config: aws_types::SdkConfig,
         ports: &'static [Port],
         vars: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Self {

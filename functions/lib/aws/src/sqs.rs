@@ -28,8 +28,8 @@ impl SqsQueue {
 const BATCHES_IN_FLIGHT: usize = 16;
 
 async fn send_batch(
-    client: Client,
-    url: String,
+    client: &Client,
+    url: &str,
     entries: Vec<SendMessageBatchRequestEntry>,
 ) -> Result<()> {
     let count = entries.len();
@@ -55,8 +55,8 @@ impl JobQueue for SqsQueue {
     /// that the webhook answers 5xx and Graph sends the notification again (a job sent twice is
     /// harmless: every job is idempotent).
     async fn send(&self, jobs: &[Job]) -> Result<()> {
-        let mut sending = tokio::task::JoinSet::new();
-        let mut outcome = Ok(());
+        use futures_util::stream::{self, StreamExt as _};
+        let mut batches = Vec::with_capacity(jobs.len().div_ceil(10));
         for chunk in jobs.chunks(10) {
             let mut entries = Vec::with_capacity(chunk.len());
             for (i, job) in chunk.iter().enumerate() {
@@ -69,23 +69,16 @@ impl JobQueue for SqsQueue {
                         .map_err(|e| Error::storage(format!("SQS entry: {e}")))?,
                 );
             }
-            while sending.len() >= BATCHES_IN_FLIGHT {
-                outcome = outcome.and(joined(sending.join_next().await));
-            }
-            sending.spawn(send_batch(self.client.clone(), self.url.clone(), entries));
+            batches.push(entries);
         }
-        while !sending.is_empty() {
-            outcome = outcome.and(joined(sending.join_next().await));
-        }
-        outcome
-    }
-}
-
-fn joined(next: Option<std::result::Result<Result<()>, tokio::task::JoinError>>) -> Result<()> {
-    match next {
-        Some(Ok(sent)) => sent,
-        Some(Err(e)) => Err(Error::storage(format!("an SQS send failed: {e}"))),
-        None => Ok(()),
+        // Driven in this task, whatever runs it (tokio on Lambda, a wasi:http host's executor);
+        // every batch is tried, and the first failure is the answer.
+        let sent: Vec<Result<()>> = stream::iter(batches)
+            .map(|entries| send_batch(&self.client, &self.url, entries))
+            .buffer_unordered(BATCHES_IN_FLIGHT)
+            .collect()
+            .await;
+        sent.into_iter().collect()
     }
 }
 

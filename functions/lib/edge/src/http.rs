@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use mailbridge_core::services::connect::{Callback, Completed, Connect};
-use mailbridge_core::services::webhook::{validation_answer, Webhook, MAX_BODY_BYTES};
+use mailbridge_core::services::webhook::{Webhook, MAX_BODY_BYTES};
 use mailbridge_core::{Error, Lang, Say};
 use serde::Deserialize;
 use std::sync::Arc;
@@ -214,50 +214,24 @@ async fn notifications(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(token) = q.validation_token {
-        // Graph's handshake: 200, text/plain, the URL-decoded token (the Query extractor decoded it).
-        return match validation_answer(&token) {
-            Ok(t) => (
-                StatusCode::OK,
-                [
-                    (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-                    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                ],
-                t.to_string(),
-            )
-                .into_response(),
-            Err(_) => StatusCode::BAD_REQUEST.into_response(),
-        };
-    }
-    let json = headers
+    // The Query extractor URL-decoded the token.
+    let content_type = headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        });
-    if !json {
-        return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
-    }
-    match webhook.intake(&body).await {
-        Ok(out) => {
-            tracing::info!(
-                queued = out.queued,
-                dropped = out.dropped,
-                lifecycle = out.lifecycle,
-                "notifications accepted"
-            );
-            StatusCode::ACCEPTED.into_response()
-        }
-        Err(Error::Invalid(why)) => {
-            tracing::warn!(why = %why, "rejected a notification body");
-            StatusCode::BAD_REQUEST.into_response()
-        }
-        Err(e) => {
-            // Nothing was persisted: a 5xx makes Graph send it again.
-            tracing::error!(error = %e, "could not persist notifications");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
-        }
+        .and_then(|v| v.to_str().ok());
+    let reply = webhook
+        .reply(q.validation_token.as_deref(), content_type, &body)
+        .await;
+    let status = StatusCode::from_u16(reply.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match reply.body() {
+        Some((content_type, text)) => (
+            status,
+            [
+                (header::CONTENT_TYPE, content_type),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            text.to_string(),
+        )
+            .into_response(),
+        None => status.into_response(),
     }
 }

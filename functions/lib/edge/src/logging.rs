@@ -24,8 +24,9 @@ pub const MAX_VALUE_CHARS: usize = 256;
 /// The most characters of an event's message written.
 pub const MAX_MESSAGE_CHARS: usize = 1024;
 
-/// Installs the formatter as the process's subscriber; `RUST_LOG` sets the level (`info` unless
-/// set). `json` for Lambda (CloudWatch adds the time), text with the time otherwise.
+/// Installs the formatter as the process's subscriber, unless one is installed already (a
+/// component instance a host reuses); `RUST_LOG` sets the level (`info` unless set). `json` for
+/// Lambda (CloudWatch adds the time), text with the time otherwise.
 pub fn init(json: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -33,7 +34,8 @@ pub fn init(json: bool) {
         )
         .with_ansi(false)
         .event_format(LogLine { json })
-        .init();
+        .try_init()
+        .ok();
 }
 
 /// The event formatter: see the module's documentation.

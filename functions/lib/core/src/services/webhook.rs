@@ -202,6 +202,90 @@ impl Webhook {
     }
 }
 
+/// How the webhook answers one request to `/notifications` or `/lifecycle`, whatever carries it
+/// (API Gateway to Lambda, a `wasi:http` host to the component): the one place that decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Graph's validation handshake: 200, `text/plain`, the URL-decoded token.
+    Validation(String),
+    /// A validation token empty or too long: 400.
+    BadValidation,
+    /// A body that is not JSON: 415.
+    NotJson,
+    /// Checked, and the work persisted: 202.
+    Accepted(Intake),
+    /// A body that is not a notification collection: 400, nothing queued.
+    Rejected,
+    /// Nothing could be persisted: 503, so that Graph sends the notifications again.
+    Unavailable,
+}
+
+impl Reply {
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> u16 {
+        match self {
+            Reply::Validation(_) => 200,
+            Reply::Accepted(_) => 202,
+            Reply::BadValidation | Reply::Rejected => 400,
+            Reply::NotJson => 415,
+            Reply::Unavailable => 503,
+        }
+    }
+
+    /// The answer's body and its content type: only the handshake has one.
+    pub fn body(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Reply::Validation(token) => Some(("text/plain; charset=utf-8", token)),
+            _ => None,
+        }
+    }
+}
+
+impl Webhook {
+    /// One request: `validation_token` is the query's `validationToken`, URL-decoded;
+    /// `content_type` the request's header. Logs what it came to, one line.
+    pub async fn reply(
+        &self,
+        validation_token: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Reply {
+        if let Some(token) = validation_token {
+            return match validation_answer(token) {
+                Ok(t) => Reply::Validation(t.to_string()),
+                Err(_) => Reply::BadValidation,
+            };
+        }
+        let json = content_type.is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        });
+        if !json {
+            return Reply::NotJson;
+        }
+        match self.intake(body).await {
+            Ok(out) => {
+                tracing::info!(
+                    queued = out.queued,
+                    dropped = out.dropped,
+                    lifecycle = out.lifecycle,
+                    "notifications accepted"
+                );
+                Reply::Accepted(out)
+            }
+            Err(Error::Invalid(why)) => {
+                tracing::warn!(why = %why, "rejected a notification body");
+                Reply::Rejected
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not persist notifications");
+                Reply::Unavailable
+            }
+        }
+    }
+}
+
 /// What a lifecycle event calls for: a sweep after `missed`; after `subscriptionRemoved` or
 /// `reauthorizationRequired`, a new or renewed subscription and then a sweep.
 fn lifecycle_job(sub: &SubscriptionRecord, event: &str) -> Option<Job> {
@@ -352,6 +436,55 @@ mod tests {
             assert!(matches!(w.intake(body).await, Err(Error::Invalid(_))));
         }
         assert!(q.jobs().is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_answer_is_decided_by_reply() {
+        let (w, q) = webhook().await;
+        let json = Some("Application/JSON; charset=utf-8");
+        let good = serde_json::json!({"value": [note("sub-1", "secretClientValue", "m1")]});
+        let good = good.to_string();
+
+        // The handshake answers whatever the body, without reading it.
+        let token = "Validation: Testing client application reachability <&>";
+        let reply = w.reply(Some(token), None, b"ignored").await;
+        assert_eq!(reply, Reply::Validation(token.into()));
+        assert_eq!(reply.status(), 200);
+        assert_eq!(reply.body(), Some(("text/plain; charset=utf-8", token)));
+        let long = "x".repeat(MAX_VALIDATION_TOKEN + 1);
+        for bad in ["", long.as_str()] {
+            let reply = w.reply(Some(bad), json, good.as_bytes()).await;
+            assert_eq!((reply.status(), reply.body()), (400, None));
+        }
+
+        assert_eq!(w.reply(None, None, good.as_bytes()).await.status(), 415);
+        assert_eq!(
+            w.reply(None, Some("text/plain"), good.as_bytes())
+                .await
+                .status(),
+            415
+        );
+        assert_eq!(
+            w.reply(None, json, b"{\"value\": 3}").await,
+            Reply::Rejected
+        );
+        assert!(q.jobs().is_empty(), "nothing queued from a refused request");
+
+        let reply = w.reply(None, json, good.as_bytes()).await;
+        assert!(
+            matches!(&reply, Reply::Accepted(Intake { queued: 1, .. })),
+            "{reply:?}"
+        );
+        assert_eq!((reply.status(), reply.body()), (202, None));
+
+        // Nothing persisted: 503, so that Graph sends it again.
+        q.refuse(true);
+        assert_eq!(
+            w.reply(None, json, good.as_bytes()).await,
+            Reply::Unavailable
+        );
+        assert_eq!(Reply::Unavailable.status(), 503);
+        assert_eq!(q.jobs().len(), 1);
     }
 
     #[test]
