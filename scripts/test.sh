@@ -25,6 +25,14 @@ if [ ! -f .venv/axe-core/axe.min.js ]; then
   (cd "$axe_tmp" && npm pack --silent axe-core@4.14.1 > /dev/null && tar xzf axe-core-4.14.1.tgz)
   mkdir -p .venv/axe-core && cp "$axe_tmp/package/axe.min.js" .venv/axe-core/ && rm -rf "$axe_tmp"
 fi
+if [ ! -x .venv/jco/node_modules/.bin/jco ]; then
+  echo "== installing jco from npm (the wasi:http host that serves the webhook component)"
+  npm install --silent --no-audit --no-fund --prefix .venv/jco @bytecodealliance/jco@1.35.0
+fi
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  echo "== rustup target add wasm32-wasip2 (the WebAssembly components)"
+  rustup target add wasm32-wasip2
+fi
 export SAM_CLI_TELEMETRY=0
 # A cold run builds everything once: incremental caches would only cost time and several GB of disk
 # (a CI machine's disk filled up once while linking). Set CARGO_INCREMENTAL=1 to keep them.
@@ -34,11 +42,17 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+echo "== the core and the webhook component for wasm32-wasip2: cargo clippy"
+cargo clippy -p mailbridge-core --target wasm32-wasip2 -- -D warnings
+cargo clippy -p mailbridge-webhook --no-default-features --features component \
+  --target wasm32-wasip2 --bins -- -D warnings
 echo "== template: sam validate --lint, cfn-lint"
 .venv/bin/sam validate --lint --region us-east-1 -t template.yaml
 .venv/bin/cfn-lint template.yaml
 echo "== the binaries, for the tests that run them (serve, the deployed shape)"
 cargo build --workspace --bins
+cargo build -p mailbridge-webhook --no-default-features --features component \
+  --target wasm32-wasip2 --bin mailbridge-webhook-component
 echo "== cargo test"
 cargo test --workspace
 echo "== the reduced soak: 2,000 messages, 10 mailboxes, the faults together (tests/benches/soak.rs)"
@@ -50,7 +64,7 @@ mkdir -p target/screenshots
 echo "== the admin API against docs/openapi.yaml (schemathesis: conformance, bad input, no 5xx)"
 .venv/bin/python tests/web/api.py target/debug/mailbridge-local docs/openapi.yaml
 
-echo "== AWS adapters and the deployed shape against moto"
+echo "== AWS adapters, the deployed shape and the webhook component against moto"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 moto_log=$(mktemp)
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" > "$moto_log" 2>&1 &

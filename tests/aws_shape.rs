@@ -20,6 +20,7 @@ use mailbridge_core::model::SubscriptionRecord;
 use mailbridge_core::repo::Repos;
 use mailbridge_tests::lambda::{binary, http_api_event, LambdaHost, Outcome};
 use mailbridge_tests::template_yaml::{self, written};
+use mailbridge_tests::wasi_host::{self, ComponentHost};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -575,7 +576,15 @@ fn written_default(v: &serde_yaml::Value) -> Option<String> {
 
 /// API Gateway's HTTP API in front of the functions: each request becomes a payload 2.0 event for
 /// the function whose route (from the template) matches, and its answer the HTTP response.
-async fn api_gateway(routes: Vec<(String, String, Arc<LambdaHost>)>) -> String {
+/// Where API Gateway sends a route: a Lambda function (payload 2.0 events), or an HTTP server (an
+/// HTTP proxy integration: the webhook component on its host).
+#[derive(Clone)]
+enum Target {
+    Lambda(Arc<LambdaHost>),
+    Http(String),
+}
+
+async fn api_gateway(routes: Vec<(String, String, Target)>) -> String {
     let routes = Arc::new(routes);
     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
         let routes = routes.clone();
@@ -591,7 +600,7 @@ async fn api_gateway(routes: Vec<(String, String, Arc<LambdaHost>)>) -> String {
             let body = axum::body::to_bytes(req.into_body(), 10 << 20)
                 .await
                 .unwrap();
-            let Some((_, _, host)) = routes.iter().find(|(m, p, _)| {
+            let Some((_, _, target)) = routes.iter().find(|(m, p, _)| {
                 (m == "ANY" || *m == method)
                     && match p.strip_suffix("{proxy+}") {
                         Some(prefix) => path.starts_with(prefix),
@@ -599,6 +608,12 @@ async fn api_gateway(routes: Vec<(String, String, Arc<LambdaHost>)>) -> String {
                     }
             }) else {
                 return (axum::http::StatusCode::NOT_FOUND, "no route").into_response();
+            };
+            let host = match target {
+                Target::Lambda(host) => host,
+                Target::Http(base) => {
+                    return forward(base, &method, &path, &query, &headers, body).await
+                }
             };
             let header_refs: Vec<(&str, &str)> = headers
                 .iter()
@@ -624,6 +639,50 @@ async fn api_gateway(routes: Vec<(String, String, Arc<LambdaHost>)>) -> String {
 }
 
 use axum::response::IntoResponse;
+
+/// An HTTP proxy integration: the request as it came, its answer as it went.
+async fn forward(
+    base: &str,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: bytes::Bytes,
+) -> axum::response::Response {
+    let url = match query {
+        "" => format!("{base}{path}"),
+        q => format!("{base}{path}?{q}"),
+    };
+    let mut request = reqwest::Client::new()
+        .request(method.parse().unwrap(), url)
+        .body(body);
+    for (k, v) in headers {
+        if !matches!(k.as_str(), "host" | "content-length") {
+            request = request.header(k, v);
+        }
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let status = axum::http::StatusCode::from_u16(answer.status().as_u16()).unwrap();
+            let mut headers = axum::http::HeaderMap::new();
+            let hop_by_hop = ["connection", "keep-alive", "transfer-encoding"];
+            for (k, v) in answer.headers() {
+                if hop_by_hop.contains(&k.as_str()) {
+                    continue;
+                }
+                if let (Ok(k), Ok(v)) = (
+                    axum::http::HeaderName::from_bytes(k.as_str().as_bytes()),
+                    axum::http::HeaderValue::from_bytes(v.as_bytes()),
+                ) {
+                    headers.insert(k, v);
+                }
+            }
+            (status, headers, answer.bytes().await.unwrap_or_default()).into_response()
+        }
+        // API Gateway answers 503 when the integration cannot be reached.
+        Err(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
 
 fn http_response(r: &Value) -> axum::response::Response {
     let status =
@@ -771,8 +830,39 @@ async fn drain(sqs: &aws_sdk_sqs::Client, stack: &Stack, import: &LambdaHost) ->
     batches
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_deployed_shape_runs_end_to_end() {
+/// Which host serves the webhook's routes.
+#[derive(PartialEq)]
+enum WebhookOn {
+    /// The webhook function, under its Runtime API.
+    Lambda,
+    /// The webhook component under a `wasi:http` host, behind an HTTP proxy integration, with
+    /// the webhook function's role and variables.
+    Component,
+}
+
+/// The deployment, up to a mailbox connected (its subscription validated by the webhook).
+struct Deployed {
+    stack: Stack,
+    hosts: BTreeMap<String, Arc<LambdaHost>>,
+    api_url: String,
+    /// The test's, as an administrator.
+    config: aws_config::SdkConfig,
+    sqs: aws_sdk_sqs::Client,
+    /// The event source mapping's, with the import function's role.
+    esm: aws_sdk_sqs::Client,
+    sim: m365_sim::Sim,
+    demo: m365_sim::Demo,
+    mailbox_id: String,
+    component: Option<ComponentHost>,
+    _enforced: Enforced,
+    _alone: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// One deployment at a time: moto's IAM enforcement is global.
+static MOTO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn deploy(webhook_on: WebhookOn) -> Deployed {
+    let alone = MOTO.lock().await;
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "AWS_ENDPOINT_URL must point at a moto server: run scripts/test.sh"
@@ -782,6 +872,8 @@ async fn the_deployed_shape_runs_end_to_end() {
     let stack = create_stack(&aws_config::load_from_env().await, &t).await;
 
     // Every function, under its own Runtime API, with the template's timeout.
+    let component_port = mailbridge_tests::free_port();
+    let component_url = format!("http://127.0.0.1:{component_port}");
     let mut hosts: BTreeMap<String, Arc<LambdaHost>> = BTreeMap::new();
     let mut routes = Vec::new();
     let resources = t["Resources"].as_mapping().unwrap();
@@ -791,12 +883,16 @@ async fn the_deployed_shape_runs_end_to_end() {
         };
         let timeout = r["Properties"]["Timeout"].as_u64().unwrap_or(3);
         let host = Arc::new(LambdaHost::start(binary_name, Duration::from_secs(timeout)).await);
+        let target = match (binary_name, &webhook_on) {
+            ("mailbridge-webhook", WebhookOn::Component) => Target::Http(component_url.clone()),
+            _ => Target::Lambda(host.clone()),
+        };
         for (_, e) in r["Properties"]["Events"].as_mapping().into_iter().flatten() {
             if e["Type"].as_str() == Some("HttpApi") {
                 routes.push((
                     e["Properties"]["Method"].as_str().unwrap().to_string(),
                     e["Properties"]["Path"].as_str().unwrap().to_string(),
-                    host.clone(),
+                    target.clone(),
                 ));
             }
         }
@@ -856,6 +952,7 @@ async fn the_deployed_shape_runs_end_to_end() {
         ("MaxMessageMb", "1".to_string()),
     ]
     .into();
+    let mut component = None;
     for (name, host) in &hosts {
         let mut env: Vec<(String, String)> = template_yaml::variables(&t, name)
             .into_iter()
@@ -873,6 +970,18 @@ async fn the_deployed_shape_runs_end_to_end() {
             env.push((k.into(), v.into()));
         }
         env.extend(sessions[name].iter().cloned());
+        if name == "mailbridge-webhook" && webhook_on == WebhookOn::Component {
+            component = Some(
+                ComponentHost::serve(
+                    &wasi_host::component("mailbridge-webhook-component"),
+                    component_port,
+                    &env,
+                )
+                .await
+                .unwrap(),
+            );
+            continue;
+        }
         host.spawn(&binary(name), &env);
         host.initialised().await.unwrap();
     }
@@ -941,6 +1050,35 @@ async fn the_deployed_shape_runs_end_to_end() {
         1,
         "the webhook answered Graph's validation"
     );
+    Deployed {
+        stack,
+        hosts,
+        api_url,
+        config,
+        sqs,
+        esm,
+        sim,
+        demo,
+        mailbox_id,
+        component,
+        _enforced,
+        _alone: alone,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_deployed_shape_runs_end_to_end() {
+    let Deployed {
+        stack,
+        hosts,
+        config,
+        sqs,
+        esm,
+        sim,
+        demo,
+        mailbox_id,
+        ..
+    } = deploy(WebhookOn::Lambda).await;
 
     // A message arrives: Graph notifies the webhook, which queues; the event source mapping
     // feeds the import function, which stores the .eml byte for byte and its metadata.
@@ -1224,6 +1362,153 @@ async fn the_deployed_shape_runs_end_to_end() {
         .unwrap()
         .contains("throttling"));
     for host in hosts.values() {
+        host.stop().await;
+    }
+}
+
+/// The webhook as a WebAssembly component (issue 15): served by a `wasi:http` host (`jco serve`)
+/// with the webhook function's variables and its role's credentials while moto enforces IAM,
+/// behind API Gateway's webhook routes. Graph's handshake is answered, a notification is queued
+/// in SQS and imported by the import function, a wrong clientState queues nothing, and a `missed`
+/// lifecycle event brings the sweep that finds a message whose notification was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_webhook_component_serves_graph() {
+    let d = deploy(WebhookOn::Component).await;
+    let component = d.component.as_ref().unwrap();
+    let (stack, sim, demo) = (&d.stack, &d.sim, &d.demo);
+    let import = d.hosts["mailbridge-import"].clone();
+    let http = reqwest::Client::new();
+
+    // Graph's handshake, through API Gateway: the token echoed, as text.
+    let token = "Validation: Testing client application reachability for subscription Request-Id: 25b4c6a1-a3e6";
+    let answer = http
+        .post(format!("{}/notifications", d.api_url))
+        .query(&[("validationToken", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert_eq!(answer.text().await.unwrap(), token);
+
+    // A notification with the wrong clientState: accepted (Graph must not retry it) and dropped.
+    let subscription = sim.subscription_ids()[0].clone();
+    let forged = json!({"value": [{
+        "subscriptionId": subscription, "clientState": "not the one mailbridge gave",
+        "changeType": "created", "resource": "Users/u/Messages/forged",
+        "resourceData": {"id": "forged"}
+    }]});
+    let answer = http
+        .post(format!("{}/notifications", component.url))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    assert_eq!(waiting(&d.sqs, &stack.queue_url).await, 0, "nothing queued");
+    // Not a notification collection, not JSON, another route: refused, nothing queued.
+    for (path, content_type, body, status) in [
+        ("/notifications", "application/json", "{\"value\": 3}", 400),
+        ("/notifications", "text/plain", "{}", 415),
+        ("/elsewhere", "application/json", "{}", 404),
+    ] {
+        let answer = http
+            .post(format!("{}{path}", component.url))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status, "{path} {content_type} {body}");
+    }
+    assert_eq!(waiting(&d.sqs, &stack.queue_url).await, 0, "nothing queued");
+
+    // A message arrives: Graph notifies the component, which queues it in SQS; the import
+    // function stores it byte for byte.
+    let (_, mime) = mailbridge_local::sample_messages().remove(1);
+    let id = sim.deliver(&demo.user_upn, "inbox", mime.clone()).unwrap();
+    let store = Arc::new(DynamoStateStore::new(
+        aws_sdk_dynamodb::Client::new(&d.config),
+        &stack.table,
+    ));
+    let repos = Repos::new(store);
+    let imported = |id: String| {
+        let repos = &repos;
+        let mailbox = d.mailbox_id.clone();
+        async move {
+            matches!(
+                repos
+                    .imports
+                    .of(&mailbox)
+                    .get(&id)
+                    .await
+                    .unwrap()
+                    .map(|s| s.value),
+                Some(mailbridge_core::model::ImportState::Imported { .. })
+            )
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !imported(id.clone()).await {
+        assert!(tokio::time::Instant::now() < deadline, "not imported");
+        let batches = drain(&d.esm, stack, &import).await;
+        assert!(batches.iter().all(|b| b.reported.is_empty()), "{batches:?}");
+    }
+    let s3 = s3_client(&d.config);
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&stack.bucket)
+        .prefix("messages/")
+        .send()
+        .await
+        .unwrap();
+    let eml = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .find(|k| k.ends_with(".eml"))
+        .expect("an .eml stored")
+        .to_string();
+    let stored = s3
+        .get_object()
+        .bucket(&stack.bucket)
+        .key(&eml)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(stored.as_ref(), mime.as_slice(), "the .eml is byte-exact");
+
+    // Notifications lost: Graph's `missed` lifecycle event, to the component's lifecycle route,
+    // queues the sweep that finds the message.
+    sim.set_faults(|f| f.drop_notifications = true);
+    let missed = m365_sim::control::generate_mime(
+        "a@fabrikam.example",
+        &demo.user_upn,
+        "Notified to nobody",
+        2_000,
+    );
+    let missed_id = sim.deliver(&demo.user_upn, "inbox", missed).unwrap();
+    sim.set_faults(|f| f.drop_notifications = false);
+    assert!(sim.lifecycle(&subscription, "missed"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !imported(missed_id.clone()).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the missed message was not swept in"
+        );
+        let batches = drain(&d.esm, stack, &import).await;
+        assert!(batches.iter().all(|b| b.reported.is_empty()), "{batches:?}");
+    }
+    assert_eq!(waiting(&d.sqs, &stack.dlq_url).await, 0);
+    for host in d.hosts.values() {
         host.stop().await;
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod lambda;
 pub mod template_yaml;
+pub mod wasi_host;
 
 use mailbridge_core::model::{ImportState, Mailbox};
 use mailbridge_local::{Options, Runner};

@@ -1,0 +1,110 @@
+//! A `wasi:http` host for the tests and benches: `jco serve`, the Bytecode Alliance's component
+//! host on Node.js (scripts/test.sh installs it from npm into `.venv/jco`), serving a component
+//! built for `wasm32-wasip2` on a port, with the environment given and nothing else inherited
+//! but `PATH`. `jco serve` runs the component in a Node.js process of its own: both are in one
+//! process group, killed when the host is dropped.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The `jco` command: `MAILBRIDGE_JCO`, or the one scripts/test.sh installs.
+pub fn jco() -> PathBuf {
+    std::env::var_os("MAILBRIDGE_JCO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/jco/node_modules/.bin/jco"))
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A component `cargo build --target wasm32-wasip2` made, of this build's profile (debug for the
+/// tests, release for the benches).
+pub fn component(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    target
+        .join("wasm32-wasip2")
+        .join(profile)
+        .join(format!("{name}.wasm"))
+}
+
+/// One component served by `jco serve`.
+pub struct ComponentHost {
+    /// `http://127.0.0.1:{port}`.
+    pub url: String,
+    /// From the host's start to its port accepting connections (the component transpiled,
+    /// compiled and instantiated).
+    pub ready_after: Duration,
+    child: tokio::process::Child,
+}
+
+impl Drop for ComponentHost {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+impl ComponentHost {
+    /// Serves `component` on `port` with `env`; ready when the port accepts connections.
+    pub async fn serve(
+        component: &Path,
+        port: u16,
+        env: &[(String, String)],
+    ) -> Result<ComponentHost, String> {
+        if !component.exists() {
+            return Err(format!(
+                "{} is missing: cargo build --target wasm32-wasip2 (scripts/test.sh builds it)",
+                component.display()
+            ));
+        }
+        let started = Instant::now();
+        let child = tokio::process::Command::new(jco())
+            .arg("serve")
+            .arg(component)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("{}: {e} (scripts/test.sh installs it)", jco().display()))?;
+        // From here on, dropping the host (an early return too) kills the process group.
+        let mut host = ComponentHost {
+            url: format!("http://127.0.0.1:{port}"),
+            ready_after: Duration::ZERO,
+            child,
+        };
+        let deadline = started + Duration::from_secs(120);
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                host.ready_after = started.elapsed();
+                return Ok(host);
+            }
+            if let Ok(Some(status)) = host.child.try_wait() {
+                return Err(format!("jco serve exited: {status}"));
+            }
+            if Instant::now() > deadline {
+                return Err("jco serve did not listen within 120 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
