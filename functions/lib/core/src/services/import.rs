@@ -289,11 +289,13 @@ impl Importer {
     }
 
     /// Whether a claim (known by its lease's end) was taken before this deployment started, by
-    /// a process that has ended ([`Settings::claims_void_before`]).
+    /// a process that has ended.
     fn held_by_an_ended_process(&self, lease_until: DateTime<Utc>) -> bool {
-        self.settings
-            .claims_void_before
-            .is_some_and(|start| lease_until - self.settings.import_lease < start)
+        super::taken_by_an_ended_process(
+            self.settings.claims_void_before,
+            lease_until,
+            self.settings.import_lease,
+        )
     }
 
     async fn finish(

@@ -50,14 +50,24 @@ pub struct Settings {
     pub custom_cloud_hosts: Vec<String>,
     /// Graph's limits per app and mailbox, as mailbridge holds them across every process.
     pub graph_limits: pace::GraphLimits,
-    /// Message claims taken before this instant belong to a process that has ended, and are
-    /// taken over at once rather than after their lease. Only for a deployment that holds its
-    /// state alone (the local runner locks its data directory and sets its start); `None` on AWS,
-    /// where other containers may be working.
+    /// Message claims and Graph slots taken before this instant belong to a process that has
+    /// ended, and are taken over at once rather than after their lease. Only for a deployment
+    /// that holds its state alone (the local runner locks its data directory and sets its start);
+    /// `None` on AWS, where other containers may be working.
     pub claims_void_before: Option<chrono::DateTime<chrono::Utc>>,
     /// How long after an administrator's consent Graph may still answer 403 while the
     /// permission propagates (Microsoft: up to two hours): no failure alert before it has passed.
     pub consent_propagation: Duration,
+}
+
+/// Whether a lease of `length` that runs until `until` was taken before `void_before`, by a
+/// process that has ended ([`Settings::claims_void_before`]): message claims and Graph slots.
+pub(crate) fn taken_by_an_ended_process(
+    void_before: Option<chrono::DateTime<chrono::Utc>>,
+    until: chrono::DateTime<chrono::Utc>,
+    length: Duration,
+) -> bool {
+    void_before.is_some_and(|start| until - length < start)
 }
 
 impl Settings {
@@ -200,11 +210,10 @@ impl MailServices {
         let repos = Repos::new(p.store);
         let paces = crate::repo::Repo::new(p.pace_store);
         let secrets = profiles::Secrets::new(p.secrets, &settings, p.clock.clone())?;
-        let pace = Arc::new(pace::SharedPace::new(
-            paces,
-            p.clock.clone(),
-            settings.graph_limits,
-        ));
+        let pace = Arc::new(
+            pace::SharedPace::new(paces, p.clock.clone(), settings.graph_limits)
+                .voiding_before(settings.claims_void_before),
+        );
         let graph: Arc<dyn MailGraph> = Arc::new(pace::PacedGraph {
             inner: p.graph,
             pace: pace.clone(),

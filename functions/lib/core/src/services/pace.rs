@@ -156,6 +156,8 @@ pub struct SharedPace {
     lease: chrono::Duration,
     /// How long a job waits here before it is handed back to the queue instead.
     max_wait: Duration,
+    /// Slots taken before this belong to a process that has ended: free at once.
+    void_before: Option<DateTime<Utc>>,
 }
 
 /// The first and the longest pause between two looks at a full record.
@@ -170,6 +172,18 @@ impl SharedPace {
             limits,
             lease: chrono::Duration::seconds(330),
             max_wait: Duration::from_secs(30),
+            void_before: None,
+        }
+    }
+
+    /// Slots taken before `start` were held by a process that has ended (a killed local runner):
+    /// they are free at once instead of after their lease ([`Settings::claims_void_before`]).
+    ///
+    /// [`Settings::claims_void_before`]: super::Settings::claims_void_before
+    pub fn voiding_before(self, start: Option<DateTime<Utc>>) -> Self {
+        Self {
+            void_before: start,
+            ..self
         }
     }
 
@@ -216,7 +230,10 @@ impl SharedPace {
                 crate::ports::Cond::Version(c.version)
             });
             let mut record = current.map(|c| c.value).unwrap_or_default();
-            record.slots.retain(|s| s.until > now);
+            record.slots.retain(|s| {
+                s.until > now
+                    && !super::taken_by_an_ended_process(self.void_before, s.until, self.lease)
+            });
             let interval =
                 chrono::Duration::from_std(self.limits.interval).map_err(Error::storage)?;
             let due = record.due.map_or(now, |d| d.max(now));
@@ -483,6 +500,32 @@ mod tests {
         ));
         clock.advance(chrono::Duration::minutes(6));
         pace.enter("m").await.unwrap();
+    }
+
+    /// A local runner killed with its slots held starts again with them free: its data
+    /// directory was its alone, so nobody else holds them.
+    #[tokio::test]
+    async fn slots_of_an_ended_process_are_free_at_once() {
+        let store = Arc::new(InMemoryStateStore::default());
+        let clock = Arc::new(ShiftedClock::default());
+        let limits = GraphLimits {
+            concurrency: 1,
+            ..GraphLimits::default()
+        };
+        let mut killed = SharedPace::new(Repo::new(store.clone()), clock.clone(), limits);
+        killed.max_wait = Duration::from_millis(50);
+        let _held = killed.enter("m").await.unwrap();
+        clock.advance(chrono::Duration::seconds(5));
+        let start = clock.now();
+        let mut restarted = SharedPace::new(Repo::new(store.clone()), clock.clone(), limits)
+            .voiding_before(Some(start));
+        restarted.max_wait = Duration::from_millis(50);
+        let _taken = restarted.enter("m").await.unwrap();
+        // A slot taken after the start is held as ever.
+        assert!(matches!(
+            restarted.enter("m").await,
+            Err(Error::Retry { after: Some(_), .. })
+        ));
     }
 
     #[tokio::test(start_paused = true)]
