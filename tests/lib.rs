@@ -1,6 +1,7 @@
 //! Shared helpers for the end-to-end tests.
 
 pub mod lambda;
+pub mod load;
 pub mod template_yaml;
 pub mod wasi_host;
 

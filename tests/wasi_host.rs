@@ -1,7 +1,8 @@
-//! A `wasi:http` host for the tests and benches: `jco serve`, the Bytecode Alliance's component
-//! host on Node.js (scripts/test.sh installs it from npm into `.venv/jco`), serving a component
-//! built for `wasm32-wasip2` on a port, with the environment given and nothing else inherited
-//! but `PATH`. `jco serve` runs the component in a Node.js process of its own: both are in one
+//! A `wasi:http` host for the tests and benches, serving a component built for `wasm32-wasip2`
+//! on a port, with the environment given and nothing else inherited but `PATH`: `jco serve`, the
+//! Bytecode Alliance's component host on Node.js (scripts/test.sh installs it from npm into
+//! `.venv/jco`), or `wasmtime serve` where one is installed (the benches compare them). `jco
+//! serve` runs the component in a Node.js process of its own: the host's processes are one
 //! process group, killed when the host is dropped.
 
 use std::path::{Path, PathBuf};
@@ -38,7 +39,48 @@ pub fn component(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"))
 }
 
-/// One component served by `jco serve`.
+/// Which `wasi:http` host serves a component.
+#[derive(Debug, Clone)]
+pub enum WasiHost {
+    /// `jco serve` ([`jco`]).
+    Jco,
+    /// `wasmtime serve`, this binary.
+    Wasmtime(PathBuf),
+}
+
+impl WasiHost {
+    fn command(
+        &self,
+        component: &Path,
+        port: u16,
+        env: &[(String, String)],
+    ) -> tokio::process::Command {
+        match self {
+            WasiHost::Jco => {
+                let mut cmd = tokio::process::Command::new(jco());
+                cmd.arg("serve").arg(component).args([
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                ]);
+                cmd
+            }
+            WasiHost::Wasmtime(wasmtime) => {
+                let mut cmd = tokio::process::Command::new(wasmtime);
+                // The component's environment, as wasi:cli's; the host's own is not passed.
+                cmd.args(["serve", "-Scli", "--addr", &format!("127.0.0.1:{port}")]);
+                for (k, v) in env {
+                    cmd.arg("--env").arg(format!("{k}={v}"));
+                }
+                cmd.arg(component);
+                cmd
+            }
+        }
+    }
+}
+
+/// One component served by a [`WasiHost`].
 pub struct ComponentHost {
     /// `http://127.0.0.1:{port}`.
     pub url: String,
@@ -59,8 +101,19 @@ impl Drop for ComponentHost {
 }
 
 impl ComponentHost {
-    /// Serves `component` on `port` with `env`; ready when the port accepts connections.
+    /// Serves `component` with `jco serve` on `port` with `env`; ready when the port accepts
+    /// connections.
     pub async fn serve(
+        component: &Path,
+        port: u16,
+        env: &[(String, String)],
+    ) -> Result<ComponentHost, String> {
+        Self::serve_on(&WasiHost::Jco, component, port, env).await
+    }
+
+    /// Serves `component` with `host`.
+    pub async fn serve_on(
+        host: &WasiHost,
         component: &Path,
         port: u16,
         env: &[(String, String)],
@@ -72,19 +125,17 @@ impl ComponentHost {
             ));
         }
         let started = Instant::now();
-        let child = tokio::process::Command::new(jco())
-            .arg("serve")
-            .arg(component)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        let child = host
+            .command(component, port, env)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("{}: {e} (scripts/test.sh installs it)", jco().display()))?;
+            .map_err(|e| format!("{host:?}: {e} (scripts/test.sh installs jco)"))?;
         // From here on, dropping the host (an early return too) kills the process group.
-        let mut host = ComponentHost {
+        let mut served = ComponentHost {
             url: format!("http://127.0.0.1:{port}"),
             ready_after: Duration::ZERO,
             child,
@@ -95,14 +146,14 @@ impl ComponentHost {
                 .await
                 .is_ok()
             {
-                host.ready_after = started.elapsed();
-                return Ok(host);
+                served.ready_after = started.elapsed();
+                return Ok(served);
             }
-            if let Ok(Some(status)) = host.child.try_wait() {
-                return Err(format!("jco serve exited: {status}"));
+            if let Ok(Some(status)) = served.child.try_wait() {
+                return Err(format!("{host:?} exited: {status}"));
             }
             if Instant::now() > deadline {
-                return Err("jco serve did not listen within 120 s".into());
+                return Err(format!("{host:?} did not listen within 120 s"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -6,6 +6,7 @@
 
 use m365_sim::control::generate_mime;
 use mailbridge_local::Runner;
+use mailbridge_tests::load::{acknowledgements, machine, ms, percentile, Acks};
 use mailbridge_tests::{connect_users, created_notification, runner};
 use peak_alloc::PeakAlloc;
 use std::collections::HashMap;
@@ -99,17 +100,6 @@ async fn wait_events(arrivals: &Arrivals, n: usize, limit: Duration) -> Option<I
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 struct Report {
@@ -267,24 +257,10 @@ async fn webhook_ack(dir: &Path, report: &mut Report) {
     let body = |i: usize| created_notification(&r, &format!("bench-{i}")).to_string();
     let (warmup, n) = (1000, 20_000);
     let bodies: Vec<String> = (0..warmup + n).map(body).collect();
-    // The load comes from a thread and runtime of its own, as Graph's requests come from
-    // elsewhere: its scheduling does not share mailbridge's.
-    let results = tokio::task::spawn_blocking(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(open_loop(url, bodies, Duration::from_micros(1000)))
-    })
-    .await
-    .unwrap();
-    let failed = results.iter().filter(|r| !r.2).count();
-    let mut lat: Vec<Duration> = results
-        .iter()
-        .filter(|r| r.0 >= warmup)
-        .map(|r| r.1)
-        .collect();
-    lat.sort();
+    let Acks {
+        failed,
+        latencies: lat,
+    } = acknowledgements(url, bodies, Duration::from_micros(1000), warmup).await;
     let slow = lat
         .iter()
         .filter(|d| **d > Duration::from_millis(2900))
@@ -314,53 +290,6 @@ async fn webhook_ack(dir: &Path, report: &mut Report) {
         "0",
         slow == 0 && failed == 0,
     );
-}
-
-/// POSTs each body at its scheduled time, whether or not earlier answers came; each answer's
-/// delay is measured from when its request was due. (index, delay, answered 202)
-async fn open_loop(
-    url: String,
-    bodies: Vec<String>,
-    every: Duration,
-) -> Vec<(usize, Duration, bool)> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap();
-    let t0 = Instant::now() + Duration::from_millis(50);
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, body) in bodies.into_iter().enumerate() {
-        let due = t0 + every * i as u32;
-        tokio::time::sleep_until(due).await;
-        let req = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body);
-        tasks.spawn(async move {
-            let resp = req.send().await;
-            let ok = matches!(&resp, Ok(r) if r.status().as_u16() == 202);
-            (i, Instant::now() - due, ok)
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(Ok(r)) = tasks.join_next().await {
-        out.push(r);
-    }
-    out
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores available")
 }
 
 #[tokio::main]

@@ -15,6 +15,9 @@ pub struct SqliteDb {
     conn: Mutex<Connection>,
     /// Tells the checkpointer thread to stop.
     stop: Arc<AtomicBool>,
+    /// Set by the checkpointer when the WAL is past [`WAL_LIMIT_BYTES`]: the next caller
+    /// truncates it on this connection, in turn with every other use (no lock timeouts).
+    wal_too_large: Arc<AtomicBool>,
 }
 
 impl Drop for SqliteDb {
@@ -28,7 +31,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// A WAL larger than this is checkpointed whole and truncated: under steady writes, a passive
 /// checkpoint never finds the log wholly copied, the log is never rewound, and it grows without
-/// bound (1 GB in a soak of an hour), slowing every read.
+/// bound (1 GB in a soak of an hour), slowing every read. The truncation runs on the main
+/// connection, between two uses: from the checkpointer's own, it held writers past their busy
+/// timeout ("database is locked") while it copied the rest.
 #[cfg(not(test))]
 const WAL_LIMIT_BYTES: u64 = 64 << 20;
 #[cfg(test)]
@@ -71,28 +76,27 @@ impl SqliteDb {
         )
         .map_err(db)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let wal_too_large = Arc::new(AtomicBool::new(false));
         // A commit that triggers SQLite's own checkpoint waits for its fsync, with every other
         // caller queued behind it: a webhook answer would take tens of milliseconds. A thread of
         // its own, on its own connection, checkpoints instead.
         if let Some(file) = conn.path().filter(|p| !p.is_empty()).map(PathBuf::from) {
             let checkpointer = Connection::open(&file).map_err(db)?;
-            checkpointer
-                .busy_timeout(Duration::from_secs(5))
-                .map_err(db)?;
             let wal = PathBuf::from(format!("{}-wal", file.display()));
             let stop = stop.clone();
+            let too_large = wal_too_large.clone();
             std::thread::Builder::new()
                 .name("sqlite-checkpoint".into())
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         std::thread::sleep(CHECKPOINT_EVERY);
-                        // Passive: writers go on. Truncate: writers wait for the (short) rest.
-                        let large =
-                            std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES);
-                        let mode = if large { "TRUNCATE" } else { "PASSIVE" };
-                        let pragma = format!("PRAGMA wal_checkpoint({mode})");
-                        if let Err(e) = checkpointer.query_row(&pragma, [], |_| Ok(())) {
+                        if let Err(e) =
+                            checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                        {
                             tracing::warn!(error = %e, "SQLite checkpoint failed");
+                        }
+                        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES) {
+                            too_large.store(true, Ordering::Relaxed);
                         }
                     }
                 })
@@ -101,6 +105,7 @@ impl SqliteDb {
         Ok(Self {
             conn: Mutex::new(conn),
             stop,
+            wal_too_large,
         })
     }
 
@@ -109,6 +114,12 @@ impl SqliteDb {
             .conn
             .lock()
             .map_err(|_| Error::storage("sqlite connection poisoned"))?;
+        if self.wal_too_large.swap(false, Ordering::Relaxed) {
+            // Most of the log is copied already (the passive checkpoints): the rest is short.
+            if let Err(e) = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "SQLite WAL truncation failed; tried again later");
+            }
+        }
         f(&mut c).map_err(db)
     }
 
@@ -352,15 +363,15 @@ mod tests {
             d.put(&k, body.clone(), Cond::Any, None).await.unwrap();
             largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
         }
-        // 16 MB written; give the checkpointer its next turn.
+        // 16 MB written; the checkpointer's next turn, then the next use of the database.
         std::thread::sleep(CHECKPOINT_EVERY * 3);
+        let k = Key::new("p", "999");
+        assert_eq!(d.get(&k).await.unwrap().unwrap().body, body);
         let left = std::fs::metadata(&wal).map_or(0, |m| m.len());
         assert!(
             left <= WAL_LIMIT_BYTES,
             "WAL of {left} bytes (at most {largest} seen)"
         );
-        let k = Key::new("p", "999");
-        assert_eq!(d.get(&k).await.unwrap().unwrap().body, body);
     }
 
     #[tokio::test]

@@ -265,7 +265,8 @@ impl Connect {
                 &pending.pkce_verifier,
                 &pending.redirect_uri,
             )
-            .await?;
+            .await
+            .map_err(|e| self.tokens.forgetting_refused(&profile, e))?;
         let graph_base = profile.cloud.endpoints().graph;
         let me = self
             .graph
@@ -379,7 +380,8 @@ impl Connect {
                 &pending.pkce_verifier,
                 &pending.redirect_uri,
             )
-            .await?;
+            .await
+            .map_err(|e| self.tokens.forgetting_refused(profile, e))?;
         let user = self
             .graph
             .me(GraphCtx {

@@ -326,6 +326,12 @@ impl Secrets {
         self.get(&profile.client_secret_ref).await
     }
 
+    /// Drops the kept value of a profile's client secret, so that the next use reads it again:
+    /// Entra refused it, and the operator may have replaced it since it was read.
+    pub fn forget_client_secret(&self, profile: &ServerProfile) {
+        self.read.lock().unwrap().remove(&profile.client_secret_ref);
+    }
+
     async fn get(&self, name: &str) -> Result<Secret> {
         let now = self.clock.now();
         if let Some((value, at)) = self.read.lock().unwrap().get(name) {
@@ -493,6 +499,15 @@ mod tests {
             "secret-2"
         );
         assert_eq!(store.reads(), reads + 2);
+
+        // Refused by Entra and replaced meanwhile: read again at the next use, not 5 minutes on.
+        store.set(&profile.client_secret_ref, Secret::new("secret-3"));
+        secrets.forget_client_secret(&profile);
+        assert_eq!(
+            secrets.client_secret(&profile).await.unwrap().expose(),
+            "secret-3"
+        );
+        assert_eq!(secrets.sealing_key().await.unwrap().expose(), "key-2");
     }
 
     #[test]

@@ -249,9 +249,19 @@ impl Tokens {
         Err(Error::retry("token refresh kept conflicting"))
     }
 
+    /// An error of Entra's token endpoint, as it came; a refused credential (a configuration
+    /// error) is read afresh at its next use, so that a replaced secret works at once.
+    pub fn forgetting_refused(&self, profile: &ServerProfile, e: Error) -> Error {
+        if matches!(e, Error::Config { .. }) {
+            self.secrets.forget_client_secret(profile);
+        }
+        e
+    }
+
     /// A profile's credential refused (a configuration error): one alert on the profile, not one
     /// per mailbox, saying what to do; the error is returned as it came.
     async fn refused(&self, profile: &ServerProfile, e: Error) -> Error {
+        let e = self.forgetting_refused(profile, e);
         let Error::Config { code, .. } = &e else {
             return e;
         };
