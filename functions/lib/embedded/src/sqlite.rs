@@ -359,7 +359,7 @@ mod tests {
         let body = "x".repeat(16 << 10);
         let mut largest = 0;
         for i in 0..1_000 {
-            let k = Key::new("p", &i.to_string());
+            let k = Key::new("p", i.to_string());
             d.put(&k, body.clone(), Cond::Any, None).await.unwrap();
             largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
         }
