@@ -219,20 +219,7 @@ async fn init_error(State(s): State<Arc<Shared>>, body: Bytes) -> StatusCode {
 
 /// Where cargo put a workspace binary built for this machine (`cargo build --bins`).
 pub fn binary(name: &str) -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .join("target")
-        });
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    target.join(profile).join(name)
+    crate::build_dir(None).join(name)
 }
 
 /// An API Gateway HTTP API request as Lambda receives it (payload format 2.0).

@@ -159,6 +159,31 @@ pub async fn event_hook() -> (String, HookEvents) {
     (url, got)
 }
 
+/// The workspace's root folder.
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Where cargo puts what this build's profile makes (debug for the tests, release for the
+/// benches): for this machine, or for the target `triple`.
+pub fn build_dir(triple: Option<&str>) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    match triple {
+        Some(triple) => target.join(triple).join(profile),
+        None => target.join(profile),
+    }
+}
+
 /// A port nobody listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -12,31 +12,13 @@ use std::time::{Duration, Instant};
 pub fn jco() -> PathBuf {
     std::env::var_os("MAILBRIDGE_JCO")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv/jco/node_modules/.bin/jco"))
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+        .unwrap_or_else(|| crate::workspace().join(".venv/jco/node_modules/.bin/jco"))
 }
 
 /// A component `cargo build --target wasm32-wasip2` made, of this build's profile (debug for the
 /// tests, release for the benches).
 pub fn component(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    target
-        .join("wasm32-wasip2")
-        .join(profile)
-        .join(format!("{name}.wasm"))
+    crate::build_dir(Some("wasm32-wasip2")).join(format!("{name}.wasm"))
 }
 
 /// Which `wasi:http` host serves a component.

@@ -511,6 +511,29 @@ pub struct MailboxHealth {
     pub last_test: Option<TestReport>,
 }
 
+impl MailboxHealth {
+    /// Graph answered 429 for this mailbox. One is Graph's pacing; a run of
+    /// [`THROTTLED_IN_A_ROW`], or a wait of [`THROTTLED_LONG`] or more, raises the alert.
+    pub fn throttled(&mut self, after: std::time::Duration, now: DateTime<Utc>) {
+        self.throttled_in_a_row = self.throttled_in_a_row.saturating_add(1);
+        if self.throttled_in_a_row >= THROTTLED_IN_A_ROW || after >= THROTTLED_LONG {
+            self.raise(
+                AlertKind::Throttled,
+                Say::ThrottledImportsResume {
+                    seconds: after.as_secs(),
+                },
+                now,
+            );
+        }
+    }
+
+    /// A call to Graph got through: the run of 429s ends, and the alert with it.
+    pub fn got_through(&mut self) {
+        self.throttled_in_a_row = 0;
+        self.clear(AlertKind::Throttled);
+    }
+}
+
 alert_board!(MailboxHealth);
 
 /// One check of a test and how it went.

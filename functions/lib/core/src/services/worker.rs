@@ -242,8 +242,7 @@ impl Worker {
                         category_failure, ..
                     }) => {
                         after_throttling = h.has(AlertKind::Throttled);
-                        h.clear(AlertKind::Throttled);
-                        h.throttled_in_a_row = 0;
+                        h.got_through();
                         h.clear(AlertKind::LicenceMissing);
                         h.clear(AlertKind::ImportFailing);
                         h.incoming = IncomingStatus::Success;
@@ -256,10 +255,7 @@ impl Worker {
                         }
                     }
                     // A sweep that got through means Graph no longer throttles the mailbox.
-                    Ok(Done::Swept { .. } | Done::Maintained { .. }) => {
-                        h.throttled_in_a_row = 0;
-                        h.clear(AlertKind::Throttled)
-                    }
+                    Ok(Done::Swept { .. } | Done::Maintained { .. }) => h.got_through(),
                     Ok(Done::Refused(reason)) => {
                         h.raise(AlertKind::MessageTooLarge, reason.clone(), now)
                     }
@@ -278,19 +274,7 @@ impl Worker {
                             _ => {}
                         }
                         if let Error::Throttled { after } = e {
-                            h.throttled_in_a_row = h.throttled_in_a_row.saturating_add(1);
-                            // One 429 is Graph's pacing; a run of them, or a long wait, is news.
-                            let persists = h.throttled_in_a_row >= THROTTLED_IN_A_ROW
-                                || *after >= THROTTLED_LONG;
-                            if persists {
-                                h.raise(
-                                    AlertKind::Throttled,
-                                    Say::ThrottledImportsResume {
-                                        seconds: after.as_secs(),
-                                    },
-                                    now,
-                                );
-                            }
+                            h.throttled(*after, now);
                         }
                     }
                 }
