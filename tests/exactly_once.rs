@@ -159,6 +159,12 @@ async fn throttling_is_waited_out_by_retry_after_and_nothing_is_lost() {
         l.per_window = 3;
         l.window_seconds = 2;
     });
+    // And a run of 429s first: the alert waits for three in a row (THROTTLED_IN_A_ROW), which
+    // the window alone gives or not depending on timing; the sweep after it follows the alert.
+    r.sim.set_faults(|f| {
+        f.graph_errors = 6;
+        f.graph_error_status = 429;
+    });
     r.sim.world().usage.clear();
     r.sim.reset_counters();
     let ids = deliver_all(&r, 8);
