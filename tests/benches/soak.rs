@@ -44,6 +44,8 @@ struct Plan {
     /// How long a revoked grant stays revoked: longer than an access token lives plus a
     /// maintenance round, so that mailbridge must notice.
     revoked_for: Duration,
+    /// `serve`'s log filter (`RUST_LOG`): `warn` unless `--log` says otherwise.
+    log: String,
 }
 
 impl Plan {
@@ -56,6 +58,7 @@ impl Plan {
             kill_every: Duration::from_secs(90),
             fault_rate: 0.2,
             revoked_for: Duration::from_secs(150),
+            log: "warn".into(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -71,6 +74,7 @@ impl Plan {
                 "--rate" => p.rate = number("--rate")?.max(1.0),
                 "--kill-every" => p.kill_every = Duration::from_secs_f64(number("--kill-every")?),
                 "--fault-rate" => p.fault_rate = number("--fault-rate")?.clamp(0.0, 0.9),
+                "--log" => p.log = args.next().ok_or("--log needs a filter, such as info")?,
                 // The reduced soak of the test command.
                 "--reduced" => {
                     p.messages = 2_000;
@@ -123,6 +127,7 @@ struct Lab {
     data: PathBuf,
     config: PathBuf,
     log: PathBuf,
+    log_filter: String,
     base: String,
     port: u16,
     client_id: String,
@@ -195,6 +200,7 @@ impl Lab {
         std::fs::write(&config, toml).unwrap();
         Lab {
             log: dir.join("serve.log"),
+            log_filter: plan.log.clone(),
             sim,
             dir,
             etc,
@@ -226,7 +232,7 @@ impl Lab {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", &self.etc)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", &self.log_filter)
             .stdout(out)
             .stderr(log)
             .spawn()

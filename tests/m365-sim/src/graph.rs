@@ -602,6 +602,8 @@ impl DeltaRound<'_> {
             .take(page_size)
             .filter_map(|(id, present)| match present {
                 true => item(id, &state.filter),
+                // Gone since: a first round leaves it out, a later one says it went.
+                false if state.from == 0 => None,
                 false => Some(json!({"id": removed_id(w, &state.log, id, ctx.immutable), "@removed": {"reason": "deleted"}})),
             })
             .collect();

@@ -552,8 +552,11 @@ impl World {
         Some(())
     }
 
-    /// The items of a change log changed in (`from`, `to`]: (id, still present), in change order.
-    /// `here` tells whether an item is in the log's collection now.
+    /// The items of a change log changed in (`from`, `to`]: (id, in the collection now), in change
+    /// order. Which items a round lists depends on the log alone, so that its pages stay in place
+    /// while messages move or go between two pages, as Graph's pages do: an item that was there at
+    /// `to` keeps its place (its page shows it gone, or leaves it out of a first round), and a
+    /// removal is listed only to a client that had seen the collection before.
     pub fn delta_items(
         &self,
         log: &str,
@@ -569,12 +572,8 @@ impl World {
         }
         let mut items: Vec<(u64, String, bool)> = last
             .into_iter()
-            .filter_map(|(id, (seq, present))| {
-                let now = here(id);
-                // A removal is reported only to a client that had seen the collection before.
-                let keep = if present { now } else { from > 0 && !now };
-                keep.then(|| (seq, id.to_string(), now))
-            })
+            .filter(|&(_, (_, present))| present || from > 0)
+            .map(|(id, (seq, _))| (seq, id.to_string(), here(id)))
             .collect();
         items.sort();
         items.into_iter().map(|(_, id, p)| (id, p)).collect()

@@ -379,6 +379,58 @@ async fn message_delta_pages_removals_filters_and_expiry() {
     assert_eq!(t.follow(&token, &link3, &[]).await.0, 410);
 }
 
+/// Messages that move or go between two pages of a round do not push the rest off its pages:
+/// the soak lost a message that way when the list shrank under a page's offset.
+#[tokio::test]
+async fn message_delta_pages_hold_still_while_messages_move_and_go() {
+    let t = T::new().await;
+    let token = t.user_token(&t.demo.user_upn).await;
+    let prefer = ["odata.maxpagesize=2", "IdType=\"ImmutableId\""];
+    // The archive's cursor is taken before anything arrives: its round below is a later one.
+    let (_, v) = t
+        .get_with(&token, "/me/mailFolders/archive/messages/delta", &prefer)
+        .await;
+    let archive = v["@odata.deltaLink"].as_str().unwrap().to_string();
+    for (folder, other, start) in [
+        ("inbox", "sentitems", None),
+        ("archive", "inbox", Some(archive)),
+    ] {
+        let delivered: Vec<String> = (0..5)
+            .map(|i| {
+                t.sim
+                    .deliver(&t.demo.user_upn, folder, t.mail(&format!("{folder} {i}")))
+                    .unwrap()
+            })
+            .collect();
+        let (s, mut v) = match &start {
+            None => {
+                t.get_with(&token, "/me/mailFolders/inbox/messages/delta", &prefer)
+                    .await
+            }
+            Some(link) => t.follow(&token, link, &prefer).await,
+        };
+        assert_eq!(s, 200);
+        let mut seen = ids(&v);
+        assert_eq!(seen, delivered[..2]);
+        // Between two pages, the first two leave the folder.
+        t.sim
+            .delete_message(&t.demo.user_upn, &delivered[0])
+            .unwrap();
+        t.sim
+            .move_message(&t.demo.user_upn, &delivered[1], other)
+            .unwrap();
+        while let Some(next) = v["@odata.nextLink"].as_str().map(str::to_string) {
+            v = t.follow(&token, &next, &prefer).await.1;
+            seen.extend(ids(&v));
+        }
+        assert_eq!(
+            seen, delivered,
+            "{folder}: each message listed once, none skipped"
+        );
+        assert!(v["@odata.deltaLink"].is_string());
+    }
+}
+
 fn sub_body(hook: &Hook, resource: &str) -> Value {
     json!({
         "changeType": "created",
