@@ -42,9 +42,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
-echo "== the core and the webhook component for wasm32-wasip2: cargo clippy"
+echo "== the core and the webhook and import components for wasm32-wasip2: cargo clippy"
 cargo clippy -p mailbridge-core --target wasm32-wasip2 -- -D warnings
 cargo clippy -p mailbridge-webhook --no-default-features --features component \
+  --target wasm32-wasip2 --bins -- -D warnings
+cargo clippy -p mailbridge-import --no-default-features --features component \
   --target wasm32-wasip2 --bins -- -D warnings
 echo "== template: sam validate --lint, cfn-lint"
 .venv/bin/sam validate --lint --region us-east-1 -t template.yaml
@@ -53,6 +55,8 @@ echo "== the binaries, for the tests that run them (serve, the deployed shape)"
 cargo build --workspace --bins
 cargo build -p mailbridge-webhook --no-default-features --features component \
   --target wasm32-wasip2 --bin mailbridge-webhook-component
+cargo build -p mailbridge-import --no-default-features --features component \
+  --target wasm32-wasip2 --bin mailbridge-import-component
 echo "== cargo test"
 cargo test --workspace
 echo "== the reduced soak: 2,000 messages, 10 mailboxes, the faults together (tests/benches/soak.rs)"
@@ -64,7 +68,7 @@ mkdir -p target/screenshots
 echo "== the admin API against docs/openapi.yaml (schemathesis: conformance, bad input, no 5xx)"
 .venv/bin/python tests/web/api.py target/debug/mailbridge-local docs/openapi.yaml
 
-echo "== AWS adapters, the deployed shape and the webhook component against moto"
+echo "== AWS adapters, the deployed shape and the webhook and import components against moto"
 port=$(.venv/bin/python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 moto_log=$(mktemp)
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" > "$moto_log" 2>&1 &

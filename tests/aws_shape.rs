@@ -830,13 +830,13 @@ async fn drain(sqs: &aws_sdk_sqs::Client, stack: &Stack, import: &LambdaHost) ->
     batches
 }
 
-/// Which host serves the webhook's routes.
-#[derive(PartialEq)]
-enum WebhookOn {
-    /// The webhook function, under its Runtime API.
+/// Where a function runs.
+#[derive(PartialEq, Clone, Copy)]
+enum On {
+    /// The function, under its Runtime API (the import's fed by the event source mapping).
     Lambda,
-    /// The webhook component under a `wasi:http` host, behind an HTTP proxy integration, with
-    /// the webhook function's role and variables.
+    /// Its WebAssembly component under a `wasi:http` host (jco), with the function's role and
+    /// variables: the webhook behind an HTTP proxy integration, the import polling the queue.
     Component,
 }
 
@@ -854,6 +854,8 @@ struct Deployed {
     demo: m365_sim::Demo,
     mailbox_id: String,
     component: Option<ComponentHost>,
+    /// The import component, polling the queue in the function's place.
+    import_component: Option<ComponentHost>,
     _enforced: Enforced,
     _alone: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -861,7 +863,7 @@ struct Deployed {
 /// One deployment at a time: moto's IAM enforcement is global.
 static MOTO: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn deploy(webhook_on: WebhookOn) -> Deployed {
+async fn deploy(webhook_on: On, import_on: On) -> Deployed {
     let alone = MOTO.lock().await;
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
@@ -884,7 +886,7 @@ async fn deploy(webhook_on: WebhookOn) -> Deployed {
         let timeout = r["Properties"]["Timeout"].as_u64().unwrap_or(3);
         let host = Arc::new(LambdaHost::start(binary_name, Duration::from_secs(timeout)).await);
         let target = match (binary_name, &webhook_on) {
-            ("mailbridge-webhook", WebhookOn::Component) => Target::Http(component_url.clone()),
+            ("mailbridge-webhook", On::Component) => Target::Http(component_url.clone()),
             _ => Target::Lambda(host.clone()),
         };
         for (_, e) in r["Properties"]["Events"].as_mapping().into_iter().flatten() {
@@ -946,13 +948,19 @@ async fn deploy(webhook_on: WebhookOn) -> Deployed {
         .trim_start_matches("http://")
         .trim_end_matches('/');
 
-    // Deployed with the simulator allowed as a custom cloud, and a 1 MB message limit.
+    // Deployed with the simulator allowed as a custom cloud, and a 1 MB message limit (12 MB for
+    // the import component, whose test streams a message of several parts).
+    let max_mb = if import_on == On::Component {
+        "12"
+    } else {
+        "1"
+    };
     let overrides: BTreeMap<&str, String> = [
         ("CustomCloudHosts", sim_host.to_string()),
-        ("MaxMessageMb", "1".to_string()),
+        ("MaxMessageMb", max_mb.to_string()),
     ]
     .into();
-    let mut component = None;
+    let (mut component, mut import_component) = (None, None);
     for (name, host) in &hosts {
         let mut env: Vec<(String, String)> = template_yaml::variables(&t, name)
             .into_iter()
@@ -970,7 +978,19 @@ async fn deploy(webhook_on: WebhookOn) -> Deployed {
             env.push((k.into(), v.into()));
         }
         env.extend(sessions[name].iter().cloned());
-        if name == "mailbridge-webhook" && webhook_on == WebhookOn::Component {
+        if name == "mailbridge-import" && import_on == On::Component {
+            import_component = Some(
+                ComponentHost::run(
+                    &wasi_host::WasiHost::Jco,
+                    &wasi_host::component("mailbridge-import-component"),
+                    &env,
+                )
+                .await
+                .unwrap(),
+            );
+            continue;
+        }
+        if name == "mailbridge-webhook" && webhook_on == On::Component {
             component = Some(
                 ComponentHost::serve(
                     &wasi_host::component("mailbridge-webhook-component"),
@@ -1061,6 +1081,7 @@ async fn deploy(webhook_on: WebhookOn) -> Deployed {
         demo,
         mailbox_id,
         component,
+        import_component,
         _enforced,
         _alone: alone,
     }
@@ -1105,6 +1126,20 @@ async fn stored_eml(
     (keys, eml, stored)
 }
 
+/// Whether the ledger says the message is imported.
+async fn imported(repos: &Repos, mailbox_id: &str, message_id: &str) -> bool {
+    matches!(
+        repos
+            .imports
+            .of(mailbox_id)
+            .get(message_id)
+            .await
+            .unwrap()
+            .map(|s| s.value),
+        Some(mailbridge_core::model::ImportState::Imported { .. })
+    )
+}
+
 /// Notifications lost: Graph says so with a `missed` lifecycle event, sent to the webhook's
 /// lifecycle route (wherever it is served); the sweep it queues finds the message.
 async fn missed_is_swept(
@@ -1113,7 +1148,7 @@ async fn missed_is_swept(
     config: &aws_config::SdkConfig,
     stack: &Stack,
     esm: &aws_sdk_sqs::Client,
-    import: &LambdaHost,
+    import: Option<&LambdaHost>,
     mailbox_id: &str,
 ) {
     sim.set_faults(|f| f.drop_notifications = true);
@@ -1132,13 +1167,15 @@ async fn missed_is_swept(
     )));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let batches = drain(esm, stack, import).await;
-        assert!(batches.iter().all(|b| b.reported.is_empty()), "{batches:?}");
-        let state = repos.imports.of(mailbox_id).get(&missed_id).await.unwrap();
-        if matches!(
-            state.map(|s| s.value),
-            Some(mailbridge_core::model::ImportState::Imported { .. })
-        ) {
+        match import {
+            Some(import) => {
+                let batches = drain(esm, stack, import).await;
+                assert!(batches.iter().all(|b| b.reported.is_empty()), "{batches:?}");
+            }
+            // The import component polls the queue itself.
+            None => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+        if imported(&repos, mailbox_id, &missed_id).await {
             return;
         }
         assert!(
@@ -1160,7 +1197,7 @@ async fn the_deployed_shape_runs_end_to_end() {
         demo,
         mailbox_id,
         ..
-    } = deploy(WebhookOn::Lambda).await;
+    } = deploy(On::Lambda, On::Lambda).await;
 
     // A message arrives: Graph notifies the webhook, which queues; the event source mapping
     // feeds the import function, which stores the .eml byte for byte and its metadata.
@@ -1199,7 +1236,16 @@ async fn the_deployed_shape_runs_end_to_end() {
         format!("s3://{}/{eml}", stack.bucket)
     );
 
-    missed_is_swept(&sim, &demo, &config, &stack, &esm, &import, &mailbox_id).await;
+    missed_is_swept(
+        &sim,
+        &demo,
+        &config,
+        &stack,
+        &esm,
+        Some(&import),
+        &mailbox_id,
+    )
+    .await;
     let store = Arc::new(DynamoStateStore::new(
         aws_sdk_dynamodb::Client::new(&config),
         &stack.table,
@@ -1407,7 +1453,7 @@ async fn the_deployed_shape_runs_end_to_end() {
 /// lifecycle event brings the sweep that finds a message whose notification was lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_webhook_component_serves_graph() {
-    let d = deploy(WebhookOn::Component).await;
+    let d = deploy(On::Component, On::Lambda).await;
     let component = d.component.as_ref().unwrap();
     let (stack, sim, demo) = (&d.stack, &d.sim, &d.demo);
     let import = d.hosts["mailbridge-import"].clone();
@@ -1469,24 +1515,8 @@ async fn the_webhook_component_serves_graph() {
         &stack.table,
     ));
     let repos = Repos::new(store);
-    let imported = |id: String| {
-        let repos = &repos;
-        let mailbox = d.mailbox_id.clone();
-        async move {
-            matches!(
-                repos
-                    .imports
-                    .of(&mailbox)
-                    .get(&id)
-                    .await
-                    .unwrap()
-                    .map(|s| s.value),
-                Some(mailbridge_core::model::ImportState::Imported { .. })
-            )
-        }
-    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !imported(id.clone()).await {
+    while !imported(&repos, &d.mailbox_id, &id).await {
         assert!(tokio::time::Instant::now() < deadline, "not imported");
         let batches = drain(&d.esm, stack, &import).await;
         assert!(batches.iter().all(|b| b.reported.is_empty()), "{batches:?}");
@@ -1495,7 +1525,56 @@ async fn the_webhook_component_serves_graph() {
     assert_eq!(stored.as_ref(), mime.as_slice(), "the .eml is byte-exact");
 
     // Notifications lost: the `missed` lifecycle event goes to the component's lifecycle route.
-    missed_is_swept(sim, demo, &d.config, stack, &d.esm, &import, &d.mailbox_id).await;
+    missed_is_swept(
+        sim,
+        demo,
+        &d.config,
+        stack,
+        &d.esm,
+        Some(&import),
+        &d.mailbox_id,
+    )
+    .await;
+    assert_eq!(waiting(&d.sqs, &stack.dlq_url).await, 0);
+    for host in d.hosts.values() {
+        host.stop().await;
+    }
+}
+
+/// The import worker as a WebAssembly component (`jco run`), polling the queue in the import
+/// function's place with its role and variables: a message notified through the webhook is
+/// fetched through the host's `wasi:http` and stored byte for byte in S3, 6 MB of it, so streamed
+/// from Graph's `$value` into a multipart upload; a `missed` lifecycle event's sweep finds a
+/// message whose notification was lost; nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_import_component_stores_messages() {
+    let d = deploy(On::Lambda, On::Component).await;
+    assert!(d.import_component.is_some());
+    let (stack, sim, demo) = (&d.stack, &d.sim, &d.demo);
+    let repos = Repos::new(Arc::new(DynamoStateStore::new(
+        aws_sdk_dynamodb::Client::new(&d.config),
+        &stack.table,
+    )));
+    let mime = m365_sim::control::generate_mime(
+        "Élodie Dupré <elodie@fabrikam.example>",
+        &demo.user_upn,
+        "Plans du chantier, 6 Mo",
+        6 * 1024 * 1024,
+    );
+    let id = sim.deliver(&demo.user_upn, "inbox", mime.clone()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !imported(&repos, &d.mailbox_id, &id).await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not imported by the component"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, _, stored) = stored_eml(&d.config, stack).await;
+    assert_eq!(stored.len(), mime.len());
+    assert!(stored.as_ref() == mime.as_slice(), "the .eml is byte-exact");
+
+    missed_is_swept(sim, demo, &d.config, stack, &d.esm, None, &d.mailbox_id).await;
     assert_eq!(waiting(&d.sqs, &stack.dlq_url).await, 0);
     for host in d.hosts.values() {
         host.stop().await;

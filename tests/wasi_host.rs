@@ -1,5 +1,6 @@
 //! A `wasi:http` host for the tests and benches, serving a component built for `wasm32-wasip2`
-//! on a port, with the environment given and nothing else inherited but `PATH`: `jco serve`, the
+//! on a port (`serve`), or running a command component with outgoing `wasi:http` (`run`), with
+//! the environment given and nothing else inherited but `PATH`: `jco serve` and `jco run`, the
 //! Bytecode Alliance's component host on Node.js (scripts/test.sh installs it from npm into
 //! `.venv/jco`), or `wasmtime serve` where one is installed (the benches compare them). `jco
 //! serve` runs the component in a Node.js process of its own: the host's processes are one
@@ -30,28 +31,46 @@ pub enum WasiHost {
     Wasmtime(PathBuf),
 }
 
+/// What the host does with the component.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Serves `wasi:http/proxy` requests on this port.
+    Serve(u16),
+    /// Runs it as a `wasi:cli` command.
+    Run,
+}
+
 impl WasiHost {
     fn command(
         &self,
         component: &Path,
-        port: u16,
+        mode: Mode,
         env: &[(String, String)],
     ) -> tokio::process::Command {
         match self {
             WasiHost::Jco => {
+                // jco hands the process's environment to the component.
                 let mut cmd = tokio::process::Command::new(jco());
-                cmd.arg("serve").arg(component).args([
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    &port.to_string(),
-                ]);
+                match mode {
+                    Mode::Serve(port) => cmd.arg("serve").arg(component).args([
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        &port.to_string(),
+                    ]),
+                    Mode::Run => cmd.arg("run").arg(component),
+                };
                 cmd
             }
             WasiHost::Wasmtime(wasmtime) => {
                 let mut cmd = tokio::process::Command::new(wasmtime);
+                match mode {
+                    Mode::Serve(port) => {
+                        cmd.args(["serve", "-Scli", "--addr", &format!("127.0.0.1:{port}")])
+                    }
+                    Mode::Run => cmd.args(["run", "-Shttp"]),
+                };
                 // The component's environment, as wasi:cli's; the host's own is not passed.
-                cmd.args(["serve", "-Scli", "--addr", &format!("127.0.0.1:{port}")]);
                 for (k, v) in env {
                     cmd.arg("--env").arg(format!("{k}={v}"));
                 }
@@ -62,9 +81,9 @@ impl WasiHost {
     }
 }
 
-/// One component served by a [`WasiHost`].
+/// One component served or run by a [`WasiHost`].
 pub struct ComponentHost {
-    /// `http://127.0.0.1:{port}`.
+    /// `http://127.0.0.1:{port}` where it serves; empty for a command.
     pub url: String,
     /// From the host's start to its port accepting connections (the component transpiled,
     /// compiled and instantiated).
@@ -100,6 +119,25 @@ impl ComponentHost {
         port: u16,
         env: &[(String, String)],
     ) -> Result<ComponentHost, String> {
+        Self::start(host, component, Mode::Serve(port), env).await
+    }
+
+    /// Runs the command `component` with `host` until the host is dropped; an `Err` if it is
+    /// missing or exits within its first second.
+    pub async fn run(
+        host: &WasiHost,
+        component: &Path,
+        env: &[(String, String)],
+    ) -> Result<ComponentHost, String> {
+        Self::start(host, component, Mode::Run, env).await
+    }
+
+    async fn start(
+        host: &WasiHost,
+        component: &Path,
+        mode: Mode,
+        env: &[(String, String)],
+    ) -> Result<ComponentHost, String> {
         if !component.exists() {
             return Err(format!(
                 "{} is missing: cargo build --target wasm32-wasip2 (scripts/test.sh builds it)",
@@ -108,7 +146,7 @@ impl ComponentHost {
         }
         let started = Instant::now();
         let child = host
-            .command(component, port, env)
+            .command(component, mode, env)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -118,10 +156,18 @@ impl ComponentHost {
             .map_err(|e| format!("{host:?}: {e} (scripts/test.sh installs jco)"))?;
         // From here on, dropping the host (an early return too) kills the process group.
         let mut served = ComponentHost {
-            url: format!("http://127.0.0.1:{port}"),
+            url: String::new(),
             ready_after: Duration::ZERO,
             child,
         };
+        let Mode::Serve(port) = mode else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return match served.child.try_wait() {
+                Ok(Some(status)) => Err(format!("{host:?} exited: {status}")),
+                _ => Ok(served),
+            };
+        };
+        served.url = format!("http://127.0.0.1:{port}");
         let deadline = started + Duration::from_secs(120);
         loop {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -189,6 +189,20 @@ impl AwsEnv {
         self.sqs()
     }
 
+    /// The import queue (`QUEUE_URL`), polled by a worker that Lambda's trigger does not feed
+    /// (the import component), with long polling.
+    #[cfg(feature = "sqs")]
+    pub fn job_source(&self) -> Result<Arc<crate::SqsQueue>, BoxError> {
+        self.port(Port::QueueTrigger)?;
+        Ok(Arc::new(
+            crate::SqsQueue::new(
+                aws_sdk_sqs::Client::new(&self.config),
+                self.var("QUEUE_URL")?,
+            )
+            .long_polling(20),
+        ))
+    }
+
     #[cfg(feature = "sqs")]
     fn sqs(&self) -> Result<Arc<crate::SqsQueue>, BoxError> {
         Ok(Arc::new(crate::SqsQueue::new(

@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct SqsQueue {
     client: Client,
     url: String,
+    /// How long a receive waits for a job to arrive (SQS long polling); 0 answers at once.
+    wait_seconds: i32,
 }
 
 impl SqsQueue {
@@ -19,6 +21,16 @@ impl SqsQueue {
         Self {
             client,
             url: url.into(),
+            wait_seconds: 0,
+        }
+    }
+
+    /// A receive waits up to `seconds` (at most SQS's 20) for a job: an idle poller costs a
+    /// request every `seconds`, not a stream of empty answers.
+    pub fn long_polling(self, seconds: u8) -> Self {
+        Self {
+            wait_seconds: i32::from(seconds.min(20)),
+            ..self
         }
     }
 }
@@ -93,6 +105,7 @@ impl JobSource for SqsQueue {
             .queue_url(&self.url)
             .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
             .visibility_timeout(i32::try_from(visibility.as_secs()).unwrap_or(i32::MAX))
+            .wait_time_seconds(self.wait_seconds)
             .message_system_attribute_names(
                 aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
             )

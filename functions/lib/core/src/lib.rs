@@ -11,6 +11,7 @@ pub mod mime;
 pub mod model;
 pub mod ports;
 pub mod repo;
+pub mod rt;
 pub mod say;
 pub mod secret;
 pub mod services;

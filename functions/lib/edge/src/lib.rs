@@ -12,5 +12,4 @@ pub mod http;
 #[cfg(feature = "http")]
 pub mod lambda;
 pub mod logging;
-#[cfg(feature = "http")]
 pub mod metrics;

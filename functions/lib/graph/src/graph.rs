@@ -1,17 +1,19 @@
 //! A thin Graph v1.0 client over the handful of endpoints mailbridge needs.
 
 use crate::errors::parse_retry_after;
+use crate::transport::{Answer, Transport};
 use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, StatusCode};
 use mailbridge_core::model::*;
-use mailbridge_core::ports::{ByteSource, GraphCtx, MailGraph, MimeDownload};
+use mailbridge_core::ports::{GraphCtx, MailGraph, MimeDownload};
 use mailbridge_core::{Error, Result};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// Encodes everything but RFC 3986's unreserved characters: ids go into paths as one segment.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -30,7 +32,23 @@ const IMMUTABLE_IDS: &str = "IdType=\"ImmutableId\"";
 const DELTA_PAGE: u32 = 100;
 
 pub struct GraphClient {
-    http: reqwest::Client,
+    http: Arc<dyn Transport>,
+}
+
+/// A request to Graph being put together: its head, the bearer token on, and its body.
+struct Req(http::request::Builder, Vec<u8>);
+
+impl Req {
+    fn header(self, name: &'static str, value: impl AsRef<str>) -> Self {
+        Req(self.0.header(name, value.as_ref()), self.1)
+    }
+
+    fn json(self, body: &Value) -> Self {
+        Req(
+            self.0.header(CONTENT_TYPE, "application/json"),
+            serde_json::to_vec(body).unwrap_or_default(),
+        )
+    }
 }
 
 #[derive(Deserialize)]
@@ -118,11 +136,11 @@ struct GraphFailure {
 }
 
 impl GraphFailure {
-    async fn read(resp: Response) -> GraphFailure {
-        let status = resp.status();
+    async fn read(resp: Answer) -> GraphFailure {
+        let status = resp.status;
         let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
+            .headers
+            .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, Utc::now()));
         let body = resp.bytes().await.unwrap_or_default();
@@ -199,21 +217,25 @@ impl GraphFailure {
 }
 
 /// A successful answer's JSON body.
-async fn parse<T: DeserializeOwned>(resp: Response) -> Result<T> {
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| Error::retry(format!("Graph answer cut short: {e}")))?;
+async fn parse<T: DeserializeOwned>(resp: Answer) -> Result<T> {
+    let body = resp.bytes().await?;
     serde_json::from_slice(&body)
         .map_err(|e| Error::Permanent(format!("unexpected Graph answer: {e}")))
 }
 
 impl GraphClient {
+    /// Graph over reqwest (see [`crate::http_client_trusting`]).
+    #[cfg(feature = "native")]
     pub fn new(http: reqwest::Client) -> Self {
+        Self::over(Arc::new(http))
+    }
+
+    /// Graph over any [`Transport`].
+    pub fn over(http: Arc<dyn Transport>) -> Self {
         Self { http }
     }
 
-    fn request(&self, ctx: GraphCtx<'_>, method: Method, url: &str) -> Result<RequestBuilder> {
+    fn request(&self, ctx: GraphCtx<'_>, method: Method, url: &str) -> Result<Req> {
         // A link from Graph (nextLink, deltaLink) is followed only on the profile's Graph host, so
         // that a token never goes anywhere else.
         if !url.starts_with(&format!("{}/", ctx.graph_base)) {
@@ -222,33 +244,39 @@ impl GraphClient {
                 ctx.graph_base
             )));
         }
-        Ok(self
-            .http
-            .request(method, url)
-            .bearer_auth(ctx.token.expose()))
+        let mut bearer = HeaderValue::try_from(format!("Bearer {}", ctx.token.expose()))
+            .map_err(|_| Error::Permanent("an access token that is not a header value".into()))?;
+        bearer.set_sensitive(true);
+        let head = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header(AUTHORIZATION, bearer);
+        Ok(Req(head, Vec::new()))
     }
 
     /// Graph's answer: the response when it succeeded, else the failure, read.
-    async fn answer(
-        &self,
-        req: RequestBuilder,
-    ) -> Result<std::result::Result<Response, GraphFailure>> {
-        let resp = req
-            .send()
+    async fn answer(&self, req: Req) -> Result<std::result::Result<Answer, GraphFailure>> {
+        let request = req
+            .0
+            .body(req.1)
+            .map_err(|e| Error::Permanent(format!("a Graph request that cannot be sent: {e}")))?;
+        let resp = self
+            .http
+            .send(request)
             .await
             .map_err(|e| Error::retry(format!("Graph unreachable: {e}")))?;
-        if resp.status().is_success() {
+        if resp.status.is_success() {
             Ok(Ok(resp))
         } else {
             Ok(Err(GraphFailure::read(resp).await))
         }
     }
 
-    async fn send(&self, req: RequestBuilder) -> Result<Response> {
+    async fn send(&self, req: Req) -> Result<Answer> {
         self.answer(req).await?.map_err(GraphFailure::decision)
     }
 
-    async fn json<T: DeserializeOwned>(&self, req: RequestBuilder) -> Result<T> {
+    async fn json<T: DeserializeOwned>(&self, req: Req) -> Result<T> {
         parse(self.send(req).await?).await
     }
 
@@ -497,21 +525,8 @@ impl MailGraph for GraphClient {
             .await?;
         Ok(MimeDownload {
             length: resp.content_length(),
-            body: Box::new(Download(resp)),
+            body: resp.body,
         })
-    }
-}
-
-/// A `$value` response read piece by piece.
-struct Download(reqwest::Response);
-
-#[async_trait]
-impl ByteSource for Download {
-    async fn next_piece(&mut self) -> Result<Option<Bytes>> {
-        self.0
-            .chunk()
-            .await
-            .map_err(|e| Error::retry(format!("MIME download cut short: {e}")))
     }
 }
 

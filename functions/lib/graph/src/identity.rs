@@ -1,6 +1,8 @@
-//! Entra ID v2.0 through the `oauth2` crate, with reqwest 0.13 as its HTTP client.
+//! Entra ID v2.0 through the `oauth2` crate, over the crate's [`Transport`] (reqwest natively, the
+//! host's `wasi:http` in a component).
 
 use crate::errors::classify_aad;
+use crate::transport::Transport;
 use async_trait::async_trait;
 use mailbridge_core::model::{ClientCredential, ServerProfile, TokenSet};
 use mailbridge_core::ports::{AuthorizeRequest, Identity};
@@ -16,6 +18,7 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// Entra ID's token error body, with the AADSTS codes that `oauth2`'s standard type drops.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,42 +75,46 @@ type EntraClient = oauth2::Client<
     EndpointSet,
 >;
 
-/// reqwest 0.13 as `oauth2`'s async HTTP client.
-struct Http<'a>(&'a reqwest::Client);
+/// A [`Transport`] as `oauth2`'s async HTTP client. No answer in words is [`HttpClientError::Other`].
+struct Http<'a>(&'a dyn Transport);
+
+/// What [`Http`] fails with.
+type HttpError = HttpClientError<std::convert::Infallible>;
 
 impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
-    type Error = HttpClientError<reqwest::Error>;
+    type Error = HttpError;
     type Future =
         Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, Self::Error>> + Send + 'c>>;
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
-            let (parts, body) = request.into_parts();
-            let resp = self
-                .0
-                .request(parts.method, parts.uri.to_string())
-                .headers(parts.headers)
-                .body(body)
-                .timeout(std::time::Duration::from_secs(30))
-                .send()
-                .await
-                .map_err(Box::new)?;
-            let mut out = http::Response::builder().status(resp.status());
-            for (k, v) in resp.headers() {
-                out = out.header(k, v);
+            let answer = self.0.send(request).await.map_err(HttpClientError::Other)?;
+            let mut out = http::Response::builder().status(answer.status);
+            if let Some(headers) = out.headers_mut() {
+                headers.extend(answer.headers.clone());
             }
-            let body = resp.bytes().await.map_err(Box::new)?;
-            Ok(out.body(body.to_vec())?)
+            let body = answer
+                .bytes()
+                .await
+                .map_err(|e| HttpClientError::Other(e.to_string()))?;
+            Ok(out.body(body)?)
         })
     }
 }
 
 pub struct EntraIdentity {
-    http: reqwest::Client,
+    http: Arc<dyn Transport>,
 }
 
 impl EntraIdentity {
+    /// Entra ID over reqwest (see [`crate::http_client_trusting`]).
+    #[cfg(feature = "native")]
     pub fn new(http: reqwest::Client) -> Self {
+        Self::over(Arc::new(http))
+    }
+
+    /// Entra ID over any [`Transport`].
+    pub fn over(http: Arc<dyn Transport>) -> Self {
         Self { http }
     }
 
@@ -165,7 +172,7 @@ impl EntraIdentity {
     }
 }
 
-fn map_error(e: RequestTokenError<HttpClientError<reqwest::Error>, EntraError>) -> Error {
+fn map_error(e: RequestTokenError<HttpError, EntraError>) -> Error {
     match e {
         RequestTokenError::ServerResponse(r) => {
             classify_aad(&r.error, &r.error_codes, &r.error_description)
@@ -249,7 +256,7 @@ impl Identity for EntraIdentity {
                 .add_extra_param("client_assertion", a);
         }
         let resp = req
-            .request_async(&Http(&self.http))
+            .request_async(&Http(self.http.as_ref()))
             .await
             .map_err(map_error)?;
         Ok(Self::tokens(resp))
@@ -273,7 +280,7 @@ impl Identity for EntraIdentity {
                 .add_extra_param("client_assertion", a);
         }
         let resp = req
-            .request_async(&Http(&self.http))
+            .request_async(&Http(self.http.as_ref()))
             .await
             .map_err(map_error)?;
         Ok(Self::tokens(resp))
@@ -295,7 +302,7 @@ impl Identity for EntraIdentity {
                 .add_extra_param("client_assertion", a);
         }
         let resp = req
-            .request_async(&Http(&self.http))
+            .request_async(&Http(self.http.as_ref()))
             .await
             .map_err(map_error)?;
         Ok(Self::tokens(resp))

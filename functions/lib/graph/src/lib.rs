@@ -1,19 +1,26 @@
 //! The Microsoft side of mailbridge: Entra ID v2.0 through the `oauth2` crate and a thin Graph v1.0
-//! client over reqwest, with every base URL taken from the server profile (national clouds, the
-//! simulator). Errors are mapped here to the core's decisions.
+//! client, with every base URL taken from the server profile (national clouds, the simulator).
+//! Errors are mapped here to the core's decisions. Requests leave through a [`Transport`]: reqwest
+//! natively (feature `native`, the default), the host's `wasi:http` in a WebAssembly component
+//! (feature `wasi`).
 
 mod errors;
 mod graph;
 mod identity;
+mod transport;
 
 pub use errors::{classify_aad, parse_retry_after};
 pub use graph::GraphClient;
 pub use identity::EntraIdentity;
+#[cfg(feature = "wasi")]
+pub use transport::WasiHttp;
+pub use transport::{Answer, Transport};
 
 /// Names a PEM file of extra CA certificates to trust (a TLS-intercepting proxy, or the
 /// simulator's generated CA).
 pub const EXTRA_CA_ENV: &str = "MAILBRIDGE_EXTRA_CA_FILE";
 
+#[cfg(feature = "native")]
 /// The HTTP client both use: no redirects (a token or code never follows a redirect), bounded
 /// connect time, TLS from rustls with the platform's roots, plus the CA file that
 /// `MAILBRIDGE_EXTRA_CA_FILE` names, if any.
@@ -21,6 +28,7 @@ pub fn http_client() -> Result<reqwest::Client, String> {
     http_client_trusting(extra_ca_from_env()?.as_deref())
 }
 
+#[cfg(feature = "native")]
 /// The extra CA certificates that `MAILBRIDGE_EXTRA_CA_FILE` names, if it is set.
 pub fn extra_ca_from_env() -> Result<Option<String>, String> {
     match std::env::var_os(EXTRA_CA_ENV) {
@@ -31,6 +39,7 @@ pub fn extra_ca_from_env() -> Result<Option<String>, String> {
     }
 }
 
+#[cfg(feature = "native")]
 /// [`http_client`] that also trusts the CA certificates of `extra_ca_pem`.
 pub fn http_client_trusting(extra_ca_pem: Option<&str>) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
@@ -49,16 +58,23 @@ pub fn http_client_trusting(extra_ca_pem: Option<&str>) -> Result<reqwest::Clien
     b.build().map_err(|e| format!("HTTP client: {e}"))
 }
 
+#[cfg(feature = "native")]
 /// Entra ID and Graph over one HTTP client (see [`http_client_trusting`]), as the ports the
 /// mailbox services take.
 pub fn microsoft(extra_ca_pem: Option<&str>) -> Result<mailbridge_core::ports::Microsoft, String> {
     Ok(microsoft_over(http_client_trusting(extra_ca_pem)?))
 }
 
+#[cfg(feature = "native")]
 /// Entra ID and Graph over a client the caller already has (built by [`http_client_trusting`]).
 pub fn microsoft_over(http: reqwest::Client) -> mailbridge_core::ports::Microsoft {
+    microsoft_through(std::sync::Arc::new(http))
+}
+
+/// Entra ID and Graph over one [`Transport`] (a component's [`WasiHttp`], say).
+pub fn microsoft_through(http: std::sync::Arc<dyn Transport>) -> mailbridge_core::ports::Microsoft {
     (
-        std::sync::Arc::new(EntraIdentity::new(http.clone())),
-        std::sync::Arc::new(GraphClient::new(http)),
+        std::sync::Arc::new(EntraIdentity::over(http.clone())),
+        std::sync::Arc::new(GraphClient::over(http)),
     )
 }

@@ -120,7 +120,7 @@ impl Pace {
             *due = tat + self.interval;
             tat.checked_sub(self.interval * self.burst).unwrap_or(now)
         };
-        tokio::time::sleep_until(start_at).await;
+        crate::rt::sleep(start_at.saturating_duration_since(Instant::now())).await;
         Slot(permit)
     }
 }
@@ -266,7 +266,7 @@ impl SharedPace {
                     reason: "other workers hold this mailbox's share of Graph's limits".into(),
                 });
             }
-            tokio::time::sleep(wait).await;
+            crate::rt::sleep(wait).await;
             if slot.is_some() {
                 pause = (pause * 2).min(POLL_MOST);
             }

@@ -3,7 +3,7 @@
 //! local runner alike.
 
 use crate::model::*;
-use crate::ports::{Clock, Delivery, JobQueue, Metric, Metrics};
+use crate::ports::{Clock, Delivery, JobQueue, JobSource, Metric, Metrics};
 use crate::repo::Repos;
 use crate::services::alerts::Alerts;
 use crate::services::checks::Checks;
@@ -105,10 +105,9 @@ pub async fn run_batch(
     worker: Arc<Worker>,
     deliveries: Vec<Delivery>,
 ) -> std::result::Result<Vec<(String, Settlement)>, String> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for d in deliveries {
+    let runs = deliveries.into_iter().map(|d| {
         let worker = worker.clone();
-        tasks.spawn(async move {
+        async move {
             let result = worker.run_body(&d.job_body).await;
             let settlement = settle(&result, d.receive_count);
             match (&result, settlement) {
@@ -121,14 +120,40 @@ pub async fn run_batch(
                 }
             }
             (d.receipt, settlement)
-        });
+        }
+    });
+    // A panicked job: its receipt is lost with it, so the whole batch must come back.
+    crate::rt::all(runs.collect())
+        .await
+        .map_err(|e| format!("an import {e}"))
+}
+
+/// One round of a worker that polls the queue itself (the import component; Lambda's trigger
+/// does this for the function): up to 10 jobs received, run as [`run_batch`] runs them, those done
+/// deleted, the others handed back after their delay; the queue's redrive policy dead-letters a
+/// job received too often. How many jobs came. A settlement that fails leaves its job to come back
+/// after `visibility`.
+pub async fn poll_once(
+    worker: Arc<Worker>,
+    source: Arc<dyn JobSource>,
+    visibility: Duration,
+) -> Result<usize> {
+    let batch = source.receive(10, visibility).await?;
+    let received = batch.len();
+    if received == 0 {
+        return Ok(0);
     }
-    let mut out = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        // A panicked task: its receipt is lost with it, so the whole batch must come back.
-        out.push(joined.map_err(|e| format!("an import task failed: {e}"))?);
+    let settlements = run_batch(worker, batch).await.map_err(Error::retry)?;
+    for (receipt, settlement) in settlements {
+        let settled = match settlement {
+            Settlement::Ack => source.ack(&receipt).await,
+            Settlement::RetryAfter(delay) => source.retry_later(&receipt, delay).await,
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "a job could not be settled; it comes back after its visibility timeout");
+        }
     }
-    Ok(out)
+    Ok(received)
 }
 
 impl Worker {

@@ -1,0 +1,38 @@
+//! What the core asks of an async runtime, wherever it runs: tokio natively (Lambda, the local
+//! runner), and in a WebAssembly component the host's clock through `wstd`, whose executor drives
+//! the component's futures there (no tokio runtime does).
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Waits for `d`.
+pub async fn sleep(d: Duration) {
+    #[cfg(not(target_os = "wasi"))]
+    tokio::time::sleep(d).await;
+    #[cfg(target_os = "wasi")]
+    wstd::task::sleep(wstd::time::Duration::from(d)).await;
+}
+
+/// Runs the futures all at once; their outputs, in the order they finish. Natively each is a tokio
+/// task (spread over the runtime's threads; one that panics is an `Err`, the others still finish).
+/// In a component they share the instance's one thread, where a panic aborts the instance.
+pub async fn all<T, F>(futures: Vec<F>) -> Result<Vec<T>, String>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    #[cfg(not(target_os = "wasi"))]
+    {
+        let mut tasks = tokio::task::JoinSet::new();
+        for f in futures {
+            tasks.spawn(f);
+        }
+        let mut out = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            out.push(joined.map_err(|e| format!("a task failed: {e}"))?);
+        }
+        Ok(out)
+    }
+    #[cfg(target_os = "wasi")]
+    Ok(futures_util::future::join_all(futures).await)
+}
