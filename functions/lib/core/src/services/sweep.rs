@@ -4,9 +4,14 @@ use crate::model::*;
 use crate::ports::{Clock, Cond, JobQueue, MailGraph};
 use crate::repo::Repos;
 use crate::services::tokens::Tokens;
-use crate::{Error, Result};
+use crate::{Disposition, Error, Result};
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
+
+/// How many times a delta page is asked for before its round gives up ([`Sweeper::page`]).
+pub const PAGE_TRIES: u32 = 6;
+/// The longest wait for a delta page that the round sits through; a longer one hands the job back.
+pub const PAGE_WAIT_MOST: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Sweeper {
     pub repos: Repos,
@@ -147,6 +152,42 @@ impl Sweeper {
         }
     }
 
+    /// One page of a round. Graph's passing failures (throttling for a short while, a 5xx, a
+    /// timeout) are waited out here, up to [`PAGE_TRIES`] in a row: a round of many pages (a
+    /// folder started over holds thousands of messages) that started over for any of them would
+    /// seldom finish while Graph is unsteady. Anything else, or a longer wait, ends the round.
+    async fn page(
+        &self,
+        mailbox: &Mailbox,
+        folder_id: &str,
+        link: Option<&str>,
+    ) -> Result<DeltaPage> {
+        let mut tries = 1;
+        loop {
+            // A session per page: a long round outlives an access token.
+            let session = self.tokens.session(mailbox).await?;
+            let e = match self
+                .graph
+                .delta(session.ctx(), &mailbox.user_id, folder_id, link)
+                .await
+            {
+                Ok(page) => return Ok(page),
+                Err(e @ (Error::Throttled { .. } | Error::Retry { .. })) => e,
+                Err(e) => return Err(e),
+            };
+            let wait = match e.disposition() {
+                Disposition::RetryAfter(after) => after,
+                _ => std::time::Duration::from_secs(1 << tries.min(4)),
+            };
+            if tries >= PAGE_TRIES || wait > PAGE_WAIT_MOST {
+                return Err(e);
+            }
+            tracing::debug!(mailbox = %mailbox.id, folder = folder_id, error = %e, "delta page tried again");
+            crate::rt::sleep(wait).await;
+            tries += 1;
+        }
+    }
+
     /// One delta round to its deltaLink; returns that link.
     async fn round(
         &self,
@@ -159,12 +200,7 @@ impl Sweeper {
         let imports = self.repos.imports.of(&mailbox.id);
         let mut link = start.map(str::to_string);
         loop {
-            // A session per page: a long round outlives an access token.
-            let session = self.tokens.session(mailbox).await?;
-            let page = self
-                .graph
-                .delta(session.ctx(), &mailbox.user_id, folder_id, link.as_deref())
-                .await?;
+            let page = self.page(mailbox, folder_id, link.as_deref()).await?;
             report.pages += 1;
             let mut jobs = Vec::new();
             for item in &page.items {
@@ -262,6 +298,54 @@ mod tests {
         assert_ne!(cursors.get("inbox").await.unwrap().unwrap().value, before);
         // Seen and queued: a further sweep finds nothing new.
         assert_eq!(sweeper.sweep_folder(&m, "inbox").await.unwrap().queued, 0);
+    }
+
+    #[tokio::test]
+    async fn a_page_waits_out_graph_passing_failures_instead_of_starting_the_round_over() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        let sweeper = &w.services.sweeper;
+        sweeper.start_folder(&m, "inbox").await.unwrap();
+        w.graph
+            .deliver("user-1", "inbox", "m1", b"x", w.clock.now());
+        let throttled = || Error::Throttled {
+            after: std::time::Duration::ZERO,
+        };
+        let unavailable = || Error::Retry {
+            after: Some(std::time::Duration::ZERO),
+            reason: "503".into(),
+        };
+        for e in [throttled(), unavailable(), throttled()] {
+            w.graph.fail_next("delta", e);
+        }
+        let report = sweeper.sweep_folder(&m, "inbox").await.unwrap();
+        assert_eq!((report.queued, report.pages), (1, 1));
+        assert_eq!(ids(&w.queue.jobs()), ["m1"]);
+        // Past PAGE_TRIES in a row, or a long Retry-After, the job is handed back.
+        for _ in 0..super::PAGE_TRIES {
+            w.graph.fail_next("delta", unavailable());
+        }
+        assert!(matches!(
+            sweeper.sweep_folder(&m, "inbox").await,
+            Err(Error::Retry { .. })
+        ));
+        w.graph.fail_next(
+            "delta",
+            Error::Throttled {
+                after: super::PAGE_WAIT_MOST * 2,
+            },
+        );
+        assert!(matches!(
+            sweeper.sweep_folder(&m, "inbox").await,
+            Err(Error::Throttled { .. })
+        ));
+        // Not a passing failure: at once.
+        w.graph
+            .fail_next("delta", Error::AccessDenied("403".into()));
+        assert!(matches!(
+            sweeper.sweep_folder(&m, "inbox").await,
+            Err(Error::AccessDenied(_))
+        ));
     }
 
     #[tokio::test]
