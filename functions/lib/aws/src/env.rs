@@ -179,14 +179,14 @@ impl AwsEnv {
     #[cfg(feature = "sqs")]
     pub fn queue(&self) -> Result<Arc<crate::SqsQueue>, BoxError> {
         self.port(Port::QueueSend)?;
-        self.sqs()
+        Ok(Arc::new(self.sqs()?))
     }
 
     /// The import queue (`QUEUE_URL`), for handing received jobs back.
     #[cfg(feature = "sqs")]
     pub fn redelivery(&self) -> Result<Arc<crate::SqsQueue>, BoxError> {
         self.port(Port::QueueRedelivery)?;
-        self.sqs()
+        Ok(Arc::new(self.sqs()?))
     }
 
     /// The import queue (`QUEUE_URL`), polled by a worker that Lambda's trigger does not feed
@@ -194,21 +194,15 @@ impl AwsEnv {
     #[cfg(feature = "sqs")]
     pub fn job_source(&self) -> Result<Arc<crate::SqsQueue>, BoxError> {
         self.port(Port::QueueTrigger)?;
-        Ok(Arc::new(
-            crate::SqsQueue::new(
-                aws_sdk_sqs::Client::new(&self.config),
-                self.var("QUEUE_URL")?,
-            )
-            .long_polling(20),
-        ))
+        Ok(Arc::new(self.sqs()?.long_polling(20)))
     }
 
     #[cfg(feature = "sqs")]
-    fn sqs(&self) -> Result<Arc<crate::SqsQueue>, BoxError> {
-        Ok(Arc::new(crate::SqsQueue::new(
+    fn sqs(&self) -> Result<crate::SqsQueue, BoxError> {
+        Ok(crate::SqsQueue::new(
             aws_sdk_sqs::Client::new(&self.config),
             self.var("QUEUE_URL")?,
-        )))
+        ))
     }
 
     /// The event bus (`EVENT_BUS_NAME`).

@@ -14,7 +14,8 @@ pub async fn sleep(d: Duration) {
 }
 
 /// Runs the futures all at once; their outputs, in the order they finish. Natively each is a tokio
-/// task (spread over the runtime's threads; one that panics is an `Err`, the others still finish).
+/// task (spread over the runtime's threads; one that panics is an `Err` saying how, the others
+/// still finish).
 /// In a component they share the instance's one thread, where a panic aborts the instance.
 pub async fn all<T, F>(futures: Vec<F>) -> Result<Vec<T>, String>
 where
@@ -29,7 +30,7 @@ where
         }
         let mut out = Vec::new();
         while let Some(joined) = tasks.join_next().await {
-            out.push(joined.map_err(|e| format!("a task failed: {e}"))?);
+            out.push(joined.map_err(|e| e.to_string())?);
         }
         Ok(out)
     }

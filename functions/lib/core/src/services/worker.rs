@@ -125,7 +125,7 @@ pub async fn run_batch(
     // A panicked job: its receipt is lost with it, so the whole batch must come back.
     crate::rt::all(runs.collect())
         .await
-        .map_err(|e| format!("an import {e}"))
+        .map_err(|e| format!("an import task failed: {e}"))
 }
 
 /// One round of a worker that polls the queue itself (the import component; Lambda's trigger
