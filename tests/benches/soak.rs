@@ -745,7 +745,30 @@ async fn main() {
     known.insert((ids[last].clone(), waits.internet_id.clone()));
     let unknown = got.keys().filter(|k| !known.contains(*k)).count();
     let log = std::fs::read_to_string(&lab.log).unwrap_or_default();
-    let dead_lettered = log.matches("dead-lettered").count();
+    // Each job set aside by the queue's redrive policy, by kind (the line names the job's kind).
+    let mut dead_lettered = std::collections::BTreeMap::<String, usize>::new();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("job dead-lettered after"))
+    {
+        let kind = line
+            .split_once("job=")
+            .map(|(_, rest)| rest.trim_start_matches('"'))
+            .and_then(|rest| rest.split(['"', ' ']).next())
+            .unwrap_or("?");
+        *dead_lettered.entry(kind.to_string()).or_default() += 1;
+    }
+    let dead_lettered = match dead_lettered.values().sum::<usize>() {
+        0 => "0".to_string(),
+        n => format!(
+            "{n} ({})",
+            dead_lettered
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
     let dead = mailbridge_embedded::SqliteDb::open(lab.data.join("state.db"))
         .and_then(|db| db.dead_letter_depth())
         .expect("the state database opens after the stop") as usize;

@@ -11,14 +11,14 @@ pub use data_dir::{DataDir, Purpose};
 pub use events::LocalEvents;
 use m365_sim::{Demo, Options as SimOptions, Sim};
 use mailbridge_core::model::{AuthType, Cloud, ServerProfile};
-use mailbridge_core::ports::{Clock, JobSource, Redelivery, SecretStore, SystemClock};
+use mailbridge_core::ports::{Clock, Delivery, JobSource, Redelivery, SecretStore, SystemClock};
 use mailbridge_core::repo::Repos;
 use mailbridge_core::services::admin::Admin;
 use mailbridge_core::services::connect::Connect;
 use mailbridge_core::services::maintenance::Maintenance;
 use mailbridge_core::services::pace::GraphLimits;
 use mailbridge_core::services::webhook::Webhook;
-use mailbridge_core::services::worker::{run_batch, Settlement, Worker, MAX_RECEIVES};
+use mailbridge_core::services::worker::{poll_once, Worker};
 use mailbridge_core::services::{MailPorts, MailServices, Settings};
 use mailbridge_core::{crypto::SealingKey, Secret};
 use mailbridge_edge::admin::{admin_router, AdminApi, AdminToken};
@@ -26,7 +26,6 @@ use mailbridge_edge::http::{oauth_router, webhook_router};
 use mailbridge_embedded::{FileBlobStore, FileSecrets, SqliteDb};
 use mailbridge_graph::http_client_trusting;
 pub use secrets::LocalSecrets;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -150,8 +149,6 @@ pub struct Deployment {
     pub addr: SocketAddr,
     pub base_url: String,
     pub admin_token: Secret,
-    /// Jobs given up after [`MAX_RECEIVES`] receives since the start.
-    pub dead_lettered: Arc<std::sync::atomic::AtomicU64>,
     /// The data directory, locked while the deployment lives.
     data: DataDir,
     /// Set to stop taking requests and jobs ([`Deployment::shutdown`]).
@@ -263,17 +260,13 @@ impl Deployment {
         ))];
         // Like concurrent Lambda invocations: several batches in flight, each job admitted by
         // the worker's per-mailbox pace.
-        let dead_lettered = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let in_flight = InFlight::default();
-        let poller = |worker: Arc<Worker>| {
-            tokio::spawn(work_queue(Poller {
-                worker,
-                db: db.clone(),
-                dead_lettered: dead_lettered.clone(),
-                stopping: stopping.clone(),
-                in_flight: in_flight.clone(),
-            }))
-        };
+        let jobs = Arc::new(Tracked {
+            db: db.clone(),
+            in_flight: in_flight.clone(),
+        });
+        let poller =
+            |worker: Arc<Worker>| tokio::spawn(work_queue(worker, jobs.clone(), stopping.clone()));
         if opts.containers == 1 {
             for _ in 0..POLLERS {
                 tasks.push(poller(services.worker.clone()));
@@ -317,7 +310,6 @@ impl Deployment {
             addr,
             base_url: settings.public_base_url.clone(),
             admin_token,
-            dead_lettered,
             data,
             stop,
             tasks: std::sync::Mutex::new(tasks),
@@ -574,76 +566,70 @@ pub async fn follow_sign_in(
 /// Queue pollers, each with a batch of up to 10 jobs in flight.
 const POLLERS: usize = 8;
 
-/// One queue poller: its worker, the queue, and what it shares with the deployment.
-struct Poller {
-    worker: Arc<Worker>,
+/// The queue as the pollers take from it: the database's, which dead-letters as SQS's redrive
+/// policy does, with the receipts being worked kept so that a shutdown whose grace runs out can
+/// hand them back.
+struct Tracked {
     db: Arc<SqliteDb>,
-    dead_lettered: Arc<std::sync::atomic::AtomicU64>,
-    stopping: tokio::sync::watch::Receiver<bool>,
     in_flight: InFlight,
 }
 
-/// The local stand-in for Lambda's SQS trigger: receive, run, acknowledge or make visible again;
-/// after [`MAX_RECEIVES`] (the template's `maxReceiveCount`) a job is dead-lettered. Takes no
-/// new batch once the deployment is stopping.
-async fn work_queue(mut p: Poller) {
+impl Tracked {
+    fn done(&self, receipt: &str) {
+        self.in_flight.lock().unwrap().remove(receipt);
+    }
+}
+
+#[async_trait::async_trait]
+impl JobSource for Tracked {
+    async fn receive(
+        &self,
+        max: usize,
+        visibility: Duration,
+    ) -> mailbridge_core::Result<Vec<Delivery>> {
+        let batch = self.db.receive(max, visibility).await?;
+        let mut in_flight = self.in_flight.lock().unwrap();
+        in_flight.extend(batch.iter().map(|d| d.receipt.clone()));
+        Ok(batch)
+    }
+
+    async fn ack(&self, receipt: &str) -> mailbridge_core::Result<()> {
+        let acked = self.db.ack(receipt).await;
+        self.done(receipt);
+        acked
+    }
+}
+
+#[async_trait::async_trait]
+impl Redelivery for Tracked {
+    async fn retry_later(&self, receipt: &str, delay: Duration) -> mailbridge_core::Result<()> {
+        let handed_back = self.db.retry_later(receipt, delay).await;
+        self.done(receipt);
+        handed_back
+    }
+}
+
+/// The local stand-in for Lambda's SQS trigger: the core's [`poll_once`], as the import component
+/// runs it, until the deployment is stopping.
+async fn work_queue(
+    worker: Arc<Worker>,
+    jobs: Arc<Tracked>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) {
     const VISIBILITY: Duration = Duration::from_secs(120);
-    let db = p.db.clone();
-    loop {
-        if *p.stopping.borrow() {
-            return;
-        }
-        let batch = match db.receive(10, VISIBILITY).await {
-            Ok(b) => b,
+    while !*stopping.borrow() {
+        match poll_once(worker.clone(), jobs.clone(), VISIBILITY).await {
+            Ok(0) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = stopping.changed() => {}
+                }
+            }
+            Ok(_) => {}
             Err(e) => {
-                tracing::error!(error = %e, "queue receive failed");
+                tracing::error!(error = %e, "a batch failed; its jobs come back after their visibility timeout");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
             }
-        };
-        if batch.is_empty() {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                _ = p.stopping.changed() => {}
-            }
-            continue;
-        }
-        let receives: HashMap<String, u32> = batch
-            .iter()
-            .map(|d| (d.receipt.clone(), d.receive_count))
-            .collect();
-        p.in_flight.lock().unwrap().extend(receives.keys().cloned());
-        let settlements = match run_batch(p.worker.clone(), batch).await {
-            Ok(o) => o,
-            Err(e) => {
-                // The jobs come back after their visibility timeout.
-                tracing::error!(error = %e, "a batch failed");
-                let mut in_flight = p.in_flight.lock().unwrap();
-                for receipt in receives.keys() {
-                    in_flight.remove(receipt);
-                }
-                continue;
-            }
-        };
-        for (receipt, settlement) in settlements {
-            let settled = match settlement {
-                Settlement::RetryAfter(delay) if receives[&receipt] < MAX_RECEIVES => {
-                    db.retry_later(&receipt, delay).await
-                }
-                Settlement::RetryAfter(_) => {
-                    p.dead_lettered
-                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    tracing::error!(
-                        "job dead-lettered after {MAX_RECEIVES} attempts; it is tried again at the next start"
-                    );
-                    db.dead_letter(&receipt)
-                }
-                Settlement::Ack => db.ack(&receipt).await,
-            };
-            if let Err(e) = settled {
-                tracing::error!(error = %e, "could not settle a job");
-            }
-            p.in_flight.lock().unwrap().remove(&receipt);
         }
     }
 }

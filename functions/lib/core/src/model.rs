@@ -861,6 +861,18 @@ pub enum Job {
 }
 
 impl Job {
+    /// Its kind, as queued (`type`): for logs and counts, which never show a job's ids.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Import { .. } => "import",
+            Job::Sweep { .. } => "sweep",
+            Job::Resubscribe { .. } => "resubscribe",
+            Job::Upkeep { .. } => "upkeep",
+            Job::ProfileUpkeep { .. } => "profile_upkeep",
+            Job::Test { .. } => "test",
+        }
+    }
+
     /// The mailbox the job works on; none for a profile's upkeep.
     pub fn mailbox_id(&self) -> Option<&str> {
         match self {
@@ -1028,4 +1040,47 @@ pub struct MessageImported {
     pub size: u64,
     pub sha256: String,
     pub imported_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_kind_is_the_type_it_is_queued_with() {
+        let mailbox_id: MailboxId = "mbx_1".into();
+        let jobs = [
+            Job::Import {
+                mailbox_id: mailbox_id.clone(),
+                message_id: "AAMk".into(),
+                origin: Origin::Notification,
+                queued_at: None,
+            },
+            Job::Sweep {
+                mailbox_id: mailbox_id.clone(),
+                folder_id: None,
+                reason: Reason::Missed,
+            },
+            Job::Resubscribe {
+                mailbox_id: mailbox_id.clone(),
+                folder_id: "inbox".into(),
+                reason: Reason::SubscriptionRemoved,
+            },
+            Job::Upkeep {
+                mailbox_id: mailbox_id.clone(),
+            },
+            Job::ProfileUpkeep {
+                profile_id: "contoso".into(),
+            },
+            Job::Test {
+                mailbox_id,
+                enable: false,
+                run: "run_1".into(),
+            },
+        ];
+        for job in jobs {
+            let queued = serde_json::to_value(&job).unwrap();
+            assert_eq!(queued["type"], job.kind(), "{job:?}");
+        }
+    }
 }

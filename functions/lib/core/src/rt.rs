@@ -13,6 +13,20 @@ pub async fn sleep(d: Duration) {
     wstd::task::sleep(wstd::time::Duration::from(d)).await;
 }
 
+/// `f`'s output, or `None` if it has not finished within `d` (it is then dropped, which cancels it).
+pub async fn timeout<F: Future>(d: Duration, f: F) -> Option<F::Output> {
+    #[cfg(not(target_os = "wasi"))]
+    return tokio::time::timeout(d, f).await.ok();
+    #[cfg(target_os = "wasi")]
+    {
+        use futures_util::future::{select, Either};
+        match select(std::pin::pin!(f), std::pin::pin!(sleep(d))).await {
+            Either::Left((out, _)) => Some(out),
+            Either::Right(_) => None,
+        }
+    }
+}
+
 /// Runs the futures all at once; their outputs, in the order they finish. Natively each is a tokio
 /// task (spread over the runtime's threads; one that panics is an `Err` saying how, the others
 /// still finish).

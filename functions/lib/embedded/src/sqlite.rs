@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mailbridge_core::model::Job;
 use mailbridge_core::ports::*;
+use mailbridge_core::services::worker::MAX_RECEIVES;
 use mailbridge_core::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -173,21 +174,6 @@ impl SqliteDb {
         .map(|n| n as u64)
     }
 
-    /// The job of this receipt leaves the queue for the dead-letter table, where it waits for
-    /// [`SqliteDb::redrive`]: given up, never lost.
-    pub fn dead_letter(&self, receipt: &str) -> Result<()> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO dead_letters (body, failed_at) \
-                 SELECT body, ?2 FROM queue WHERE receipt = ?1",
-                params![receipt, now_ms()],
-            )?;
-            tx.execute("DELETE FROM queue WHERE receipt = ?1", params![receipt])?;
-            tx.commit()
-        })
-    }
-
     /// Every dead-lettered job back in the queue, as new; how many.
     pub fn redrive(&self) -> Result<u64> {
         self.with(|c| {
@@ -311,6 +297,20 @@ impl JobSource for SqliteDb {
             };
             let mut out = Vec::new();
             for (id, body, count) in picked {
+                if count >= i64::from(MAX_RECEIVES) {
+                    // SQS's redrive policy: a job received too often goes aside for a person.
+                    tx.execute(
+                        "INSERT INTO dead_letters (body, failed_at) VALUES (?1, ?2)",
+                        params![body, now],
+                    )?;
+                    tx.execute("DELETE FROM queue WHERE id = ?1", params![id])?;
+                    let job = serde_json::from_str::<Job>(&body).map_or("unreadable", |j| j.kind());
+                    tracing::error!(
+                        job,
+                        "job dead-lettered after {MAX_RECEIVES} receives; it is tried again at the next start"
+                    );
+                    continue;
+                }
                 let receipt = format!("{id}:{}", mailbridge_core::crypto::random_token(8));
                 tx.execute(
                     "UPDATE queue SET visible_at = ?1, receive_count = receive_count + 1, receipt = ?2 WHERE id = ?3",
@@ -474,8 +474,15 @@ mod tests {
         let d = SqliteDb::open(":memory:").unwrap();
         let job = import_job("x");
         d.send(std::slice::from_ref(&job)).await.unwrap();
-        let got = d.receive(10, Duration::from_secs(60)).await.unwrap();
-        d.dead_letter(&got[0].receipt).unwrap();
+        for n in 1..=MAX_RECEIVES {
+            let got = d.receive(10, Duration::ZERO).await.unwrap();
+            assert_eq!(got[0].receive_count, n);
+            d.retry_later(&got[0].receipt, Duration::ZERO)
+                .await
+                .unwrap();
+        }
+        // Received as often as the redrive policy allows: the next receive sets it aside.
+        assert!(d.receive(10, Duration::ZERO).await.unwrap().is_empty());
         assert_eq!(
             (d.queue_depth().unwrap(), d.dead_letter_depth().unwrap()),
             (0, 1)

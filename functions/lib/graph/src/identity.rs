@@ -6,7 +6,7 @@ use crate::transport::Transport;
 use async_trait::async_trait;
 use mailbridge_core::model::{ClientCredential, ServerProfile, TokenSet};
 use mailbridge_core::ports::{AuthorizeRequest, Identity};
-use mailbridge_core::{Error, Result, Secret};
+use mailbridge_core::{rt, Error, Result, Secret};
 use oauth2::basic::{
     BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenType,
 };
@@ -75,6 +75,11 @@ type EntraClient = oauth2::Client<
     EndpointSet,
 >;
 
+/// The longest a token request may take, sent to the last byte of its answer: the transport's own
+/// limits only bound the wait for each byte, and a sign-in or a refresh should not hang on a
+/// trickling endpoint.
+const TOKEN_EXCHANGE_MOST: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A [`Transport`] as `oauth2`'s async HTTP client. No answer in words is [`HttpClientError::Other`].
 struct Http<'a>(&'a dyn Transport);
 
@@ -88,16 +93,26 @@ impl<'c> oauth2::AsyncHttpClient<'c> for Http<'_> {
 
     fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
         Box::pin(async move {
-            let answer = self.0.send(request).await.map_err(HttpClientError::Other)?;
-            let mut out = http::Response::builder().status(answer.status);
-            if let Some(headers) = out.headers_mut() {
-                headers.extend(answer.headers.clone());
-            }
-            let body = answer
-                .bytes()
+            let exchange = async {
+                let mut answer = self.0.send(request).await.map_err(HttpClientError::Other)?;
+                let mut out = http::Response::builder().status(answer.status);
+                if let Some(headers) = out.headers_mut() {
+                    headers.extend(std::mem::take(&mut answer.headers));
+                }
+                let body = answer
+                    .bytes()
+                    .await
+                    .map_err(|e| HttpClientError::Other(e.to_string()))?;
+                Ok(out.body(body)?)
+            };
+            rt::timeout(TOKEN_EXCHANGE_MOST, exchange)
                 .await
-                .map_err(|e| HttpClientError::Other(e.to_string()))?;
-            Ok(out.body(body)?)
+                .unwrap_or_else(|| {
+                    Err(HttpClientError::Other(format!(
+                        "no full answer within {} s",
+                        TOKEN_EXCHANGE_MOST.as_secs()
+                    )))
+                })
         })
     }
 }
@@ -317,5 +332,63 @@ fn split(credential: &ClientCredential) -> (Option<&Secret>, Option<String>) {
     match credential {
         ClientCredential::Secret(s) => (Some(s), None),
         ClientCredential::Assertion(a) => (None, Some(a.expose().to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Answer;
+    use bytes::Bytes;
+    use mailbridge_core::fakes::FakeWorld;
+    use mailbridge_core::ports::ByteSource;
+
+    /// A token endpoint that answers 200 at once, sends the first byte of its body, then nothing.
+    struct Trickling;
+
+    /// The body it sends: `{`, then it waits forever.
+    struct Stalled(bool);
+
+    #[async_trait]
+    impl ByteSource for Stalled {
+        async fn next_piece(&mut self) -> Result<Option<Bytes>> {
+            if !std::mem::replace(&mut self.0, true) {
+                return Ok(Some(Bytes::from_static(b"{")));
+            }
+            std::future::pending().await
+        }
+    }
+
+    #[async_trait]
+    impl Transport for Trickling {
+        async fn send(&self, _: http::Request<Vec<u8>>) -> std::result::Result<Answer, String> {
+            Ok(Answer {
+                status: http::StatusCode::OK,
+                headers: http::HeaderMap::new(),
+                body: Box::new(Stalled(false)),
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_answer_that_never_ends_is_given_up_after_30_s_and_tried_again_later() {
+        let entra = EntraIdentity::over(Arc::new(Trickling));
+        let started = tokio::time::Instant::now();
+        let refreshed = entra
+            .refresh(
+                &FakeWorld::profile(),
+                &ClientCredential::Secret(Secret::new("client-secret")),
+                &Secret::new("refresh-token"),
+            )
+            .await;
+        let waited = started.elapsed();
+        assert!(
+            matches!(&refreshed, Err(Error::Retry { reason, .. }) if reason.contains("within 30 s")),
+            "{refreshed:?}"
+        );
+        assert!(
+            waited >= TOKEN_EXCHANGE_MOST && waited < TOKEN_EXCHANGE_MOST * 2,
+            "{waited:?}"
+        );
     }
 }
