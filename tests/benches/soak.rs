@@ -46,6 +46,8 @@ struct Plan {
     revoked_for: Duration,
     /// `serve`'s log filter (`RUST_LOG`): `warn` unless `--log` says otherwise.
     log: String,
+    /// Keep the data directory and serve's log after a run that passed (`--keep`).
+    keep: bool,
 }
 
 impl Plan {
@@ -59,6 +61,7 @@ impl Plan {
             fault_rate: 0.2,
             revoked_for: Duration::from_secs(150),
             log: "warn".into(),
+            keep: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(a) = args.next() {
@@ -75,6 +78,7 @@ impl Plan {
                 "--kill-every" => p.kill_every = Duration::from_secs_f64(number("--kill-every")?),
                 "--fault-rate" => p.fault_rate = number("--fault-rate")?.clamp(0.0, 0.9),
                 "--log" => p.log = args.next().ok_or("--log needs a filter, such as info")?,
+                "--keep" => p.keep = true,
                 // The reduced soak of the test command.
                 "--reduced" => {
                     p.messages = 2_000;
@@ -864,5 +868,13 @@ async fn main() {
         std::process::exit(1);
     }
     println!("soak: nothing lost, nothing twice");
-    let _ = std::fs::remove_dir_all(&lab.dir);
+    if plan.keep {
+        println!(
+            "soak: kept {} (serve's log: {})",
+            lab.dir.display(),
+            lab.log.display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&lab.dir);
+    }
 }

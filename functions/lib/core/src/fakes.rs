@@ -497,6 +497,8 @@ pub struct FakeIdentity {
     revoked: Mutex<bool>,
     /// Refreshes wait here, so that concurrent ones all read the same stored token first.
     pub refresh_barrier: Mutex<Option<Arc<tokio::sync::Barrier>>>,
+    /// A client secret Entra refuses, as an expired one (AADSTS7000222).
+    refused_secret: Mutex<Option<String>>,
 }
 
 impl FakeIdentity {
@@ -520,6 +522,25 @@ impl FakeIdentity {
     /// Refuses every refresh from now on, as a revoked grant does (AADSTS50173).
     pub fn revoke(&self) {
         *self.revoked.lock().unwrap() = true;
+    }
+
+    /// Refuses this client secret from now on, as Entra refuses an expired one.
+    pub fn refuse_secret(&self, secret: &str) {
+        *self.refused_secret.lock().unwrap() = Some(secret.into());
+    }
+
+    /// The token endpoint's answer to the credential itself.
+    fn check(&self, credential: &crate::model::ClientCredential) -> Result<()> {
+        let refused = self.refused_secret.lock().unwrap().clone();
+        match (credential, refused) {
+            (crate::model::ClientCredential::Secret(s), Some(r)) if s.expose() == r => {
+                Err(Error::Config {
+                    code: "AADSTS7000222".into(),
+                    reason: "the client secret has expired".into(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -547,24 +568,26 @@ impl Identity for FakeIdentity {
     async fn exchange_code(
         &self,
         _profile: &ServerProfile,
-        _credential: &crate::model::ClientCredential,
+        credential: &crate::model::ClientCredential,
         _code: &str,
         _pkce_verifier: &Secret,
         _redirect_uri: &str,
     ) -> Result<TokenSet> {
+        self.check(credential)?;
         Ok(self.issue(chrono::Duration::hours(1)))
     }
 
     async fn refresh(
         &self,
         _profile: &ServerProfile,
-        _credential: &crate::model::ClientCredential,
+        credential: &crate::model::ClientCredential,
         _refresh_token: &Secret,
     ) -> Result<TokenSet> {
         let barrier = self.refresh_barrier.lock().unwrap().clone();
         if let Some(b) = barrier {
             b.wait().await;
         }
+        self.check(credential)?;
         if *self.revoked.lock().unwrap() {
             return Err(Error::ReauthRequired {
                 code: "AADSTS50173".into(),
@@ -577,8 +600,9 @@ impl Identity for FakeIdentity {
     async fn client_credentials(
         &self,
         _profile: &ServerProfile,
-        _credential: &crate::model::ClientCredential,
+        credential: &crate::model::ClientCredential,
     ) -> Result<TokenSet> {
+        self.check(credential)?;
         Ok(self.issue(chrono::Duration::hours(1)))
     }
 }

@@ -167,6 +167,7 @@ impl Tokens {
                 }))
             }
         };
+        let mut read_again = false;
         for _ in 0..4 {
             let current = self.load(&owner).await?;
             if let Some((set, _)) = &current {
@@ -224,6 +225,16 @@ impl Tokens {
                         None => Error::ReauthRequired { code, reason },
                     })
                 }
+                Err(e @ Error::Config { .. }) if !read_again => {
+                    // Kept from before the operator replaced it? Then try the new one first:
+                    // processes that read the secret at different times must not take turns
+                    // raising and clearing the profile's alert.
+                    read_again = true;
+                    if self.replaced_since(profile, &secret).await {
+                        continue;
+                    }
+                    return Err(self.refused(profile, e).await);
+                }
                 Err(e) => return Err(self.refused(profile, e).await),
             };
             match self.store(&owner, &fresh, cond).await {
@@ -247,6 +258,17 @@ impl Tokens {
             }
         }
         Err(Error::retry("token refresh kept conflicting"))
+    }
+
+    /// Whether the client secret in the store is another than `used`, which Entra just refused:
+    /// the kept value is dropped and the secret read again. A certificate's assertion is signed
+    /// afresh at each use, so it has no older copy to replace.
+    async fn replaced_since(&self, profile: &ServerProfile, used: &ClientCredential) -> bool {
+        let ClientCredential::Secret(used) = used else {
+            return false;
+        };
+        self.secrets.forget_client_secret(profile);
+        matches!(self.secrets.client_secret(profile).await, Ok(now) if now.expose() != used.expose())
     }
 
     /// An error of Entra's token endpoint, as it came; a refused credential (a configuration
@@ -428,6 +450,69 @@ mod tests {
         ));
         let health = w.services.repos.health.get(&m.id).await.unwrap().unwrap();
         assert!(health.value.has(AlertKind::ReauthRequired));
+    }
+
+    /// Stores a token set for the mailbox that is due for a refresh.
+    async fn due(w: &FakeWorld, mailbox_id: &str) {
+        let due = crate::model::TokenSet {
+            access_token: crate::Secret::new("at-old"),
+            expires_at: chrono::Utc::now() - chrono::Duration::minutes(1),
+            refresh_token: Some(crate::Secret::new("rt-old")),
+            tenant_id: None,
+            roles: Vec::new(),
+        };
+        w.services
+            .tokens
+            .store(mailbox_id, &due, crate::ports::Cond::Any)
+            .await
+            .unwrap();
+    }
+
+    /// The profile's alert board.
+    async fn profile_alerts(w: &FakeWorld) -> Option<crate::model::ProfileHealth> {
+        w.services
+            .repos
+            .profile_health
+            .get("contoso")
+            .await
+            .unwrap()
+            .map(|v| v.value)
+    }
+
+    #[tokio::test]
+    async fn a_secret_replaced_since_it_was_read_is_used_at_once_and_raises_nothing() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        let profile = FakeWorld::profile();
+        // This process read the secret (and keeps it for 5 minutes)...
+        w.services.tokens.credential(&profile).await.unwrap();
+        // ...then it expired and the operator stored a new one.
+        w.identity.refuse_secret("client-secret");
+        w.secrets.set(
+            &profile.client_secret_ref,
+            crate::Secret::new("client-secret-2"),
+        );
+        due(&w, &m.id).await;
+        let token = w.services.tokens.access_token(&m).await.unwrap();
+        assert_eq!(token.expose(), "at-2", "refreshed with the new secret");
+        let raised = profile_alerts(&w)
+            .await
+            .is_some_and(|h| h.has(AlertKind::CredentialRefused));
+        assert!(!raised, "no alert for a secret already replaced");
+    }
+
+    #[tokio::test]
+    async fn an_expired_secret_not_yet_replaced_raises_the_profile_alert() {
+        let w = FakeWorld::default();
+        let m = w.mailbox().await;
+        w.identity.refuse_secret("client-secret");
+        due(&w, &m.id).await;
+        let e = w.services.tokens.access_token(&m).await.unwrap_err();
+        assert!(matches!(e, Error::Config { ref code, .. } if code == "AADSTS7000222"));
+        let health = profile_alerts(&w)
+            .await
+            .expect("the profile has an alert board");
+        assert!(health.has(AlertKind::CredentialRefused));
     }
 
     #[tokio::test]
