@@ -243,6 +243,8 @@ impl Worker {
         let relevant = match result {
             Ok(
                 Done::Imported { .. }
+                | Done::Duplicate
+                | Done::Gone
                 | Done::Refused(_)
                 | Done::Swept { .. }
                 | Done::Maintained { .. },
@@ -278,6 +280,14 @@ impl Worker {
                             Some(why) => h.raise(AlertKind::CategoryNotSet, why.clone(), now),
                             None => h.clear(AlertKind::CategoryNotSet),
                         }
+                    }
+                    // The message a throttled job waited for is in (another job imported it)
+                    // or gone (Graph answered 404): nothing waits on the throttling any more.
+                    // Without this, the last 429 recorded after the last import left the alert
+                    // raised on a quiet mailbox until its next message.
+                    Ok(Done::Duplicate | Done::Gone) => {
+                        after_throttling = h.has(AlertKind::Throttled);
+                        h.got_through();
                     }
                     // A sweep that got through means Graph no longer throttles the mailbox.
                     Ok(Done::Swept { .. } | Done::Maintained { .. }) => h.got_through(),
@@ -511,6 +521,43 @@ mod tests {
                 folder_id: None,
                 reason: Reason::AfterThrottling
             }]
+        );
+    }
+
+    #[tokio::test]
+    async fn throttling_ends_when_the_throttled_message_is_found_imported_by_another_job() {
+        let (w, m, worker, job) = one_message().await;
+        assert!(matches!(worker.run(&job).await, Ok(Done::Imported { .. })));
+        // Another worker's job for the same message (a duplicate notification) got its 429s
+        // while this import ran, and recorded them after it: the alert is raised, and no other
+        // message of the mailbox is coming.
+        let now = w.clock.now();
+        w.services
+            .alerts
+            .touch(&m.id, |h| {
+                for _ in 0..THROTTLED_IN_A_ROW {
+                    h.throttled(Duration::from_secs(1), now);
+                }
+            })
+            .await
+            .unwrap();
+        let health = || async {
+            let h = w.services.repos.health.get(&m.id).await.unwrap();
+            h.unwrap().value
+        };
+        assert!(health().await.has(AlertKind::Throttled));
+        // That job comes back after its Retry-After and finds the message in.
+        assert!(matches!(worker.run(&job).await, Ok(Done::Duplicate)));
+        let after = health().await;
+        assert!(!after.has(AlertKind::Throttled));
+        assert_eq!(after.throttled_in_a_row, 0);
+        assert!(
+            w.queue.jobs().contains(&Job::Sweep {
+                mailbox_id: m.id.clone(),
+                folder_id: None,
+                reason: Reason::AfterThrottling
+            }),
+            "a sweep looks for what the throttling may have hidden"
         );
     }
 
