@@ -9,7 +9,7 @@
 //! changed, left dead-lettered, or a mailbox is in the wrong state or missed its alert.
 //!
 //! ```sh
-//! cargo build --workspace --bins --profile soak-serve   # see README, "The soak"
+//! cargo build --profile bench -p mailbridge-local --bin mailbridge-local   # README, "The soak"
 //! cargo bench -p mailbridge-tests --bench soak -- --messages 100000 --mailboxes 100
 //! ```
 
