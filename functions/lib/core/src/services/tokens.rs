@@ -407,18 +407,7 @@ mod tests {
         let w = FakeWorld::default();
         let m = w.mailbox().await;
         // The stored token is due: both callers load it, both refresh, one store wins.
-        let due = crate::model::TokenSet {
-            access_token: crate::Secret::new("at-old"),
-            expires_at: chrono::Utc::now() - chrono::Duration::minutes(1),
-            refresh_token: Some(crate::Secret::new("rt-old")),
-            tenant_id: None,
-            roles: Vec::new(),
-        };
-        w.services
-            .tokens
-            .store(&m.id, &due, crate::ports::Cond::Any)
-            .await
-            .unwrap();
+        due(&w, &m.id).await;
         *w.identity.refresh_barrier.lock().unwrap() = Some(Arc::new(tokio::sync::Barrier::new(2)));
         let tokens = w.services.tokens.clone();
         let (a, b) = tokio::join!(tokens.access_token(&m), tokens.access_token(&m));
